@@ -7,6 +7,40 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "get_provider_info"]
 
 
+_CONN_FIELDS = {
+    "region": {
+        "label": "Region",
+        "description": "Default region of API calls, e.g. ap-guangzhou",
+        "schema": {"type": ["string", "null"], "pattern": "^[a-z]{2,4}(-[a-z]+)+(-[0-9]+)?$"},
+    },
+    "endpoint": {
+        "label": "API endpoint",
+        "description": "Override of https://cvm.tencentcloudapi.com, e.g. the emulator http://127.0.0.1:9000",
+        "schema": {"type": ["string", "null"]},
+    },
+    "cos_endpoint": {
+        "label": "COS endpoint",
+        "description": "Path-style COS endpoint override (the emulator); empty for the real COS",
+        "schema": {"type": ["string", "null"]},
+    },
+    "token": {
+        "label": "Session token",
+        "description": "Token of temporary credentials (STS), if any",
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+    "allow_http": {
+        "label": "Allow plain http",
+        "description": "Allow http to a non-loopback endpoint (the emulator as a docker-compose service)",
+        "schema": {"type": "boolean", "default": False},
+    },
+    "rate_limits": {
+        "label": "Rate limits",
+        "description": 'Requests per second per action, e.g. {"DescribeImages": 40}; 0 switches one off',
+        "schema": {"type": ["object", "null"]},
+    },
+}
+
+
 def get_provider_info() -> dict:
     """Return the provider metadata Airflow's ProvidersManager reads from the entry point."""
     return {
@@ -26,11 +60,19 @@ def get_provider_info() -> dict:
             {"integration-name": "Tencent Cloud CVM", "python-modules": ["airflow_cvm_export.operators.cvm"]}
         ],
         "sensors": [{"integration-name": "Tencent Cloud CVM", "python-modules": ["airflow_cvm_export.sensors.cvm"]}],
-        "triggers": [
-            {"integration-name": "Tencent Cloud CVM", "python-modules": ["airflow_cvm_export.triggers.cvm"]}
-        ],
+        "triggers": [{"integration-name": "Tencent Cloud CVM", "python-modules": ["airflow_cvm_export.triggers.cvm"]}],
         "connection-types": [
-            {"connection-type": "tencentcloud", "hook-class-name": "airflow_cvm_export.hooks.cvm.CvmHook"}
+            {
+                "connection-type": "tencentcloud",
+                "hook-class-name": "airflow_cvm_export.hooks.cvm.CvmHook",
+                "hook-name": "Tencent Cloud",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "port", "schema"],
+                    "relabeling": {"login": "SecretId", "password": "SecretKey"},
+                    "placeholders": {"login": "AKID...", "password": "SecretKey of the API key"},
+                },
+                "conn-fields": _CONN_FIELDS,
+            }
         ],
         "extra-links": [
             "airflow_cvm_export.links.cvm.CosBucketLink",

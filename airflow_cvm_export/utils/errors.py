@@ -129,8 +129,7 @@ _HINTS = {
     "AuthFailure.TokenFailure": "the temporary credentials' token is missing, wrong or expired",
     "AuthFailure.CamRoleNameAuthenticateFailed": "the role given in role_name (default CVM_QcsRole) does "
     "not exist or cannot be assumed",
-    "InvalidParameterValue.InvalidBucketPermissionForExport": "grant the export role write permission "
-    "on the bucket",
+    "InvalidParameterValue.InvalidBucketPermissionForExport": "grant the export role write permission on the bucket",
     "InvalidParameterValue.InvalidImageState": "the image is busy (probably already exporting); wait for "
     "that export to finish",
     "LimitExceeded.ExportImageTaskLimitExceeded": "too many exports are running; try again later",

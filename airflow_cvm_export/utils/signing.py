@@ -19,9 +19,7 @@ def _hmac256(key: bytes, msg: str) -> bytes:
     return hmac.new(key, msg.encode("utf-8"), hashlib.sha256).digest()
 
 
-def tc3_signature(
-    *, secret_key: str, service: str, timestamp: int, string_to_sign: str
-) -> str:
+def tc3_signature(*, secret_key: str, service: str, timestamp: int, string_to_sign: str) -> str:
     """Derive the TC3 signing key for the UTC date of ``timestamp`` and sign ``string_to_sign``."""
     date = time.strftime("%Y-%m-%d", time.gmtime(timestamp))
     k_date = _hmac256(("TC3" + secret_key).encode("utf-8"), date)
@@ -60,9 +58,7 @@ def sign_tc3(
         f"POST\n/\n\ncontent-type:{content_type}\nhost:{host}\n\n{_SIGNED_HEADERS}\n"
         + hashlib.sha256(payload).hexdigest()
     )
-    string_to_sign = tc3_string_to_sign(
-        canonical_request=canonical_request, service=service, timestamp=timestamp
-    )
+    string_to_sign = tc3_string_to_sign(canonical_request=canonical_request, service=service, timestamp=timestamp)
     signature = tc3_signature(
         secret_key=secret_key, service=service, timestamp=timestamp, string_to_sign=string_to_sign
     )
@@ -89,9 +85,7 @@ def sign_tc3(
 
 def _cos_pairs(items: Mapping[str, str]) -> tuple[str, str]:
     """Return (key list, k=v string) for COS params or headers: keys lower-cased, all encoded."""
-    encoded = sorted(
-        (quote(str(k).lower(), safe="-_.~"), quote(str(v), safe="-_.~")) for k, v in items.items()
-    )
+    encoded = sorted((quote(str(k).lower(), safe="-_.~"), quote(str(v), safe="-_.~")) for k, v in items.items())
     return ";".join(k for k, _ in encoded), "&".join(f"{k}={v}" for k, v in encoded)
 
 
