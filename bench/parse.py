@@ -1,0 +1,116 @@
+"""DAG parse cost of this provider: our example DAG files vs the same shape built from EmptyOperator.
+
+Each measurement runs in a fresh interpreter that first imports ``airflow.sdk`` (paid by every
+DAG file in the dag-processor anyway), then times and measures the RSS growth of executing one
+DAG file. The EmptyOperator twin has the same DAG id, task ids and dependencies.
+Target: our extra cost <= 20 ms and <= 5 MB per DAG file, and no requests, httpx, SDK or emulator
+import at parse time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("requests", "httpx", "tencentcloud", "airflow_cvm_export.emulator", "airflow_cvm_export.hooks")
+
+MEASURE = textwrap.dedent(
+    """
+    import gc, importlib.util, json, sys, time, psutil
+    import airflow.sdk  # noqa: F401  paid by every DAG file
+    from airflow.sdk.definitions.dag import DAG
+    gc.collect()
+    proc = psutil.Process()
+    before_mods = set(sys.modules)
+    rss0 = proc.memory_info().rss
+    t0 = time.perf_counter()
+    spec = importlib.util.spec_from_file_location("dagfile", sys.argv[1])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    elapsed = time.perf_counter() - t0
+    rss1 = proc.memory_info().rss
+    dags = [v for v in vars(module).values() if isinstance(v, DAG)]
+    shape = [
+        {"dag_id": d.dag_id, "tasks": [[t.task_id, sorted(t.downstream_task_ids)] for t in d.tasks]}
+        for d in dags
+    ]
+    new = sorted(set(sys.modules) - before_mods)
+    print(json.dumps({"seconds": elapsed, "rss": rss1 - rss0, "shape": shape, "modules": new}))
+    """
+)
+
+
+def measure(path: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(path)], check=True, capture_output=True, text=True, cwd=ROOT
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def twin_source(shape: list[dict]) -> str:
+    """An equivalent DAG file made of EmptyOperators only."""
+    lines = [
+        "from airflow.sdk import DAG",
+        "from airflow.providers.standard.operators.empty import EmptyOperator",
+    ]
+    for index, dag in enumerate(shape):
+        lines.append(f"with DAG({dag['dag_id']!r}, schedule=None) as dag_{index}:")
+        lines.append("    t = {}")
+        for task_id, _ in dag["tasks"]:
+            lines.append(f"    t[{task_id!r}] = EmptyOperator(task_id={task_id!r})")
+        for task_id, downstream in dag["tasks"]:
+            for other in downstream:
+                lines.append(f"    t[{task_id!r}] >> t[{other!r}]")
+        if not dag["tasks"]:
+            lines.append("    pass")
+    return "\n".join(lines) + "\n"
+
+
+def median_of(path: Path, runs: int) -> tuple[float, float, dict]:
+    results = [measure(path) for _ in range(runs)]
+    return (
+        statistics.median(r["seconds"] for r in results),
+        statistics.median(r["rss"] for r in results),
+        results[0],
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="fresh interpreters per file (median)")
+    parser.add_argument("--quick", action="store_true", help="3 runs per file")
+    args = parser.parse_args()
+    runs = 3 if args.quick else args.runs
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        for dag_file in sorted((ROOT / "dags").glob("*.py")):
+            ours_s, ours_rss, first = median_of(dag_file, runs)
+            if not first["shape"]:
+                continue
+            twin = Path(tmp) / f"twin_{dag_file.name}"
+            twin.write_text(twin_source(first["shape"]))
+            base_s, base_rss, _ = median_of(twin, runs)
+            extra_ms = (ours_s - base_s) * 1000
+            extra_mb = (ours_rss - base_rss) / 2**20
+            heavy = [m for m in first["modules"] if m.startswith(HEAVY)]
+            passed = extra_ms <= 20 and extra_mb <= 5 and not heavy
+            ok &= passed
+            print(
+                f"parse {dag_file.name}: ours {ours_s * 1000:.1f} ms / {ours_rss / 2**20:.1f} MB, "
+                f"EmptyOperator twin {base_s * 1000:.1f} ms / {base_rss / 2**20:.1f} MB; "
+                f"extra {extra_ms:+.1f} ms (target <= 20, ratio {extra_ms / 20:.2f}), "
+                f"{extra_mb:+.1f} MB (target <= 5, ratio {extra_mb / 5:.2f}); "
+                f"heavy imports: {', '.join(heavy) or 'none'} [{'ok' if passed else 'MISSED'}]"
+            )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
