@@ -1,0 +1,66 @@
+"""``python -m airflow_cvm_export.emulator``: run the emulator until SIGTERM or SIGINT.
+
+Prints the base URL as the first line of stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from airflow_cvm_export.emulator.catalog import REGION
+from airflow_cvm_export.emulator.faults import FAULT_KINDS
+from airflow_cvm_export.emulator.server import DEFAULT_MAX_RUNNING_EXPORTS, Emulator
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="cvm-export-emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000, help="0 picks a free port")
+    parser.add_argument("--secret-id", default="AKIDEMULATOR")
+    parser.add_argument("--secret-key", default="emulator-secret-key")
+    parser.add_argument("--token", default=None, help="require this X-TC-Token / x-cos-security-token")
+    parser.add_argument("--export-seconds", type=float, default=2.0)
+    parser.add_argument("--fail-rate", type=float, default=0.0, help="share of exports that fail")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests given a fault")
+    parser.add_argument("--fault-kinds", default=",".join(FAULT_KINDS), help="comma-separated fault kinds")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-running-exports", type=int, default=DEFAULT_MAX_RUNNING_EXPORTS)
+    parser.add_argument("--extra-images", type=int, default=0, help="more exportable images, for scale tests")
+    parser.add_argument("--region", default=REGION)
+    parser.add_argument("--no-rate-limits", action="store_true", help="switch off the 20/s and 40/s limits")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    emulator = Emulator(
+        host=args.host,
+        port=args.port,
+        secret_id=args.secret_id,
+        secret_key=args.secret_key,
+        token=args.token,
+        export_seconds=args.export_seconds,
+        fail_rate=args.fail_rate,
+        fault_rate=args.fault_rate,
+        seed=args.seed,
+        max_running_exports=args.max_running_exports,
+        extra_images=args.extra_images,
+        region=args.region,
+        rate_limits={} if args.no_rate_limits else None,
+        fault_kinds=[kind for kind in args.fault_kinds.split(",") if kind],
+    )
+    with emulator:
+        print(emulator.url, flush=True)
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Signature checks as the real services do them: TC3-HMAC-SHA256 (API 3.0) and COS q-sign.
+
+Both recompute the signature from what was actually received, with the pure helpers of
+:mod:`airflow_cvm_export.utils.signing`; nothing here signs a request of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+from airflow_cvm_export.emulator.errors import ApiError
+from airflow_cvm_export.utils.signing import (
+    TC3_ALGORITHM,
+    cos_signature,
+    cos_string_to_sign,
+    tc3_signature,
+    tc3_string_to_sign,
+)
+
+MAX_SKEW_SECONDS = 300
+SERVICE = "cvm"
+_AUTHORIZATION_RE = re.compile(
+    TC3_ALGORITHM + r" Credential=(?P<id>[^/\s]+)/(?P<date>\d{4}-\d{2}-\d{2})/(?P<service>[\w-]+)/tc3_request,"
+    r" ?SignedHeaders=(?P<headers>[a-z0-9;_-]+), ?Signature=(?P<signature>[0-9a-f]{64})$"
+)
+_COS_FIELDS = ("q-sign-algorithm", "q-ak", "q-sign-time", "q-key-time", "q-header-list", "q-url-param-list",
+               "q-signature")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The one key pair (and optional token) the emulator accepts."""
+
+    secret_id: str
+    secret_key: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+
+
+def canonical_request(
+    method: str, path: str, query: str, headers: Mapping[str, str], signed_headers: list[str], payload_hash: str
+) -> str:
+    """TC3 CanonicalRequest over any SignedHeaders: names and values lower-cased and stripped."""
+    canonical_headers = "".join(f"{name}:{headers.get(name, '').strip().lower()}\n" for name in signed_headers)
+    return f"{method}\n{path}\n{query}\n{canonical_headers}\n{';'.join(signed_headers)}\n{payload_hash}"
+
+
+def verify_tc3(
+    credentials: Credentials, headers: Mapping[str, str], body: bytes, timestamp: int, now: float
+) -> None:
+    """Check an API 3.0 request's ``Authorization`` and token; raise :class:`ApiError` if rejected.
+
+    ``headers`` has lower-case names, as received.
+    """
+    if abs(now - timestamp) > MAX_SKEW_SECONDS:
+        raise ApiError("AuthFailure.SignatureExpire")
+    match = _AUTHORIZATION_RE.match(headers.get("authorization", "").strip())
+    if match is None:
+        raise ApiError("AuthFailure.InvalidAuthorization")
+    if match["id"] != credentials.secret_id:
+        raise ApiError("AuthFailure.SecretIdNotFound")
+    signed = match["headers"].split(";")
+    date = time.strftime("%Y-%m-%d", time.gmtime(timestamp))
+    if match["date"] != date or match["service"] != SERVICE or not {"content-type", "host"} <= set(signed):
+        raise ApiError("AuthFailure.SignatureFailure")
+    unsigned = headers.get("x-tc-content-sha256") == "UNSIGNED-PAYLOAD"
+    payload_hash = "UNSIGNED-PAYLOAD" if unsigned else hashlib.sha256(body).hexdigest()
+    request = canonical_request("POST", "/", "", headers, signed, payload_hash)
+    string_to_sign = tc3_string_to_sign(canonical_request=request, service=SERVICE, timestamp=timestamp)
+    expected = tc3_signature(
+        secret_key=credentials.secret_key, service=SERVICE, timestamp=timestamp, string_to_sign=string_to_sign
+    )
+    if not hmac.compare_digest(expected, match["signature"]):
+        raise ApiError("AuthFailure.SignatureFailure")
+    if credentials.token is not None and headers.get("x-tc-token") != credentials.token:
+        raise ApiError("AuthFailure.TokenFailure")
+
+
+class CosDenied(Exception):
+    """A COS 403: ``code`` and ``message`` of the XML error."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _key_time(value: str) -> tuple[int, int]:
+    start, _, end = value.partition(";")
+    try:
+        return int(start), int(end)
+    except ValueError:
+        raise CosDenied("AccessDenied", "q-sign-time is malformed.") from None
+
+
+def verify_cos(
+    credentials: Credentials,
+    method: str,
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    now: float,
+) -> None:
+    """Check a COS request's q-sign ``Authorization`` and token; raise :class:`CosDenied` if rejected.
+
+    ``path`` is the decoded request path; ``headers`` has lower-case names.
+    """
+    authorization = headers.get("authorization")
+    if not authorization:
+        raise CosDenied("AccessDenied", "Access Denied: the request carries no Authorization.")
+    fields = dict(parse_qsl(authorization, keep_blank_values=True))
+    if any(name not in fields for name in _COS_FIELDS) or fields["q-sign-algorithm"] != "sha1":
+        raise CosDenied("AccessDenied", "Authorization is malformed.")
+    if fields["q-ak"] != credentials.secret_id:
+        raise CosDenied("InvalidAccessKeyId", "The access key Id you provided does not exist.")
+    start, end = _key_time(fields["q-sign-time"])
+    if now > end or now < start - MAX_SKEW_SECONDS:
+        raise CosDenied("AccessDenied", "Request has expired.")
+    params = {key.lower(): value for key, value in parse_qsl(query, keep_blank_values=True)}
+    signed_params = {name: params.get(name, "") for name in filter(None, fields["q-url-param-list"].split(";"))}
+    signed_headers = {name: headers.get(name, "") for name in filter(None, fields["q-header-list"].split(";"))}
+    string_to_sign, _, _ = cos_string_to_sign(
+        method=method, path=path, params=signed_params, headers=signed_headers, key_time=fields["q-sign-time"]
+    )
+    expected = cos_signature(
+        secret_key=credentials.secret_key, key_time=fields["q-key-time"], string_to_sign=string_to_sign
+    )
+    if not hmac.compare_digest(expected, fields["q-signature"]):
+        raise CosDenied("SignatureDoesNotMatch", "The request signature we calculated does not match.")
+    if credentials.token is not None and headers.get("x-cos-security-token") != credentials.token:
+        raise CosDenied("AccessDenied", "The security token is missing or invalid.")

@@ -1,0 +1,162 @@
+"""API 3.0 (``POST /``): the common checks, then ExportImages, DescribeImages and DescribeRegions."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from airflow_cvm_export.emulator.auth import Credentials, verify_tc3
+from airflow_cvm_export.emulator.catalog import IMAGE_ID_RE, MAX_DESCRIBE_IMAGE_IDS, REGIONS, Catalog, Image
+from airflow_cvm_export.emulator.errors import ApiError
+from airflow_cvm_export.emulator.exports import ExportManager
+from airflow_cvm_export.emulator.faults import RateLimiter
+from airflow_cvm_export.emulator.httpserver import Request, Response
+
+VERSION = "2017-03-12"
+JSON_CONTENT_TYPE = "application/json"
+_REQUIRED_HEADERS = (
+    ("x-tc-action", "Action"),
+    ("x-tc-version", "Version"),
+    ("x-tc-timestamp", "Timestamp"),
+    ("authorization", "Authorization"),
+)
+_IMAGE_FILTERS = {"image-id": "ImageId", "image-type": "ImageType", "image-name": "ImageName", "platform": "Platform"}
+
+
+def action_name(request: Request) -> str:
+    """The action a request is counted under: its ``X-TC-Action``, or ``-`` when it has none."""
+    return request.headers.get("x-tc-action") or "-"
+
+
+def json_response(document: dict[str, Any], status: int = 200) -> Response:
+    return Response(status, json.dumps(document).encode(), [("Content-Type", JSON_CONTENT_TYPE)])
+
+
+def error_response(error: ApiError) -> Response:
+    """The real error shape, HTTP 200: ``{"Response": {"Error": {...}, "RequestId"}}``."""
+    return json_response(
+        {"Response": {"Error": {"Code": error.code, "Message": error.message}, "RequestId": str(uuid.uuid4())}}
+    )
+
+
+class CvmApi:
+    """Answers API 3.0 requests for the CVM service; returns (outcome, response)."""
+
+    def __init__(
+        self, credentials: Credentials, catalog: Catalog, exports: ExportManager, limiter: RateLimiter
+    ) -> None:
+        self.credentials = credentials
+        self.catalog = catalog
+        self.exports = exports
+        self.limiter = limiter
+        self._actions: dict[str, Callable[[dict[str, Any], str | None, str], dict[str, Any]]] = {
+            "ExportImages": self.export_images,
+            "DescribeImages": self.describe_images,
+            "DescribeRegions": self.describe_regions,
+        }
+
+    def handle(self, request: Request) -> tuple[str, Response]:
+        try:
+            body = self._call(request)
+        except ApiError as error:
+            return error.code, error_response(error)
+        body["RequestId"] = str(uuid.uuid4())
+        return "ok", json_response({"Response": body})
+
+    def _call(self, request: Request) -> dict[str, Any]:
+        headers = request.headers
+        if request.method != "POST":
+            raise ApiError("UnsupportedProtocol", "The emulator accepts POST with a JSON body only.")
+        content_type = headers.get("content-type", "")
+        if content_type.partition(";")[0].strip().lower() != JSON_CONTENT_TYPE:
+            raise ApiError("InvalidParameter", f"Content-Type `{content_type}` is not supported; use application/json.")
+        for header, name in _REQUIRED_HEADERS:
+            if not headers.get(header):
+                raise ApiError("MissingParameter", f"The request is missing a required parameter `{name}`.")
+        action = headers["x-tc-action"]
+        handler = self._actions.get(action)
+        if handler is None:
+            raise ApiError("InvalidAction", f"`{action}` is not a valid action.")
+        if headers["x-tc-version"] != VERSION:
+            raise ApiError("NoSuchVersion", f"`{headers['x-tc-version']}` is not a valid version of cvm.")
+        try:
+            timestamp = int(headers["x-tc-timestamp"])
+        except ValueError:
+            raise ApiError("InvalidParameter", "X-TC-Timestamp must be an integer of Unix seconds.") from None
+        verify_tc3(self.credentials, headers, request.body, timestamp, time.time())
+        region = headers.get("x-tc-region") or None
+        if region is not None and region not in REGIONS:
+            raise ApiError("UnsupportedRegion", f"`{region}`")
+        if region is None and action != "DescribeRegions":
+            raise ApiError("MissingParameter", "The request is missing a required parameter `Region`.")
+        if not self.limiter.admit(self.credentials.secret_id, action):
+            raise ApiError("RequestLimitExceeded", f"{action} allows {self.limiter.limits[action]:g} requests/second.")
+        try:
+            params = json.loads(request.body or b"{}")
+        except ValueError:
+            raise ApiError("InvalidParameter", "The request body is not valid JSON.") from None
+        if not isinstance(params, dict):
+            raise ApiError("InvalidParameter", "The request body must be a JSON object.")
+        return handler(params, region, headers.get("x-tc-language", "zh-CN"))
+
+    def export_images(self, params: dict[str, Any], region: str | None, language: str) -> dict[str, Any]:
+        assert region is not None
+        return self.exports.start(params, region)
+
+    def describe_images(self, params: dict[str, Any], region: str | None, language: str) -> dict[str, Any]:
+        unknown = sorted(set(params) - {"ImageIds", "Filters", "Offset", "Limit", "InstanceType"})
+        if unknown:
+            raise ApiError("UnknownParameter", f"The parameter `{unknown[0]}` is not recognized.")
+        image_ids, filters = params.get("ImageIds"), params.get("Filters")
+        offset, limit = params.get("Offset", 0), params.get("Limit", 20)
+        if image_ids is not None and filters is not None:
+            raise ApiError("InvalidParameter", "ImageIds and Filters cannot be combined.")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (offset, limit)):
+            raise ApiError("InvalidParameter", "Offset and Limit must be integers.")
+        if offset < 0 or not 0 <= limit <= MAX_DESCRIBE_IMAGE_IDS:
+            raise ApiError("InvalidParameterValue", f"Limit must be between 0 and {MAX_DESCRIBE_IMAGE_IDS}.")
+        images = [image for image in self.catalog.images.values() if image.region == region]
+        if image_ids is not None:
+            images = self._by_ids(images, image_ids)
+        elif filters is not None:
+            images = _filtered(images, filters)
+        states = self.exports.image_states(images)
+        found = [image.describe(state) for image, state in zip(images, states, strict=True)]
+        return {"TotalCount": len(found), "ImageSet": found[offset : offset + limit]}
+
+    @staticmethod
+    def _by_ids(images: list[Image], image_ids: Any) -> list[Image]:
+        if not isinstance(image_ids, list) or not all(isinstance(i, str) for i in image_ids):
+            raise ApiError("InvalidParameter", "ImageIds must be a list of strings.")
+        if len(image_ids) > MAX_DESCRIBE_IMAGE_IDS:
+            raise ApiError("InvalidParameterValue.LimitExceeded", f"ImageIds accepts at most {MAX_DESCRIBE_IMAGE_IDS}.")
+        for image_id in image_ids:
+            if not IMAGE_ID_RE.match(image_id):
+                raise ApiError("InvalidImageId.Malformed", f"`{image_id}`")
+        by_id = {image.image_id: image for image in images}
+        return [by_id[i] for i in dict.fromkeys(image_ids) if i in by_id]
+
+    def describe_regions(self, params: dict[str, Any], region: str | None, language: str) -> dict[str, Any]:
+        if params:
+            raise ApiError("UnknownParameter", f"The parameter `{sorted(params)[0]}` is not recognized.")
+        english = language == "en-US"
+        regions = [
+            {"Region": name, "RegionName": labels[1] if english else labels[0], "RegionState": "AVAILABLE"}
+            for name, labels in REGIONS.items()
+        ]
+        return {"TotalCount": len(regions), "RegionSet": regions}
+
+
+def _filtered(images: list[Image], filters: Any) -> list[Image]:
+    if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
+        raise ApiError("InvalidParameter", "Filters must be a list of {Name, Values}.")
+    for item in filters:
+        field = _IMAGE_FILTERS.get(item.get("Name", ""))
+        values = item.get("Values")
+        if field is None or not isinstance(values, list):
+            raise ApiError("InvalidFilter", f"`{item.get('Name')}` is not a filter the emulator supports.")
+        images = [image for image in images if image.describe(image.state)[field] in values]
+    return images
