@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from email.utils import parsedate_to_datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
 
@@ -19,6 +20,7 @@ from airflow_cvm_export.utils.connection import (
 from airflow_cvm_export.utils.errors import (
     TencentCloudClockSkewError,
     TencentCloudConfigError,
+    TencentCloudConnectError,
     TencentCloudError,
     TencentCloudNetworkError,
     TencentCloudOutcomeUnknownError,
@@ -34,15 +36,22 @@ from airflow_cvm_export.utils.protocol import (
     parse_bucket_listing,
     parse_head,
 )
-from airflow_cvm_export.utils.ratelimit import limiter_for
+from airflow_cvm_export.utils.ratelimit import RateLimiter, limiter_for
 
 if TYPE_CHECKING:
     import requests
+
+T = TypeVar("T")
 
 DESCRIBE_BATCH = 100
 # Actions that change nothing and may be re-sent freely.
 READ_ONLY_ACTIONS = frozenset({"DescribeImages", "DescribeRegions", "DescribeZones"})
 RETRYABLE = (TencentCloudThrottledError, TencentCloudServerError, TencentCloudNetworkError)
+# Other actions: only failures proving the request was not processed.
+RETRYABLE_WRITE = (TencentCloudThrottledError, TencentCloudConnectError)
+MAX_BACKOFF_FACTOR = 30
+# A server clock within this many seconds of ours is not worth re-signing for.
+CLOCK_TOLERANCE = 60
 
 
 class CvmHook(BaseHook):
@@ -82,7 +91,6 @@ class CvmHook(BaseHook):
         self.retry_limit = retry_limit
         self.retry_delay = retry_delay
         self._clock_offset = 0
-        self._last_date: str | None = None
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -103,15 +111,16 @@ class CvmHook(BaseHook):
 
         try:
             conn = self.get_connection(self.tencentcloud_conn_id)
-            login, password, extra = conn.login, conn.password, conn.extra
+            login, password, extra, found = conn.login, conn.password, conn.extra, True
         except AirflowNotFoundException:
             login = password = extra = None
+            found = False
         try:
             config = config_from_connection(
                 login=login, password=password, extra=extra, conn_id=self.tencentcloud_conn_id, region=self.region
             )
         except TencentCloudConfigError:
-            if extra is None and login is None:
+            if not found:
                 raise TencentCloudConfigError(
                     f"connection {self.tencentcloud_conn_id!r} does not exist and no credentials are set "
                     "in TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY"
@@ -125,8 +134,11 @@ class CvmHook(BaseHook):
         """One keep-alive session per hook."""
         import requests
 
+        from airflow_cvm_export import __version__
+
         session = requests.Session()
         session.headers.clear()
+        session.headers["User-Agent"] = f"airflow-cvm-export/{__version__}"
         return session
 
     def close(self) -> None:
@@ -141,51 +153,52 @@ class CvmHook(BaseHook):
         """Send a signed API 3.0 request and return its ``Response`` object.
 
         Read-only actions are retried on throttling, server and network errors. Any other action
-        is retried only when the failure proves the request was not processed; a request that
-        was sent but got no answer raises :class:`TencentCloudOutcomeUnknownError`.
+        is retried only when the failure proves the request was not processed (throttled, or no
+        connection); a request that was sent but got no answer raises
+        :class:`TencentCloudOutcomeUnknownError`.
         """
+        config = self.config
+        limiter = limiter_for(config.secret_id, action, config.rate_limits.get(action))
         read_only = action in READ_ONLY_ACTIONS
-        limiter = limiter_for(self.config.secret_id, action, self.config.rate_limits.get(action))
         return self._with_retries(
-            lambda: self._send_api(action, params, limiter, read_only),
-            retryable=RETRYABLE if read_only else (TencentCloudThrottledError,),
+            lambda: self._send_api(config, action, params, limiter, read_only),
+            retryable=RETRYABLE if read_only else RETRYABLE_WRITE,
         )
 
-    def _send_api(self, action: str, params: dict[str, Any], limiter: Any, read_only: bool) -> dict[str, Any]:
+    def _send_api(
+        self, config: ClientConfig, action: str, params: dict[str, Any], limiter: RateLimiter | None, read_only: bool
+    ) -> dict[str, Any]:
+        """One attempt, re-signed once with the server's clock after ``AuthFailure.SignatureExpire``."""
+        resigned = False
+        while True:
+            response = self._post_api(config, action, params, limiter, read_only)
+            try:
+                return parse_api_response(action, response.status_code, response.content)
+            except TencentCloudClockSkewError as skew:
+                offset = _server_offset(response.headers.get("Date"))
+                if offset is None:
+                    raise
+                if resigned or abs(offset - self._clock_offset) < CLOCK_TOLERANCE:
+                    raise _skew_error(skew, offset) from None
+                self.log.warning(
+                    "Tencent Cloud says this machine's clock is off by %+d s (RequestId %s); re-signing with the "
+                    "server's time. Sync this machine's clock (NTP).",
+                    -offset,
+                    skew.request_id,
+                )
+                self._clock_offset = offset
+                resigned = True
+
+    def _post_api(
+        self, config: ClientConfig, action: str, params: dict[str, Any], limiter: RateLimiter | None, read_only: bool
+    ) -> requests.Response:
         if limiter is not None:
             limiter.wait()
-        try:
-            return self._send_api_once(action, params, read_only)
-        except TencentCloudClockSkewError as skew:
-            if not self._learn_clock_offset(skew):
-                raise
-            return self._send_api_once(action, params, read_only)
-
-    def _send_api_once(self, action: str, params: dict[str, Any], read_only: bool) -> dict[str, Any]:
-        request = build_api_request(self.config, action, params, timestamp=int(time.time()) + self._clock_offset)
-        response = self._send(request, action=action, read_only=read_only)
-        self._last_date = response.headers.get("Date")
-        return parse_api_response(action, response.status_code, response.content)
-
-    def _learn_clock_offset(self, error: TencentCloudClockSkewError) -> bool:
-        """Adopt the server's clock from its ``Date`` header after ``SignatureExpire``; True if it changed."""
-        try:
-            server_now = int(parsedate_to_datetime(self._last_date).timestamp())
-        except (TypeError, ValueError):
-            return False
-        offset = server_now - int(time.time())
-        if abs(offset - self._clock_offset) < 60:
-            return False
-        self.log.warning(
-            "Tencent Cloud says this machine's clock is off by %+d s (RequestId %s); re-signing with the "
-            "server's time. Sync this machine's clock (NTP).",
-            -offset,
-            error.request_id,
-        )
-        self._clock_offset = offset
-        return True
+        request = build_api_request(config, action, params, timestamp=int(time.time()) + self._clock_offset)
+        return self._send(request, action=action, read_only=read_only)
 
     def _send(self, request: PreparedRequest, *, action: str, read_only: bool) -> requests.Response:
+        """Send over the hook's session; network failures become typed errors without URLs or headers."""
         import requests
 
         try:
@@ -197,37 +210,27 @@ class CvmHook(BaseHook):
                 timeout=self.timeout,
                 allow_redirects=False,
             )
-        except requests.exceptions.ConnectTimeout as exc:
-            raise TencentCloudNetworkError(f"could not connect: {type(exc).__name__}", action=action) from None
-        except requests.exceptions.ConnectionError as exc:
-            if _never_connected(exc):
-                raise TencentCloudNetworkError(f"could not connect: {_reason(exc)}", action=action) from None
-            cls = TencentCloudNetworkError if read_only else TencentCloudOutcomeUnknownError
-            raise cls(f"the request was sent but no answer came back ({_reason(exc)})", action=action) from None
+        except requests.exceptions.SSLError as exc:
+            raise TencentCloudNetworkError(f"TLS failed: {_reason(exc)}", action=action) from None
         except requests.exceptions.RequestException as exc:
+            if _never_connected(exc):
+                raise TencentCloudConnectError(f"could not connect: {_reason(exc)}", action=action) from None
             cls = TencentCloudNetworkError if read_only else TencentCloudOutcomeUnknownError
-            raise cls(f"the request was sent but no answer came back ({_reason(exc)})", action=action) from None
+            raise cls(f"the request was sent but no answer came back: {_reason(exc)}", action=action) from None
 
-    def _with_retries(self, fn: Any, *, retryable: tuple[type[Exception], ...]) -> Any:
-        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
-
-        retrying = Retrying(
-            retry=retry_if_exception_type(retryable),
-            stop=stop_after_attempt(self.retry_limit),
-            wait=wait_random_exponential(multiplier=self.retry_delay, max=30 * self.retry_delay),
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
-        return retrying(fn)
-
-    def _log_retry(self, retry_state: Any) -> None:
-        self.log.warning(
-            "Attempt %d of %d failed (%s); retrying in %.1f s",
-            retry_state.attempt_number,
-            self.retry_limit,
-            retry_state.outcome.exception(),
-            retry_state.next_action.sleep,
-        )
+    def _with_retries(self, attempt: Callable[[], T], *, retryable: tuple[type[Exception], ...]) -> T:
+        """Run ``attempt`` up to ``retry_limit`` times, with exponential back-off and jitter."""
+        for number in range(1, self.retry_limit):
+            try:
+                return attempt()
+            except retryable as exc:
+                ceiling = min(self.retry_delay * 2 ** (number - 1), MAX_BACKOFF_FACTOR * self.retry_delay)
+                delay = random.uniform(ceiling / 2, ceiling)
+                self.log.warning(
+                    "Attempt %d of %d failed (%s); retrying in %.2f s", number, self.retry_limit, exc, delay
+                )
+                time.sleep(delay)
+        return attempt()
 
     def export_images(
         self,
@@ -320,18 +323,27 @@ def _mask(config: ClientConfig) -> None:
         mask_secret(config.token)
 
 
-def _reason(exc: BaseException) -> str:
-    """A short cause of a requests exception, without URLs or headers."""
-    inner = exc
-    while inner.__context__ is not None and not isinstance(inner, ConnectionResetError | OSError):
-        inner = inner.__context__
-    return type(inner).__name__
+def _server_offset(date_header: str | None) -> int | None:
+    """Seconds the server's clock (its ``Date`` header) is ahead of ours, or None without a usable header."""
+    try:
+        return int(parsedate_to_datetime(date_header).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
-def _never_connected(exc: BaseException) -> bool:
-    """True when the connection was never established (nothing was sent)."""
-    from urllib3.exceptions import NewConnectionError
+def _skew_error(skew: TencentCloudClockSkewError, offset: int) -> TencentCloudClockSkewError:
+    """``skew`` with how far off this machine's clock is, as shown by the server's ``Date`` header."""
+    where = "behind" if offset > 0 else "ahead of"
+    return TencentCloudClockSkewError(
+        f"{skew.message}; this machine's clock is about {abs(offset)} s {where} Tencent Cloud's",
+        code=skew.code,
+        request_id=skew.request_id,
+        action=skew.action,
+    )
 
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception linked to it (causes, contexts, urllib3 reasons, args)."""
     pending: list[BaseException] = [exc]
     seen: set[int] = set()
     while pending:
@@ -339,8 +351,20 @@ def _never_connected(exc: BaseException) -> bool:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, NewConnectionError | ConnectionRefusedError):
-            return True
+        yield current
         linked = [current.__context__, current.__cause__, getattr(current, "reason", None), *current.args]
         pending.extend(item for item in linked if isinstance(item, BaseException))
-    return False
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a requests exception, by type name: no URL, header or body."""
+    return type(list(_causes(exc))[-1]).__name__
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when the connection was never established, so nothing was sent."""
+    from requests.exceptions import ConnectTimeout
+    from urllib3.exceptions import NewConnectionError
+
+    never = ConnectTimeout | NewConnectionError | ConnectionRefusedError
+    return any(isinstance(cause, never) for cause in _causes(exc))

@@ -96,7 +96,7 @@ def parse_endpoint(value: Any, *, field_name: str, allow_http: bool) -> Endpoint
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         hostname = None
-    if parts.scheme not in ("http", "https") or not hostname or parts.path not in ("", "/"):
+    if parts.scheme not in ("http", "https") or not hostname or parts.path not in ("", "/") or parts.query:
         raise TencentCloudConfigError(f"{field_name} must be http(s)://host[:port] with no path, got {value!r}")
     if parts.scheme == "http" and not allow_http and not is_loopback(hostname):
         raise TencentCloudConfigError(
@@ -128,7 +128,7 @@ def _parse_rate_limits(value: Any) -> dict[str, float]:
         )
     limits = dict(DEFAULT_RATE_LIMITS)
     for action, rate in value.items():
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0:
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate >= 0:
             raise TencentCloudConfigError(
                 f"connection extra rate_limits[{action!r}] must be a number of requests per second >= 0 "
                 f"(0 switches the limiter off), got {rate!r}"
@@ -158,13 +158,16 @@ def config_from_connection(
 ) -> ClientConfig:
     """Build a :class:`ClientConfig` from connection fields, falling back to the environment."""
     extras = _extras(extra)
-    secret_id = login or os.environ.get(ENV_SECRET_ID)
-    secret_key = password or os.environ.get(ENV_SECRET_KEY)
-    token = extras.get("token") or (os.environ.get(ENV_TOKEN) if not login else None)
+    token = extras.get("token")
+    if login or password:
+        secret_id, secret_key = login, password
+    else:  # credentials (and token) come as a set from the environment, never mixed with the connection's
+        secret_id, secret_key = os.environ.get(ENV_SECRET_ID), os.environ.get(ENV_SECRET_KEY)
+        token = token or os.environ.get(ENV_TOKEN)
     if not secret_id or not secret_key:
         raise TencentCloudConfigError(
-            f"no credentials: set the SecretId (login) and SecretKey (password) of connection {conn_id!r}, "
-            f"or the environment variables {ENV_SECRET_ID} and {ENV_SECRET_KEY}"
+            f"no credentials: set both the SecretId (login) and SecretKey (password) of connection {conn_id!r}, "
+            f"or leave both empty and set the environment variables {ENV_SECRET_ID} and {ENV_SECRET_KEY}"
         )
     if not isinstance(token, str | None):
         raise TencentCloudConfigError("connection extra token must be a string")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk.exceptions import AirflowException
 
 
@@ -33,11 +35,13 @@ class TencentCloudError(AirflowException):
             parts.append(f" (RequestId {self.request_id})")
         return "".join(parts)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (_rebuild, (type(self), self.message, self.code, self.request_id, self.action))
 
 
-def _rebuild(cls, message, code, request_id, action):
+def _rebuild(
+    cls: type[TencentCloudError], message: str, code: str | None, request_id: str | None, action: str | None
+) -> TencentCloudError:
     return cls(message, code=code, request_id=request_id, action=action)
 
 
@@ -81,6 +85,10 @@ class TencentCloudNetworkError(TencentCloudError):
     """The request could not be completed over the network."""
 
 
+class TencentCloudConnectError(TencentCloudNetworkError):
+    """No connection could be established (refused, DNS, connect timeout): nothing was sent."""
+
+
 class TencentCloudOutcomeUnknownError(TencentCloudNetworkError):
     """The request was sent but no answer came back: it may or may not have taken effect."""
 
@@ -101,8 +109,10 @@ _EXACT: dict[str, type[TencentCloudError]] = {
     "InvalidParameter.SnapshotNotFound": TencentCloudNotFoundError,
     "InvalidParameterValue.BucketNotFound": TencentCloudNotFoundError,
     "InvalidParameterValue.InvalidBucketPermissionForExport": TencentCloudAuthError,
+    "InvalidParameterValue.InvalidImageId": TencentCloudUnsupportedImageError,
     "InvalidParameterValue.InvalidImageOsName": TencentCloudUnsupportedImageError,
-    "InvalidParameterValue.TooLarge": TencentCloudUnsupportedImageError,
+    "UnsupportedRegion": TencentCloudInvalidParameterError,
+    "RequestSizeLimitExceeded": TencentCloudInvalidParameterError,
     "DryRunOperation": DryRunSucceeded,
     "InternalError": TencentCloudServerError,
     "ServiceUnavailable": TencentCloudServerError,
@@ -129,6 +139,8 @@ _HINTS = {
     "AuthFailure.TokenFailure": "the temporary credentials' token is missing, wrong or expired",
     "AuthFailure.CamRoleNameAuthenticateFailed": "the role given in role_name (default CVM_QcsRole) does "
     "not exist or cannot be assumed",
+    "InvalidParameterValue.InvalidImageId": "this image cannot be exported",
+    "InvalidParameterValue.InvalidImageOsName": "the image's operating system is not available in this region",
     "InvalidParameterValue.InvalidBucketPermissionForExport": "grant the export role write permission on the bucket",
     "InvalidParameterValue.InvalidImageState": "the image is busy (probably already exporting); wait for "
     "that export to finish",

@@ -17,7 +17,9 @@ from urllib.parse import quote
 from airflow_cvm_export.utils.connection import ClientConfig
 from airflow_cvm_export.utils.errors import (
     TencentCloudAuthError,
+    TencentCloudConfigError,
     TencentCloudError,
+    TencentCloudNotFoundError,
     TencentCloudResponseError,
     TencentCloudServerError,
     TencentCloudThrottledError,
@@ -28,6 +30,8 @@ from airflow_cvm_export.utils.signing import sign_cos, sign_tc3
 SERVICE = "cvm"
 API_VERSION = "2017-03-12"
 COS_SIGNATURE_SECONDS = 600
+# Non-API answers (from a gateway or proxy) whose status alone says what happened.
+_HTTP_STATUS_ERRORS: dict[int, type[TencentCloudError]] = {429: TencentCloudThrottledError}
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ def parse_api_response(action: str, status: int, content: bytes) -> dict[str, An
             raise TypeError
     except (ValueError, KeyError, TypeError):
         snippet = content[:80].decode("utf-8", "replace").replace("\n", " ")
-        cls = TencentCloudServerError if status >= 500 else TencentCloudResponseError
+        cls = _HTTP_STATUS_ERRORS.get(status, TencentCloudServerError if status >= 500 else TencentCloudResponseError)
         raise cls(
             f"HTTP {status} answer is not an API 3.0 JSON response (starts with {snippet!r})", action=action
         ) from None
@@ -100,7 +104,7 @@ def cos_url_and_path(config: ClientConfig, bucket: str, key: str) -> tuple[str, 
         path = f"/{bucket}/{key}"
         return config.cos_endpoint.url + quote(path), path, config.cos_endpoint.netloc
     if not config.region:
-        raise TencentCloudAuthError("a region is needed to reach COS; set the connection extra region")
+        raise TencentCloudConfigError("a region is needed to reach COS; set the connection extra region")
     host = f"{bucket}.cos.{config.region}.myqcloud.com"
     path = f"/{key}"
     return f"https://{host}{quote(path)}", path, host
@@ -152,7 +156,9 @@ def cos_error(status: int, bucket: str, key: str, content: bytes = b"") -> Tence
             code=code or "AccessDenied",
             action="COS",
         )
-    if status == 503 or code == "SlowDown":
+    if status == 404:
+        return TencentCloudNotFoundError(f"{where} does not exist", code=code or "NoSuchKey", action="COS")
+    if status in (429, 503) or code == "SlowDown":
         return TencentCloudThrottledError(f"COS throttled the request for {where}", code=code, action="COS")
     if status >= 500:
         return TencentCloudServerError(f"COS answered HTTP {status} for {where}", code=code, action="COS")
@@ -187,10 +193,14 @@ def parse_bucket_listing(content: bytes) -> tuple[list[dict[str, Any]], str | No
         if _ns_strip(item.tag) != "Contents":
             continue
         fields = {_ns_strip(child.tag): (child.text or "") for child in item}
+        try:
+            size = int(fields.get("Size") or 0)
+        except ValueError:
+            raise TencentCloudResponseError("COS bucket listing has a non-numeric Size", action="COS") from None
         objects.append(
             {
                 "key": fields.get("Key", ""),
-                "size": int(fields.get("Size") or 0),
+                "size": size,
                 "etag": fields.get("ETag", "").strip('"'),
                 "last_modified": fields.get("LastModified", ""),
             }

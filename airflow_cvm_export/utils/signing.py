@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
+from functools import lru_cache
 from urllib.parse import quote
 
 TC3_ALGORITHM = "TC3-HMAC-SHA256"
@@ -19,19 +20,29 @@ def _hmac256(key: bytes, msg: str) -> bytes:
     return hmac.new(key, msg.encode("utf-8"), hashlib.sha256).digest()
 
 
+@lru_cache(maxsize=64)
+def _utc_date(day: int) -> str:
+    """``YYYY-MM-DD`` of a day number (unix seconds // 86400)."""
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
+
+
+@lru_cache(maxsize=64)
+def _tc3_signing_key(secret_key: str, date: str, service: str) -> bytes:
+    """kSigning of a (key, UTC date, service): the same for every request of that day, so cached."""
+    k_date = _hmac256(("TC3" + secret_key).encode("utf-8"), date)
+    return _hmac256(_hmac256(k_date, service), "tc3_request")
+
+
 def tc3_signature(*, secret_key: str, service: str, timestamp: int, string_to_sign: str) -> str:
     """Derive the TC3 signing key for the UTC date of ``timestamp`` and sign ``string_to_sign``."""
-    date = time.strftime("%Y-%m-%d", time.gmtime(timestamp))
-    k_date = _hmac256(("TC3" + secret_key).encode("utf-8"), date)
-    k_signing = _hmac256(_hmac256(k_date, service), "tc3_request")
-    return hmac.new(k_signing, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    key = _tc3_signing_key(secret_key, _utc_date(timestamp // 86400), service)
+    return hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def tc3_string_to_sign(*, canonical_request: str, service: str, timestamp: int) -> str:
     """Build the TC3 StringToSign from a canonical request."""
-    date = time.strftime("%Y-%m-%d", time.gmtime(timestamp))
     digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
-    return f"{TC3_ALGORITHM}\n{timestamp}\n{date}/{service}/tc3_request\n{digest}"
+    return f"{TC3_ALGORITHM}\n{timestamp}\n{_utc_date(timestamp // 86400)}/{service}/tc3_request\n{digest}"
 
 
 def sign_tc3(
@@ -52,8 +63,10 @@ def sign_tc3(
     """Return every header of a signed API 3.0 ``POST /`` request, ``Authorization`` included.
 
     Signs ``content-type;host`` as the official SDK does; the Content-Type sent must be
-    byte-identical to ``content_type``.
+    byte-identical to ``content_type``. The date of the credential scope is the UTC date of
+    ``timestamp``.
     """
+    timestamp = int(timestamp)
     canonical_request = (
         f"POST\n/\n\ncontent-type:{content_type}\nhost:{host}\n\n{_SIGNED_HEADERS}\n"
         + hashlib.sha256(payload).hexdigest()
@@ -62,7 +75,6 @@ def sign_tc3(
     signature = tc3_signature(
         secret_key=secret_key, service=service, timestamp=timestamp, string_to_sign=string_to_sign
     )
-    date = time.strftime("%Y-%m-%d", time.gmtime(timestamp))
     headers = {
         "Host": host,
         "Content-Type": content_type,
@@ -70,7 +82,7 @@ def sign_tc3(
         "X-TC-Timestamp": str(timestamp),
         "X-TC-Version": version,
         "Authorization": (
-            f"{TC3_ALGORITHM} Credential={secret_id}/{date}/{service}/tc3_request, "
+            f"{TC3_ALGORITHM} Credential={secret_id}/{_utc_date(timestamp // 86400)}/{service}/tc3_request, "
             f"SignedHeaders={_SIGNED_HEADERS}, Signature={signature}"
         ),
     }
