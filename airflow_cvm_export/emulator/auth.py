@@ -29,8 +29,15 @@ _AUTHORIZATION_RE = re.compile(
     TC3_ALGORITHM + r" Credential=(?P<id>[^/\s]+)/(?P<date>\d{4}-\d{2}-\d{2})/(?P<service>[\w-]+)/tc3_request,"
     r" ?SignedHeaders=(?P<headers>[a-z0-9;_-]+), ?Signature=(?P<signature>[0-9a-f]{64})$"
 )
-_COS_FIELDS = ("q-sign-algorithm", "q-ak", "q-sign-time", "q-key-time", "q-header-list", "q-url-param-list",
-               "q-signature")
+_COS_FIELDS = (
+    "q-sign-algorithm",
+    "q-ak",
+    "q-sign-time",
+    "q-key-time",
+    "q-header-list",
+    "q-url-param-list",
+    "q-signature",
+)
 
 
 @dataclass(frozen=True)
@@ -50,9 +57,7 @@ def canonical_request(
     return f"{method}\n{path}\n{query}\n{canonical_headers}\n{';'.join(signed_headers)}\n{payload_hash}"
 
 
-def verify_tc3(
-    credentials: Credentials, headers: Mapping[str, str], body: bytes, timestamp: int, now: float
-) -> None:
+def verify_tc3(credentials: Credentials, headers: Mapping[str, str], body: bytes, timestamp: int, now: float) -> None:
     """Check an API 3.0 request's ``Authorization`` and token; raise :class:`ApiError` if rejected.
 
     ``headers`` has lower-case names, as received.

@@ -108,8 +108,7 @@ def _snapshot_id(image_id: str, index: int) -> str:
 
 def _image(image_id: str, name: str, platform: str, os_name: str, sizes: tuple[int, ...], **kw: Any) -> Image:
     disks = tuple(
-        Disk(_snapshot_id(image_id, i), "SYSTEM_DISK" if i == 0 else "DATA_DISK", size)
-        for i, size in enumerate(sizes)
+        Disk(_snapshot_id(image_id, i), "SYSTEM_DISK" if i == 0 else "DATA_DISK", size) for i, size in enumerate(sizes)
     )
     return Image(image_id, name, platform, os_name, disks, **kw)
 
@@ -126,30 +125,91 @@ _EXPORTABLE_IMAGES = (
 )
 
 _ERROR_IMAGES = (
-    _image("img-windows1", "ad-win2019", "Windows", "Windows Server 2019 数据中心版 64位中文版", (50,),
-           triggers="UnsupportedOperation.WindowsImageExportUnsupported"),
-    _image("img-public01", "CentOS 7.9 64位", *_CENTOS7, (20,), image_type="PUBLIC_IMAGE",
-           triggers="UnsupportedOperation.PublicImageExportUnsupported"),
-    _image("img-shared01", "partner-shared", *_UBUNTU22, (50,), image_type="SHARED_IMAGE",
-           triggers="UnsupportedOperation.SharedImageExportUnsupported"),
-    _image("img-market01", "from-marketplace", *_CENTOS7, (50,),
-           triggers="UnsupportedOperation.MarketImageExportUnsupported"),
-    _image("img-redhat01", "rhel8-custom", "RedHat", "RedHat Enterprise Linux 8.4 64位", (50,),
-           triggers="UnsupportedOperation.RedHatImageExportUnsupported"),
-    _image("img-encrypt1", "secure-centos", *_CENTOS7, (50, 100),
-           triggers="UnsupportedOperation.EncryptedImagesNotSupported"),
-    _image("img-toolarge", "huge-system-disk", *_UBUNTU22, (1024,),
-           triggers="UnsupportedOperation.ImageTooLargeExportUnsupported"),
-    _image("img-manydisk", "six-data-disks", *_UBUNTU22, (50, 10, 10, 10, 10, 10, 10),
-           triggers="InvalidParameterValue.TooLarge"),
-    _image("img-freebsd1", "bsd-appliance", "FreeBSD", "FreeBSD 13.1 64位", (20,),
-           triggers="InvalidParameterValue.InvalidImageOsName"),
-    _image("img-failed01", "broken-build", *_CENTOS7, (50,), state="CREATEFAILED",
-           triggers="InvalidParameterValue.InvalidImageId"),
-    _image("img-syncing1", "copying-from-shanghai", *_CENTOS7, (50,), state="SYNCING",
-           triggers="InvalidParameterValue.InvalidImageState"),
-    _image("img-nosnap01", "snapshot-deleted", *_UBUNTU22, (50, 100),
-           triggers="InvalidParameter.SnapshotNotFound"),
+    _image(
+        "img-windows1",
+        "ad-win2019",
+        "Windows",
+        "Windows Server 2019 数据中心版 64位中文版",
+        (50,),
+        triggers="UnsupportedOperation.WindowsImageExportUnsupported",
+    ),
+    _image(
+        "img-public01",
+        "CentOS 7.9 64位",
+        *_CENTOS7,
+        (20,),
+        image_type="PUBLIC_IMAGE",
+        triggers="UnsupportedOperation.PublicImageExportUnsupported",
+    ),
+    _image(
+        "img-shared01",
+        "partner-shared",
+        *_UBUNTU22,
+        (50,),
+        image_type="SHARED_IMAGE",
+        triggers="UnsupportedOperation.SharedImageExportUnsupported",
+    ),
+    _image(
+        "img-market01",
+        "from-marketplace",
+        *_CENTOS7,
+        (50,),
+        triggers="UnsupportedOperation.MarketImageExportUnsupported",
+    ),
+    _image(
+        "img-redhat01",
+        "rhel8-custom",
+        "RedHat",
+        "RedHat Enterprise Linux 8.4 64位",
+        (50,),
+        triggers="UnsupportedOperation.RedHatImageExportUnsupported",
+    ),
+    _image(
+        "img-encrypt1",
+        "secure-centos",
+        *_CENTOS7,
+        (50, 100),
+        triggers="UnsupportedOperation.EncryptedImagesNotSupported",
+    ),
+    _image(
+        "img-toolarge",
+        "huge-system-disk",
+        *_UBUNTU22,
+        (1024,),
+        triggers="UnsupportedOperation.ImageTooLargeExportUnsupported",
+    ),
+    _image(
+        "img-manydisk",
+        "six-data-disks",
+        *_UBUNTU22,
+        (50, 10, 10, 10, 10, 10, 10),
+        triggers="InvalidParameterValue.TooLarge",
+    ),
+    _image(
+        "img-freebsd1",
+        "bsd-appliance",
+        "FreeBSD",
+        "FreeBSD 13.1 64位",
+        (20,),
+        triggers="InvalidParameterValue.InvalidImageOsName",
+    ),
+    _image(
+        "img-failed01",
+        "broken-build",
+        *_CENTOS7,
+        (50,),
+        state="CREATEFAILED",
+        triggers="InvalidParameterValue.InvalidImageId",
+    ),
+    _image(
+        "img-syncing1",
+        "copying-from-shanghai",
+        *_CENTOS7,
+        (50,),
+        state="SYNCING",
+        triggers="InvalidParameterValue.InvalidImageState",
+    ),
+    _image("img-nosnap01", "snapshot-deleted", *_UBUNTU22, (50, 100), triggers="InvalidParameter.SnapshotNotFound"),
 )
 
 EXPORTABLE_IMAGE_IDS: tuple[str, ...] = tuple(image.image_id for image in _EXPORTABLE_IMAGES)

@@ -70,14 +70,16 @@ class CosApi:
             return denied.code, error_response(403, denied.code, denied.message, request.path, head)
         known = self.catalog.buckets.get(bucket)
         if known is None or not known.exists:
-            return "NoSuchBucket", error_response(404, "NoSuchBucket", "The specified bucket does not exist.",
-                                                  request.path, head)
+            return "NoSuchBucket", error_response(
+                404, "NoSuchBucket", "The specified bucket does not exist.", request.path, head
+            )
         if key is None:
             return self._bucket(request, bucket, head)
         obj = self.exports.get_object(bucket, key)
         if obj is None:
-            return "NoSuchKey", error_response(404, "NoSuchKey", "The specified key does not exist.",
-                                               request.path, head)
+            return "NoSuchKey", error_response(
+                404, "NoSuchKey", "The specified key does not exist.", request.path, head
+            )
         return "ok", _object_response(obj, head)
 
     def _bucket(self, request: Request, bucket: str, head: bool) -> tuple[str, Response]:
@@ -94,17 +96,22 @@ class CosApi:
         objects = self.exports.bucket_objects(bucket) or {}
         keys = sorted(k for k in objects if k.startswith(prefix) and k > marker)
         page, truncated = keys[:max_keys], len(keys) > max_keys
-        return "ok", Response(200, _listing(bucket, prefix, marker, max_keys, [objects[k] for k in page], truncated),
-                              _headers([("Content-Type", "application/xml")]))
+        return "ok", Response(
+            200,
+            _listing(bucket, prefix, marker, max_keys, [objects[k] for k in page], truncated),
+            _headers([("Content-Type", "application/xml")]),
+        )
 
 
 def _object_response(obj: CosObject, head: bool) -> Response:
-    headers = _headers([
-        ("Content-Type", "application/octet-stream"),
-        ("ETag", obj.etag),
-        ("Last-Modified", formatdate(obj.last_modified, usegmt=True)),
-        ("x-cos-storage-class", "STANDARD"),
-    ])
+    headers = _headers(
+        [
+            ("Content-Type", "application/octet-stream"),
+            ("ETag", obj.etag),
+            ("Last-Modified", formatdate(obj.last_modified, usegmt=True)),
+            ("x-cos-storage-class", "STANDARD"),
+        ]
+    )
     return Response(200, b"" if head else obj.body, headers, content_length=len(obj.body))
 
 

@@ -38,8 +38,7 @@ MESSAGES: dict[str, str] = {
     "InvalidParameterValue.InvalidImageId": "The image does not support this operation.",
     "InvalidParameterValue.InvalidImageOsName": "The operating system of the specified image is not "
     "available in the current region.",
-    "InvalidParameterValue.InvalidImageState": "The image has another ongoing task. Please check and try "
-    "again later.",
+    "InvalidParameterValue.InvalidImageState": "The image has another ongoing task. Please check and try again later.",
     "InvalidParameterValue.LimitExceeded": "The number of parameter values exceeds the limit.",
     "InvalidParameterValue.TooLarge": "The parameter value exceeds the maximum limit.",
     "LimitExceeded.ExportImageTaskLimitExceeded": "The number of image export tasks in progress reached the "

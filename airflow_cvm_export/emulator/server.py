@@ -17,8 +17,7 @@ from airflow_cvm_export.emulator.httpserver import Request, Response, ThreadedHt
 
 DEFAULT_MAX_RUNNING_EXPORTS = 10
 _BAD_GATEWAY = (
-    b"<html><head><title>502 Bad Gateway</title></head>"
-    b"<body><center><h1>502 Bad Gateway</h1></center></body></html>"
+    b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
 )
 
 
