@@ -39,22 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    emulator = Emulator(
-        host=args.host,
-        port=args.port,
-        secret_id=args.secret_id,
-        secret_key=args.secret_key,
-        token=args.token,
-        export_seconds=args.export_seconds,
-        fail_rate=args.fail_rate,
-        fault_rate=args.fault_rate,
-        seed=args.seed,
-        max_running_exports=args.max_running_exports,
-        extra_images=args.extra_images,
-        region=args.region,
-        rate_limits={} if args.no_rate_limits else None,
-        fault_kinds=[kind for kind in args.fault_kinds.split(",") if kind],
-    )
+    options = vars(args)  # every other option is named after an Emulator argument
+    no_rate_limits = options.pop("no_rate_limits")
+    fault_kinds = [kind for kind in options.pop("fault_kinds").split(",") if kind]
+    emulator = Emulator(**options, rate_limits={} if no_rate_limits else None, fault_kinds=fault_kinds)
     with emulator:
         print(emulator.url, flush=True)
         while not stop.wait(0.5):

@@ -52,7 +52,7 @@ class CvmApi:
         self.catalog = catalog
         self.exports = exports
         self.limiter = limiter
-        self._actions: dict[str, Callable[[dict[str, Any], str | None, str], dict[str, Any]]] = {
+        self._actions: dict[str, Callable[[dict[str, Any], str, str], dict[str, Any]]] = {
             "ExportImages": self.export_images,
             "DescribeImages": self.describe_images,
             "DescribeRegions": self.describe_regions,
@@ -87,10 +87,10 @@ class CvmApi:
         except ValueError:
             raise ApiError("InvalidParameter", "X-TC-Timestamp must be an integer of Unix seconds.") from None
         verify_tc3(self.credentials, headers, request.body, timestamp, time.time())
-        region = headers.get("x-tc-region") or None
-        if region is not None and region not in REGIONS:
+        region = headers.get("x-tc-region", "")
+        if region and region not in REGIONS:
             raise ApiError("UnsupportedRegion", f"`{region}`")
-        if region is None and action != "DescribeRegions":
+        if not region and action != "DescribeRegions":
             raise ApiError("MissingParameter", "The request is missing a required parameter `Region`.")
         if not self.limiter.admit(self.credentials.secret_id, action):
             raise ApiError("RequestLimitExceeded", f"{action} allows {self.limiter.limits[action]:g} requests/second.")
@@ -102,11 +102,10 @@ class CvmApi:
             raise ApiError("InvalidParameter", "The request body must be a JSON object.")
         return handler(params, region, headers.get("x-tc-language", "zh-CN"))
 
-    def export_images(self, params: dict[str, Any], region: str | None, language: str) -> dict[str, Any]:
-        assert region is not None
+    def export_images(self, params: dict[str, Any], region: str, language: str) -> dict[str, Any]:
         return self.exports.start(params, region)
 
-    def describe_images(self, params: dict[str, Any], region: str | None, language: str) -> dict[str, Any]:
+    def describe_images(self, params: dict[str, Any], region: str, language: str) -> dict[str, Any]:
         unknown = sorted(set(params) - {"ImageIds", "Filters", "Offset", "Limit", "InstanceType"})
         if unknown:
             raise ApiError("UnknownParameter", f"The parameter `{unknown[0]}` is not recognized.")
@@ -139,7 +138,7 @@ class CvmApi:
         by_id = {image.image_id: image for image in images}
         return [by_id[i] for i in dict.fromkeys(image_ids) if i in by_id]
 
-    def describe_regions(self, params: dict[str, Any], region: str | None, language: str) -> dict[str, Any]:
+    def describe_regions(self, params: dict[str, Any], region: str, language: str) -> dict[str, Any]:
         if params:
             raise ApiError("UnknownParameter", f"The parameter `{sorted(params)[0]}` is not recognized.")
         english = language == "en-US"
