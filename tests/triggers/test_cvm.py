@@ -1,0 +1,221 @@
+"""ExportImagesTrigger against the real emulator over loopback: events, sharing, rate limits, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from airflow._shared.module_loading import import_string
+
+from airflow_cvm_export.emulator import Emulator
+from airflow_cvm_export.emulator.catalog import REGION, WRITABLE_BUCKETS, extra_image_id
+from airflow_cvm_export.emulator.faults import FaultInjector
+from airflow_cvm_export.hooks.cvm import CvmHook
+from airflow_cvm_export.triggers import cvm as triggers
+from airflow_cvm_export.triggers.cvm import ExportImagesTrigger, ExportPoller
+from tests.credentials import SECRET_ID, SECRET_KEY
+
+BUCKET = WRITABLE_BUCKETS[0]
+FAST_POLL = 0.05
+RETRIABLE_FAULTS = ("throttle", "internal", "http5xx", "drop_before")
+
+
+@pytest.fixture
+def serve(tencentcloud_conn: Callable[..., str]) -> Iterator[Callable[..., tuple[Emulator, str]]]:
+    """``serve(**emulator_settings)`` starts an emulator and returns it with a connection id to it."""
+    started: list[Emulator] = []
+
+    def start(**overrides: Any) -> tuple[Emulator, str]:
+        settings = {"export_seconds": 0.5, "extra_images": 250, "max_running_exports": 100, **overrides}
+        emu = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, **settings).start()
+        started.append(emu)
+        return emu, tencentcloud_conn("tc_trigger", endpoint=emu.url, region=REGION)
+
+    yield start
+    for emu in started:
+        emu.stop()
+
+
+def start_export(conn_id: str, image_ids: list[str]) -> dict[str, Any]:
+    """Start a real export on the emulator and return its export record, as the operator pushes it."""
+    started_at = datetime.now(UTC).isoformat()
+    response = CvmHook(conn_id).export_images(image_ids=image_ids, bucket_name=BUCKET)
+    return {
+        "task_id": response["TaskId"],
+        "cos_paths": response["CosPaths"],
+        "image_ids": image_ids,
+        "bucket_name": BUCKET,
+        "region": REGION,
+        "file_name_prefixes": None,
+        "export_format": "RAW",
+        "request_id": response["RequestId"],
+        "started_at": started_at,
+    }
+
+
+async def first_event(trigger: ExportImagesTrigger) -> dict[str, Any]:
+    """Run a trigger as the triggerer does, checking that it yields exactly one event."""
+    events = [event.payload async for event in trigger.run()]
+    await trigger.cleanup()
+    assert len(events) == 1
+    return events[0]
+
+
+def run_all(trigger_list: list[ExportImagesTrigger]) -> list[dict[str, Any]]:
+    """Run triggers concurrently in one event loop; the shared pollers must be gone afterwards."""
+
+    async def main() -> list[dict[str, Any]]:
+        events = await asyncio.gather(*(first_event(trigger) for trigger in trigger_list))
+        assert not triggers._POLLERS
+        return list(events)
+
+    return asyncio.run(main())
+
+
+def wait(conn_id: str, exports: list[dict[str, Any]], poll_interval: float = FAST_POLL) -> list[dict[str, Any]]:
+    """The events of one trigger per export, all waiting at once."""
+    return run_all(
+        [ExportImagesTrigger(export=e, tencentcloud_conn_id=conn_id, poll_interval=poll_interval) for e in exports]
+    )
+
+
+def throttled(emu: Emulator) -> int:
+    return sum(
+        count
+        for outcomes in emu.state()["requests"].values()
+        for outcome, count in outcomes.items()
+        if "RequestLimitExceeded" in outcome or "SlowDown" in outcome
+    )
+
+
+def test_serialize_round_trips_every_argument() -> None:
+    export = {"task_id": 1, "cos_paths": ["/a.raw"], "image_ids": ["img-centos01"], "bucket_name": BUCKET}
+    kwargs = {
+        "export": export,
+        "tencentcloud_conn_id": "tc",
+        "region": "ap-shanghai",
+        "poll_interval": 12.5,
+        "end_time": 1_900_000_000.0,
+    }
+    classpath, serialized = ExportImagesTrigger(**kwargs).serialize()
+    assert serialized == kwargs
+    assert import_string(classpath) is ExportImagesTrigger
+    assert import_string(classpath)(**json.loads(json.dumps(serialized))).serialize() == (classpath, kwargs)
+
+
+def test_success_event_carries_the_objects(serve: Callable[..., tuple[Emulator, str]]) -> None:
+    _, conn_id = serve()
+    export = start_export(conn_id, ["img-centos02"])  # two disks: two objects
+    (event,) = wait(conn_id, [export])
+    assert event["status"] == "success"
+    assert f"Export task {export['task_id']} finished: 2 of 2" in event["message"]
+    assert event["cos_paths"] == export["cos_paths"]
+    assert [obj["cos_path"] for obj in event["objects"]] == export["cos_paths"]
+    assert all(obj["size"] > 0 and obj["etag"] for obj in event["objects"])
+    assert len(json.dumps(event)) < 2048
+
+
+def test_failed_export_gives_an_error_event(serve: Callable[..., tuple[Emulator, str]]) -> None:
+    _, conn_id = serve(fail_rate=1.0)
+    export = start_export(conn_id, ["img-centos01"])
+    (event,) = wait(conn_id, [export])
+    assert event == {
+        "status": "error",
+        "message": f"Export task {export['task_id']} failed: image img-centos01 is in state EXPORTFAILED: "
+        "the export failed in Tencent Cloud",
+    }
+
+
+def test_deadline_gives_a_timeout_event(serve: Callable[..., tuple[Emulator, str]]) -> None:
+    _, conn_id = serve(export_seconds=3600)
+    export = start_export(conn_id, ["img-centos01"])
+    trigger = ExportImagesTrigger(export=export, tencentcloud_conn_id=conn_id, end_time=time.time() - 1)
+    (event,) = run_all([trigger])
+    assert event["status"] == "timeout"
+    assert event["message"].startswith(f"Export task {export['task_id']} did not finish by ")
+    assert event["message"].endswith(": not checked yet")
+
+
+def test_missing_credentials_give_an_error_event(tencentcloud_conn: Callable[..., str]) -> None:
+    conn = tencentcloud_conn("tc_no_secret", login=None, password=None, endpoint="http://127.0.0.1:9", region=REGION)
+    export = {"task_id": 7, "cos_paths": ["/a.raw"], "image_ids": ["img-centos01"], "bucket_name": BUCKET}
+    (event,) = wait(conn, [export])
+    assert event["status"] == "error"
+    assert "no credentials" in event["message"] and "tc_no_secret" in event["message"]
+
+
+def test_cancellation_propagates_and_releases_the_poller(
+    serve: Callable[..., tuple[Emulator, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    emulator, conn_id = serve(export_seconds=3600)
+    export = start_export(conn_id, ["img-centos01"])
+    trigger = ExportImagesTrigger(export=export, tencentcloud_conn_id=conn_id, poll_interval=FAST_POLL)
+
+    async def main() -> None:
+        task = asyncio.create_task(first_event(trigger))
+        while "DescribeImages" not in emulator.state()["requests"]:
+            await asyncio.sleep(FAST_POLL)
+        (poller,) = triggers._POLLERS.values()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not triggers._POLLERS
+        with pytest.raises(asyncio.CancelledError):
+            await poller._task  # the shared client is closed with it
+        await trigger.on_kill()
+
+    asyncio.run(main())
+    assert "no public API to cancel an image export" in capsys.readouterr().out
+
+
+def test_transient_faults_are_retried(serve: Callable[..., tuple[Emulator, str]]) -> None:
+    emulator, conn_id = serve()
+    exports = [start_export(conn_id, [image_id]) for image_id in ("img-centos01", "img-ubuntu03")]
+    emulator.faults = FaultInjector(0.3, seed=3, kinds=RETRIABLE_FAULTS)
+    events = wait(conn_id, exports)
+    assert [event["status"] for event in events] == ["success", "success"]
+    faults = [o for outcomes in emulator.state()["requests"].values() for o in outcomes if o.startswith("fault:")]
+    assert faults
+
+
+def test_waits_share_describe_images_calls_of_at_most_100_ids(
+    serve: Callable[..., tuple[Emulator, str]], mocker: Any
+) -> None:
+    emulator, conn_id = serve()
+    image_ids = [extra_image_id(i) for i in range(1, 251)]
+    exports = [start_export(conn_id, image_ids[start : start + 10]) for start in range(0, 250, 10)]
+    emulator.reset_counters()
+    check = mocker.spy(ExportPoller, "_check")
+    describe = mocker.spy(ExportPoller, "_describe")
+    events = wait(conn_id, exports, poll_interval=0.2)
+    assert [event["status"] for event in events] == ["success"] * 25
+    sizes = [len(call.args[1]) for call in describe.call_args_list]
+    assert max(sizes) <= 100
+    batches = [call.args[1] for call in check.call_args_list]
+    assert len(batches[0]) == 25  # the 25 waits started together share every cycle
+    ids_per_cycle = [len({i for waiter in batch for i in waiter.export["image_ids"]}) for batch in batches]
+    assert len(sizes) == sum(math.ceil(n / 100) for n in ids_per_cycle)
+    assert emulator.state()["requests"]["DescribeImages"] == {"ok": len(sizes)}
+
+
+def test_concurrent_pollers_share_one_rate_limiter(
+    serve: Callable[..., tuple[Emulator, str]], tencentcloud_conn: Callable[..., str]
+) -> None:
+    emulator, _ = serve(rate_limits={"DescribeImages": 4, "ExportImages": 20})
+    limits = {"DescribeImages": 4, "COS HEAD": 100}
+    conns = [tencentcloud_conn(f"tc_rl{n}", endpoint=emulator.url, region=REGION, rate_limits=limits) for n in range(4)]
+    exports = [start_export(conns[0], [extra_image_id(i)]) for i in range(1, 13)]
+    trigger_list = [
+        ExportImagesTrigger(export=export, tencentcloud_conn_id=conns[n % 4], poll_interval=FAST_POLL)
+        for n, export in enumerate(exports)
+    ]
+    events = run_all(trigger_list)
+    assert [event["status"] for event in events] == ["success"] * 12
+    assert emulator.state()["requests"]["DescribeImages"].get("ok", 0) > 4
+    assert throttled(emulator) == 0
