@@ -1,0 +1,225 @@
+"""Sensor waiting for a CVM image export to land in its COS bucket."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Asset, AssetAlias, BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+
+from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_cos_link
+from airflow_cvm_export.utils.completion import ExportProgress, assess
+from airflow_cvm_export.utils.connection import DEFAULT_CONN_ID
+from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from airflow_cvm_export.utils.validation import validate_export_record
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.definitions.context import Context
+
+    from airflow_cvm_export.hooks.cvm import CvmHook
+
+# XCom key of the exported objects: bucket, key, cos_path, size, etag, last_modified, url.
+OBJECTS_XCOM_KEY = "objects"
+DEFAULT_ASSET_ALIAS = "cvm_export"
+
+
+def export_assets(export: Mapping[str, Any], objects: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Group exported object keys by asset URI: ``cos://<bucket>/<file name prefix>``, else ``cos://<bucket>/<key>``."""
+    prefixes = sorted(set(export.get("file_name_prefixes") or []), key=len, reverse=True)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for obj in objects:
+        key = obj["key"]
+        prefix = next((p for p in prefixes if key.startswith(f"{p}_")), key)
+        groups[f"cos://{obj['bucket']}/{prefix}"].append(key)
+    return dict(groups)
+
+
+def publish_export(
+    task: BaseOperator, context: Context, export: Mapping[str, Any], objects: list[dict[str, Any]]
+) -> list[str]:
+    """Hand a finished export downstream; return its CosPaths (the task's XCom ``return_value``).
+
+    Pushes ``objects`` under XCom key ``objects``, stores the console links' values, and adds one
+    asset event per bucket prefix to every :class:`~airflow.sdk.AssetAlias` in ``task.outlets``.
+    """
+    cos_paths = [obj["cos_path"] for obj in objects]
+    context["ti"].xcom_push(key=OBJECTS_XCOM_KEY, value=objects)
+    persist_cos_link(context, bucket=export["bucket_name"], region=export.get("region"), cos_paths=cos_paths)
+    aliases = [outlet for outlet in task.outlets if isinstance(outlet, AssetAlias)]
+    for uri, keys in export_assets(export, objects).items():
+        for alias in aliases:
+            context["outlet_events"][alias].add(
+                Asset(uri=uri), extra={"export_task_id": export.get("task_id"), "keys": keys}
+            )
+    task.log.info("ExportImages task %s finished: %s", export.get("task_id"), ", ".join(cos_paths))
+    return cos_paths
+
+
+class ExportImagesSensor(BaseSensorOperator):
+    """Wait until every file of a CVM image export exists in its COS bucket.
+
+    No public API reports an export's progress, so completion is inferred by
+    :func:`~airflow_cvm_export.utils.completion.assess`: each CosPath must exist (COS HEAD) and have
+    been written after the export started (minus a small clock-skew margin), so an object left by
+    an earlier export of the same image never counts. Each check also reads DescribeImages: a
+    deleted image or a failed image state fails the task at once (``AirflowFailException`` naming
+    the image and its state). Progress (``n of m``) is logged on every check.
+
+    On success the XCom ``return_value`` is the list of CosPaths, XCom ``objects`` holds one
+    ``{"bucket", "key", "cos_path", "size", "etag", "last_modified", "url"}`` per object, and one
+    asset event ``cos://<bucket>/<file name prefix>`` (``cos://<bucket>/<key>`` without prefixes)
+    is emitted through the asset alias.
+
+    :param export: the export record returned by
+        :class:`~airflow_cvm_export.operators.cvm.ExportImagesOperator` (``export=start.output``), or a
+        JSON string of one. Templated. Either this or the explicit fields below.
+    :param export_task_id: ExportImages TaskId, for messages only (explicit fields). Templated.
+    :param cos_paths: CosPaths ExportImages returned (explicit fields). Templated.
+    :param image_ids: exported image ids (explicit fields). Templated.
+    :param bucket_name: bucket the images are exported to (explicit fields). Templated.
+    :param started_at: ISO 8601 time with zone, taken just before ExportImages was sent; objects
+        older than this (minus the clock-skew margin) do not count (explicit fields). Templated.
+    :param file_name_prefixes: the prefixes the export used, to group asset events (explicit
+        fields). Templated.
+    :param region: region of the images and bucket; overrides the record's and the connection's.
+        Templated.
+    :param tencentcloud_conn_id: connection of type ``tencentcloud``. Templated.
+    :param asset_alias: name of the :class:`~airflow.sdk.AssetAlias` added to ``outlets`` through
+        which the exported objects are emitted as assets; None to emit none.
+    :param deferrable: wait in the triggerer instead of a worker slot; defaults to
+        ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = (
+        "export",
+        "export_task_id",
+        "cos_paths",
+        "image_ids",
+        "bucket_name",
+        "started_at",
+        "file_name_prefixes",
+        "region",
+        "tencentcloud_conn_id",
+    )
+    template_fields_renderers = {"export": "json", "cos_paths": "json", "image_ids": "json"}
+    ui_color = "#e3f0d8"
+    operator_extra_links = (CosBucketLink(), CosObjectsLink())
+
+    def __init__(
+        self,
+        *,
+        export: Mapping[str, Any] | str | None = None,
+        export_task_id: int | str | None = None,
+        cos_paths: list[str] | str | None = None,
+        image_ids: list[str] | str | None = None,
+        bucket_name: str | None = None,
+        started_at: str | None = None,
+        file_name_prefixes: list[str] | str | None = None,
+        region: str | None = None,
+        tencentcloud_conn_id: str = DEFAULT_CONN_ID,
+        asset_alias: str | None = DEFAULT_ASSET_ALIAS,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        outlets = kwargs.pop("outlets", None) or []
+        outlets = list(outlets) if isinstance(outlets, list | tuple) else [outlets]
+        if asset_alias and AssetAlias(asset_alias) not in outlets:
+            outlets.append(AssetAlias(asset_alias))
+        super().__init__(outlets=outlets, **kwargs)
+        self.export = export
+        self.export_task_id = export_task_id
+        self.cos_paths = cos_paths
+        self.image_ids = image_ids
+        self.bucket_name = bucket_name
+        self.started_at = started_at
+        self.file_name_prefixes = file_name_prefixes
+        self.region = region
+        self.tencentcloud_conn_id = tencentcloud_conn_id
+        self.asset_alias = asset_alias
+        self.deferrable = deferrable
+
+    @cached_property
+    def _given_export(self) -> dict[str, Any]:
+        explicit = {
+            "task_id": self.export_task_id,
+            "cos_paths": self.cos_paths,
+            "image_ids": self.image_ids,
+            "bucket_name": self.bucket_name,
+            "started_at": self.started_at,
+            "file_name_prefixes": self.file_name_prefixes,
+        }
+        given = sorted(name for name, value in explicit.items() if value is not None)
+        if self.export is not None and given:
+            raise TencentCloudConfigError(f"pass either export or the explicit fields, not both (got {given})")
+        return validate_export_record(self.export if self.export is not None else explicit)
+
+    @cached_property
+    def hook(self) -> CvmHook:
+        """The hook, in the sensor's region, else the record's, else the connection's."""
+        from airflow_cvm_export.hooks.cvm import CvmHook
+
+        return CvmHook(self.tencentcloud_conn_id, region=self.region or self._given_export["region"])
+
+    @cached_property
+    def export_record(self) -> dict[str, Any]:
+        """The validated export record being waited for, with the region actually used."""
+        return {**self._given_export, "region": self.hook.config.region}
+
+    def execute(self, context: Context) -> Any:
+        """Wait in ``poke``/``reschedule`` mode, or defer to the triggerer when ``deferrable``."""
+        if self._given_export["dry_run"]:
+            raise AirflowSkipException("the export record is from a dry run: nothing was exported")
+        if not self.deferrable:
+            return super().execute(context)
+        from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
+
+        self.defer(
+            trigger=ExportImagesTrigger(
+                export=self.export_record,
+                tencentcloud_conn_id=self.tencentcloud_conn_id,
+                region=self.export_record["region"],
+                poll_interval=self.poke_interval,
+                end_time=self._deadline(context),
+            ),
+            method_name="execute_complete",
+        )
+
+    def _deadline(self, context: Context) -> float:
+        """Epoch seconds at which the wait times out: ``timeout`` after this try started."""
+        start = context["ti"].start_date
+        return start.timestamp() + self.timeout
+
+    def check(self) -> ExportProgress:
+        """One check: DescribeImages and a COS HEAD per CosPath, judged by ``assess``."""
+        export = self.export_record
+        image_set = self.hook.describe_images(export["image_ids"])
+        keys = [path.lstrip("/") for path in export["cos_paths"]]
+        heads = {key: self.hook.head_cos_object(export["bucket_name"], key) for key in keys}
+        progress = assess(export, image_set, heads)
+        self.log.info("ExportImages task %s: %s", export.get("task_id"), progress.describe())
+        return progress
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        """Return the CosPaths once every object is there; fail at once if the export failed."""
+        progress = self.check()
+        if progress.error:
+            raise AirflowFailException(f"ExportImages task {self.export_record.get('task_id')}: {progress.error}")
+        if not progress.done:
+            return False
+        return PokeReturnValue(
+            is_done=True, xcom_value=publish_export(self, context, self.export_record, progress.objects)
+        )
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:
+        """Resume after the trigger: return the CosPaths, or fail/time out with the trigger's message."""
+        status = event.get("status")
+        message = event.get("message") or f"the export trigger ended with status {status!r}"
+        if status == "success":
+            return publish_export(self, context, self.export_record, list(event["objects"]))
+        if status == "timeout":
+            raise AirflowSensorTimeout(message)
+        raise AirflowFailException(message)

@@ -1,0 +1,290 @@
+"""Argument checks of the operator, the sensor and the example DAGs' config (pure, no Airflow, no network).
+
+Every check runs after template rendering and before any request is sent. Each failure is a
+:class:`~airflow_cvm_export.utils.errors.TencentCloudConfigError` naming the field and what it allows.
+
+Templates render differently depending on the DAG: without ``render_template_as_native_obj`` every
+field is a string (``"['img-…']"``, ``"True"``); with it, ``"{{ ds_nodash }}"`` becomes an ``int``
+and ``"True"`` a ``bool``. Values whose meaning is clear are normalised (a string holding a list,
+an integer file name prefix, ``"true"``/``"false"``); anything else is rejected.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from airflow_cvm_export.utils.connection import REGION_RE, validate_region
+from airflow_cvm_export.utils.errors import TencentCloudConfigError
+
+EXPORT_FORMATS = ("RAW", "QCOW2", "VHD", "VMDK")
+DEFAULT_EXPORT_FORMAT = "RAW"
+# The form of every documented image id: ``img-`` and 8 lowercase letters or digits.
+IMAGE_ID_PATTERN = r"^img-[a-z0-9]{8}$"
+# ``<name>-<APPID>``: lowercase letters, digits and hyphens, then a numeric APPID; at most 60 characters.
+BUCKET_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]+$"
+BUCKET_NAME_MAX = 60
+# Not documented by Tencent Cloud; kept to characters that are safe in an object key and a URL.
+FILE_NAME_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# CAM role names: letters, digits and ``+=,.@_-``, 1 to 128 characters.
+ROLE_NAME_PATTERN = r"^[A-Za-z0-9+=,.@_-]{1,128}$"
+REGION_PATTERN = REGION_RE.pattern
+SENSOR_MODES = ("poke", "reschedule")
+# Undocumented by Tencent Cloud (the emulator enforces it): image ids per ExportImages call.
+DEFAULT_BATCH_SIZE = 10
+DEFAULT_POKE_INTERVAL = 60
+DEFAULT_TIMEOUT = 24 * 60 * 60
+
+_IMAGE_ID_RE = re.compile(IMAGE_ID_PATTERN)
+_BUCKET_RE = re.compile(BUCKET_NAME_PATTERN)
+_PREFIX_RE = re.compile(FILE_NAME_PREFIX_PATTERN)
+_ROLE_RE = re.compile(ROLE_NAME_PATTERN)
+
+
+def _fail(field: str, allowed: str, value: Any) -> TencentCloudConfigError:
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return TencentCloudConfigError(f"{field} must be {allowed}, got {shown}")
+
+
+def _as_list(value: Any, field: str, example: str) -> list[Any]:
+    """A list, or a string holding one (JSON, or the Python repr a non-native template renders)."""
+    allowed = f"a list such as {example} (or a string holding a JSON list)"
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.startswith("["):
+            raise _fail(field, allowed + ", not a bare string", value)
+        try:
+            value = json.loads(text)
+        except ValueError:
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                raise _fail(field, allowed, text) from None
+    if not isinstance(value, list | tuple):
+        raise _fail(field, allowed, value)
+    return list(value)
+
+
+def as_image_ids(value: Any, field: str = "image_ids") -> list[str]:
+    """A non-empty list of distinct image ids such as ``img-pq5pau1w``."""
+    ids = _as_list(value, field, "['img-pq5pau1w']")
+    if not ids:
+        raise _fail(field, "a non-empty list of image ids such as ['img-pq5pau1w']", value)
+    for image_id in ids:
+        if not isinstance(image_id, str) or not _IMAGE_ID_RE.match(image_id):
+            raise _fail(f"{field} item", "an image id: 'img-' and 8 lowercase letters or digits", image_id)
+    duplicates = sorted({image_id for image_id in ids if ids.count(image_id) > 1})
+    if duplicates:
+        raise _fail(field, "a list without duplicates (each image is exported once)", duplicates)
+    return ids
+
+
+def as_bucket_name(value: Any, field: str = "bucket_name") -> str:
+    """A full COS bucket name ``<name>-<APPID>``."""
+    if not isinstance(value, str) or len(value) > BUCKET_NAME_MAX or not _BUCKET_RE.match(value):
+        raise _fail(
+            field,
+            f"a COS bucket name '<name>-<APPID>' such as 'exports-1250000000' (lowercase letters, digits and "
+            f"hyphens, then the numeric APPID; at most {BUCKET_NAME_MAX} characters)",
+            value,
+        )
+    return value
+
+
+def as_export_format(value: Any, field: str = "export_format") -> str:
+    """One of RAW, QCOW2, VHD, VMDK (any case); None gives the API's default RAW."""
+    if value is None:
+        return DEFAULT_EXPORT_FORMAT
+    if not isinstance(value, str) or value.strip().upper() not in EXPORT_FORMATS:
+        raise _fail(field, "one of " + ", ".join(EXPORT_FORMATS), value)
+    return value.strip().upper()
+
+
+def as_file_name_prefixes(value: Any, count: int, field: str = "file_name_prefixes") -> list[str] | None:
+    """None (or empty), or one prefix per image; integers (a native ``{{ ds_nodash }}``) become strings."""
+    if value is None or value == "" or value == []:
+        return None
+    prefixes = []
+    for prefix in _as_list(value, field, "['nightly-20261126']"):
+        if isinstance(prefix, int) and not isinstance(prefix, bool) and prefix >= 0:
+            prefix = str(prefix)
+        if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
+            raise _fail(
+                f"{field} item",
+                "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+                prefix,
+            )
+        prefixes.append(prefix)
+    if len(prefixes) != count:
+        raise _fail(field, f"a list with one prefix per image ({count}), or empty", prefixes)
+    return prefixes
+
+
+def as_optional_bool(value: Any, field: str) -> bool | None:
+    """None, a bool, or the strings ``true``/``false`` (any case) a non-native template renders."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise _fail(field, "true or false", value)
+
+
+def as_role_name(value: Any, field: str = "role_name") -> str | None:
+    """None (the API's default ``CVM_QcsRole``) or a CAM role name."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _ROLE_RE.match(value):
+        raise _fail(field, "a CAM role name: 1 to 128 letters, digits or '+=,.@_-'", value)
+    return value
+
+
+def as_optional_region(value: Any, field: str = "region") -> str | None:
+    """None (the connection's region) or a region such as ``ap-guangzhou``."""
+    return None if value is None or value == "" else validate_region(value, field_name=field)
+
+
+@dataclass(frozen=True)
+class ExportArgs:
+    """The checked and normalised arguments of one ExportImages call."""
+
+    image_ids: list[str]
+    bucket_name: str
+    export_format: str
+    file_name_prefixes: list[str] | None
+    only_export_root_disk: bool | None
+    dry_run: bool | None
+    role_name: str | None
+    region: str | None
+
+
+def validate_export_args(
+    *,
+    image_ids: Any,
+    bucket_name: Any,
+    export_format: Any = None,
+    file_name_prefixes: Any = None,
+    only_export_root_disk: Any = None,
+    dry_run: Any = None,
+    role_name: Any = None,
+    region: Any = None,
+) -> ExportArgs:
+    """Check and normalise the operator's rendered arguments; raise on the first bad one."""
+    ids = as_image_ids(image_ids)
+    return ExportArgs(
+        image_ids=ids,
+        bucket_name=as_bucket_name(bucket_name),
+        export_format=as_export_format(export_format),
+        file_name_prefixes=as_file_name_prefixes(file_name_prefixes, len(ids)),
+        only_export_root_disk=as_optional_bool(only_export_root_disk, "only_export_root_disk"),
+        dry_run=as_optional_bool(dry_run, "dry_run"),
+        role_name=as_role_name(role_name),
+        region=as_optional_region(region),
+    )
+
+
+def _as_started_at(value: Any, field: str) -> str:
+    allowed = "an ISO 8601 timestamp with a time zone, such as '2026-11-26T02:00:00+00:00'"
+    if not isinstance(value, str):
+        raise _fail(field, allowed, value)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(field, allowed, value) from None
+    if parsed.tzinfo is None:
+        raise _fail(field, allowed, value)
+    return value
+
+
+def _as_export_mapping(export: Any) -> Mapping[str, Any]:
+    allowed = "the export record start_export returns (export=start.output) or a JSON object"
+    if isinstance(export, str):
+        try:
+            export = json.loads(export)
+        except ValueError:
+            raise _fail("export", allowed, export) from None
+    if not isinstance(export, Mapping):
+        raise _fail("export", allowed, export)
+    return export
+
+
+def validate_export_record(export: Any) -> dict[str, Any]:
+    """Check an export record (the operator's return value, or the sensor's explicit fields).
+
+    Returns a copy with ``cos_paths``, ``image_ids``, ``bucket_name``, ``region`` and ``started_at``
+    checked and normalised; other keys are kept as they are.
+    """
+    record = dict(_as_export_mapping(export))
+    record["image_ids"] = as_image_ids(record.get("image_ids"), "export.image_ids")
+    record["bucket_name"] = as_bucket_name(record.get("bucket_name"), "export.bucket_name")
+    record["region"] = as_optional_region(record.get("region"), "export.region")
+    record["started_at"] = _as_started_at(record.get("started_at"), "export.started_at")
+    record["dry_run"] = bool(as_optional_bool(record.get("dry_run"), "export.dry_run"))
+    paths = _as_list(record.get("cos_paths", []), "export.cos_paths", "['/img-pq5pau1w_system_snap-fiux4bof.raw']")
+    if not record["dry_run"] and not paths:
+        raise _fail("export.cos_paths", "the non-empty CosPaths ExportImages returned", paths)
+    for path in paths:
+        if not isinstance(path, str) or not path.strip("/") or any(ord(ch) < 32 for ch in path):
+            raise _fail("export.cos_paths item", "a COS object path such as '/img-…_system_snap-….raw'", path)
+    record["cos_paths"] = paths
+    return record
+
+
+def _as_int(value: Any, field: str, minimum: int) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(field, f"an integer >= {minimum}", value)
+    return value
+
+
+def plan_exports(config: Any, *, prefix_suffix: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Split the example DAGs' config into ExportImages batches and the matching sensor settings.
+
+    ``config`` keys: ``image_ids``, ``bucket_name`` (required), ``export_format``,
+    ``file_name_prefixes``, ``region``, ``poke_interval`` (default 60 s), ``mode`` (poke or
+    reschedule), ``timeout`` (seconds, default one day), ``batch_size`` (image ids per call,
+    default 10). With ``prefix_suffix`` each prefix becomes ``<prefix>-<suffix>`` (``nightly`` when
+    no prefixes are given), so runs of different nights never share an object key.
+
+    Returns ``{"exports": [operator kwargs per batch], "waits": [sensor kwargs per batch]}``.
+    """
+    if not isinstance(config, Mapping):
+        raise _fail("config", "a JSON object with at least image_ids and bucket_name", config)
+    ids = as_image_ids(config.get("image_ids"))
+    prefixes = as_file_name_prefixes(config.get("file_name_prefixes"), len(ids))
+    if prefix_suffix is not None:
+        prefixes = [f"{prefix}-{prefix_suffix}" for prefix in (prefixes or ["nightly"] * len(ids))]
+        as_file_name_prefixes(prefixes, len(ids))
+    common = {
+        "bucket_name": as_bucket_name(config.get("bucket_name")),
+        "export_format": as_export_format(config.get("export_format")),
+        "region": as_optional_region(config.get("region")),
+    }
+    mode = config.get("mode", "poke")
+    if mode not in SENSOR_MODES:
+        raise _fail("mode", "one of " + ", ".join(SENSOR_MODES), mode)
+    wait = {
+        "poke_interval": _as_int(config.get("poke_interval", DEFAULT_POKE_INTERVAL), "poke_interval", 1),
+        "timeout": _as_int(config.get("timeout", DEFAULT_TIMEOUT), "timeout", 1),
+        "mode": mode,
+    }
+    size = _as_int(config.get("batch_size", DEFAULT_BATCH_SIZE), "batch_size", 1)
+    exports = []
+    for start in range(0, len(ids), size):
+        batch = {"image_ids": ids[start : start + size], **common}
+        batch["file_name_prefixes"] = prefixes[start : start + size] if prefixes else None
+        exports.append(batch)
+    return {"exports": exports, "waits": [dict(wait) for _ in exports]}
+
+
+def wait_kwargs(pair: Sequence[Any]) -> dict[str, Any]:
+    """Sensor kwargs from one ``(export record, sensor settings)`` pair of a zipped mapping."""
+    export, settings = pair
+    return {"export": export, **settings}
