@@ -244,8 +244,8 @@ def _as_int(value: Any, field: str, minimum: int) -> int:
     return value
 
 
-def plan_exports(config: Any, *, prefix_suffix: str | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Split the example DAGs' config into ExportImages batches and the matching sensor settings.
+def plan_exports(config: Any, *, prefix_suffix: str | None = None) -> list[dict[str, dict[str, Any]]]:
+    """Split the example DAGs' config into ExportImages batches, each with its sensor settings.
 
     ``config`` keys: ``image_ids``, ``bucket_name`` (required), ``export_format``,
     ``file_name_prefixes``, ``region``, ``poke_interval`` (default 60 s), ``mode`` (poke or
@@ -253,7 +253,8 @@ def plan_exports(config: Any, *, prefix_suffix: str | None = None) -> dict[str, 
     default 10). With ``prefix_suffix`` each prefix becomes ``<prefix>-<suffix>`` (``nightly`` when
     no prefixes are given), so runs of different nights never share an object key.
 
-    Returns ``{"exports": [operator kwargs per batch], "waits": [sensor kwargs per batch]}``.
+    Returns one ``{"export": operator kwargs, "wait": sensor kwargs}`` per batch; map the operator
+    over :func:`export_kwargs` and the sensor over :func:`wait_kwargs`.
     """
     if not isinstance(config, Mapping):
         raise _fail("config", "a JSON object with at least image_ids and bucket_name", config)
@@ -276,15 +277,25 @@ def plan_exports(config: Any, *, prefix_suffix: str | None = None) -> dict[str, 
         "mode": mode,
     }
     size = _as_int(config.get("batch_size", DEFAULT_BATCH_SIZE), "batch_size", 1)
-    exports = []
-    for start in range(0, len(ids), size):
-        batch = {"image_ids": ids[start : start + size], **common}
-        batch["file_name_prefixes"] = prefixes[start : start + size] if prefixes else None
-        exports.append(batch)
-    return {"exports": exports, "waits": [dict(wait) for _ in exports]}
+    return [
+        {
+            "export": {
+                "image_ids": ids[start : start + size],
+                "file_name_prefixes": prefixes[start : start + size] if prefixes else None,
+                **common,
+            },
+            "wait": dict(wait),
+        }
+        for start in range(0, len(ids), size)
+    ]
+
+
+def export_kwargs(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """Operator kwargs of one batch of :func:`plan_exports`."""
+    return dict(batch["export"])
 
 
 def wait_kwargs(pair: Sequence[Any]) -> dict[str, Any]:
-    """Sensor kwargs from one ``(export record, sensor settings)`` pair of a zipped mapping."""
-    export, settings = pair
-    return {"export": export, **settings}
+    """Sensor kwargs from one ``(export record, batch of plan_exports)`` pair of a zipped mapping."""
+    export, batch = pair
+    return {"export": export, **batch["wait"]}

@@ -1,0 +1,86 @@
+"""Export CVM custom images to COS on demand, from the trigger form.
+
+Fill in the images and the bucket in the form (or ``airflow dags test cvm_export_adhoc -c '<json>'``);
+the form checks every value before the run starts, and ``start_export`` checks them again before
+sending anything. ``wait_for_export`` returns the CosPaths through XCom.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, Param, task
+
+from airflow_cvm_export.operators.cvm import ExportImagesOperator
+from airflow_cvm_export.sensors.cvm import ExportImagesSensor
+from airflow_cvm_export.utils.validation import (
+    BUCKET_NAME_MAX,
+    BUCKET_NAME_PATTERN,
+    DEFAULT_EXPORT_FORMAT,
+    DEFAULT_POKE_INTERVAL,
+    EXPORT_FORMATS,
+    FILE_NAME_PREFIX_PATTERN,
+    IMAGE_ID_PATTERN,
+    REGION_PATTERN,
+    SENSOR_MODES,
+    export_kwargs,
+    plan_exports,
+    wait_kwargs,
+)
+
+with DAG(
+    dag_id="cvm_export_adhoc",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+    catchup=False,
+    doc_md=__doc__,
+    tags=["tencentcloud", "cvm", "export"],
+    params={
+        "image_ids": Param(
+            type="array",
+            items={"type": "string", "pattern": IMAGE_ID_PATTERN},
+            minItems=1,
+            uniqueItems=True,
+            title="Image ids",
+            description="Custom images to export, one per line (img- and 8 lowercase letters or digits)",
+        ),
+        "bucket_name": Param(
+            type="string",
+            pattern=BUCKET_NAME_PATTERN,
+            maxLength=BUCKET_NAME_MAX,
+            title="COS bucket",
+            description="Full bucket name <name>-<APPID>, in the images' region",
+        ),
+        "export_format": Param(DEFAULT_EXPORT_FORMAT, type="string", enum=list(EXPORT_FORMATS), title="Format"),
+        "file_name_prefixes": Param(
+            [],
+            type="array",
+            items={"type": "string", "pattern": FILE_NAME_PREFIX_PATTERN},
+            title="File name prefixes",
+            description="One per image, or none",
+        ),
+        "region": Param(
+            None,
+            type=["null", "string"],
+            pattern=REGION_PATTERN,
+            title="Region",
+            description="e.g. ap-guangzhou; empty for the connection's region",
+        ),
+        "poke_interval": Param(
+            DEFAULT_POKE_INTERVAL, type="integer", minimum=1, title="Seconds between checks of the export"
+        ),
+        "mode": Param("poke", type="string", enum=list(SENSOR_MODES), title="Sensor mode"),
+    },
+):
+
+    @task
+    def plan(params: dict[str, Any] | None = None) -> list[dict[str, dict[str, Any]]]:
+        """Split the form's images into ExportImages batches."""
+        return plan_exports(params)
+
+    planned = plan()
+    start = ExportImagesOperator.partial(task_id="start_export").expand_kwargs(planned.map(export_kwargs))
+    ExportImagesSensor.partial(task_id="wait_for_export").expand_kwargs(
+        start.output.zip(planned).map(wait_kwargs)
+    )

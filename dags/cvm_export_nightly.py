@@ -1,0 +1,64 @@
+"""Nightly export of CVM custom images to COS, then a manifest of the exported files.
+
+The images, bucket and polling settings come from the Airflow Variable ``cvm_export_config``, read
+when the run starts (never while the file is parsed), for example::
+
+    {"image_ids": ["img-centos01", "img-ubuntu01"], "bucket_name": "exports-1250000000",
+     "export_format": "QCOW2", "region": "ap-guangzhou", "poke_interval": 60, "mode": "reschedule"}
+
+Optional keys: ``file_name_prefixes`` (one per image; default ``nightly``), ``timeout`` (seconds),
+``batch_size`` (image ids per ExportImages call, default 10). Every prefix is stamped with the
+run's date (``nightly-20261126``) so nights never overwrite each other's files. The images are
+exported in batches: ``start_export`` and ``wait_for_export`` are mapped over them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+from airflow.sdk import DAG, XComArg, task
+
+from airflow_cvm_export.operators.cvm import ExportImagesOperator
+from airflow_cvm_export.sensors.cvm import OBJECTS_XCOM_KEY, ExportImagesSensor
+from airflow_cvm_export.utils.validation import export_kwargs, plan_exports, wait_kwargs
+
+CONFIG_VARIABLE = "cvm_export_config"
+
+with DAG(
+    dag_id="cvm_export_nightly",
+    schedule="0 2 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["tencentcloud", "cvm", "export"],
+):
+
+    @task
+    def plan(stamp: str) -> list[dict[str, dict[str, Any]]]:
+        """Read the config Variable and split the images into ExportImages batches."""
+        from airflow.sdk import Variable
+
+        return plan_exports(Variable.get(CONFIG_VARIABLE, deserialize_json=True), prefix_suffix=stamp)
+
+    @task
+    def write_manifest(cos_paths: list[list[str]], objects: list[list[dict[str, Any]]]) -> dict[str, Any]:
+        """Downstream use of the export: one manifest of every exported file (logged and returned)."""
+        files = [obj for batch in objects for obj in batch]
+        manifest = {
+            "cos_paths": [path for batch in cos_paths for path in batch],
+            "files": [{"url": obj["url"], "size": obj["size"], "etag": obj["etag"]} for obj in files],
+            "total_bytes": sum(obj["size"] for obj in files),
+        }
+        print(f"Manifest: {len(manifest['cos_paths'])} files, {manifest['total_bytes']} bytes")
+        for path in manifest["cos_paths"]:
+            print(f"  {path}")
+        return manifest
+
+    planned = plan(stamp="{{ (logical_date or dag_run.run_after) | ds_nodash }}")
+    start = ExportImagesOperator.partial(task_id="start_export").expand_kwargs(planned.map(export_kwargs))
+    wait = ExportImagesSensor.partial(task_id="wait_for_export").expand_kwargs(
+        start.output.zip(planned).map(wait_kwargs)
+    )
+    write_manifest(cos_paths=wait.output, objects=XComArg(wait, key=OBJECTS_XCOM_KEY))
