@@ -2,10 +2,11 @@
 
 One :class:`ExportPoller` per event loop and (connection, region) serves all the exports waiting
 there. Each cycle it reads the image states of every due export with ``DescribeImages`` calls of
-at most 100 ids, ``HEAD``\\ s the exported objects not confirmed yet, and lets
-:func:`~airflow_cvm_export.utils.completion.assess` decide each export. Every call goes through
-the process-wide rate limiter (:func:`~airflow_cvm_export.utils.ratelimit.limiter_for`), so a
-triggerer holding 1,000 waiting exports stays within the documented API limits.
+at most 100 ids, sends a COS ``HEAD`` for each exported object not confirmed yet (stopping at the
+first missing one), and lets :func:`~airflow_cvm_export.utils.completion.assess` decide each
+export. Every call goes through the process-wide rate limiter
+(:func:`~airflow_cvm_export.utils.ratelimit.limiter_for`), so a triggerer holding 1,000 waiting
+exports stays within the documented API limits.
 
 Requests are built, signed and parsed by :mod:`airflow_cvm_export.utils.protocol`; only sending
 them (``httpx``, which Airflow already ships) lives here.
@@ -59,7 +60,8 @@ FINAL_STATUSES = frozenset({"success", "error", "timeout"})
 class Waiter:
     """One export waiting in a poller; the poller posts ``{"status", "message", ...}`` reports to it.
 
-    ``status`` is ``waiting`` or ``retrying`` for progress, else one of :data:`FINAL_STATUSES`.
+    ``status`` is ``waiting`` (progress changed) or ``retrying`` (a check failed), else one of
+    :data:`FINAL_STATUSES`.
     """
 
     poller: ExportPoller
@@ -218,7 +220,7 @@ class ExportPoller:
         except (KeyError, TypeError, ValueError) as exc:
             self._finish(waiter, "error", f"Could not check {waiter.label}: malformed export record ({exc!r})")
             return
-        waiter.progress = progress
+        previous, waiter.progress = waiter.progress, progress
         waiter.failed_checks = 0
         waiter.confirmed.update(
             (obj["key"], {"size": obj["size"], "etag": obj["etag"], "last_modified": obj["last_modified"]})
@@ -234,7 +236,7 @@ class ExportPoller:
                 cos_paths=list(waiter.export["cos_paths"]),
                 objects=progress.objects,
             )
-        else:
+        elif previous is None or len(previous.objects) != len(progress.objects):
             waiter.reports.put_nowait({"status": "waiting", "message": progress.describe()})
 
     def _check_failed(self, waiter: Waiter, error: BaseException) -> None:
@@ -262,10 +264,13 @@ class ExportPoller:
         return parse_api_response("DescribeImages", response.status_code, response.content).get("ImageSet") or []
 
     async def _heads(self, waiter: Waiter) -> dict[str, dict[str, Any] | None]:
-        bucket = waiter.export["bucket_name"]
-        keys = waiter.pending_keys()
-        metas = await asyncio.gather(*(self._head(bucket, key) for key in keys))
-        return dict(zip(keys, metas, strict=True))
+        """HEAD the pending objects in order up to the first missing one: the rest cannot complete it yet."""
+        heads: dict[str, dict[str, Any] | None] = {}
+        for key in waiter.pending_keys():
+            heads[key] = await self._head(waiter.export["bucket_name"], key)
+            if heads[key] is None:
+                break
+        return heads
 
     async def _head(self, bucket: str, key: str) -> dict[str, Any] | None:
         assert self._config is not None
