@@ -78,7 +78,7 @@ def as_image_ids(value: Any, field: str = "image_ids") -> list[str]:
     if not ids:
         raise _fail(field, "a non-empty list of image ids such as ['img-pq5pau1w']", value)
     for image_id in ids:
-        if not isinstance(image_id, str) or not _IMAGE_ID_RE.match(image_id):
+        if not isinstance(image_id, str) or not _IMAGE_ID_RE.fullmatch(image_id):
             raise _fail(f"{field} item", "an image id: 'img-' and 8 lowercase letters or digits", image_id)
     duplicates = sorted({image_id for image_id in ids if ids.count(image_id) > 1})
     if duplicates:
@@ -88,7 +88,7 @@ def as_image_ids(value: Any, field: str = "image_ids") -> list[str]:
 
 def as_bucket_name(value: Any, field: str = "bucket_name") -> str:
     """A full COS bucket name ``<name>-<APPID>``."""
-    if not isinstance(value, str) or len(value) > BUCKET_NAME_MAX or not _BUCKET_RE.match(value):
+    if not isinstance(value, str) or len(value) > BUCKET_NAME_MAX or not _BUCKET_RE.fullmatch(value):
         raise _fail(
             field,
             f"a COS bucket name '<name>-<APPID>' such as 'exports-1250000000' (lowercase letters, digits and "
@@ -115,7 +115,7 @@ def as_file_name_prefixes(value: Any, count: int, field: str = "file_name_prefix
     for prefix in _as_list(value, field, "['nightly-20261126']"):
         if isinstance(prefix, int) and not isinstance(prefix, bool) and prefix >= 0:
             prefix = str(prefix)
-        if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
+        if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
             raise _fail(
                 f"{field} item",
                 "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
@@ -140,14 +140,18 @@ def as_role_name(value: Any, field: str = "role_name") -> str | None:
     """None (the API's default ``CVM_QcsRole``) or a CAM role name."""
     if value is None:
         return None
-    if not isinstance(value, str) or not _ROLE_RE.match(value):
+    if not isinstance(value, str) or not _ROLE_RE.fullmatch(value):
         raise _fail(field, "a CAM role name: 1 to 128 letters, digits or '+=,.@_-'", value)
     return value
 
 
 def as_optional_region(value: Any, field: str = "region") -> str | None:
     """None (the connection's region) or a region such as ``ap-guangzhou``."""
-    return None if value is None or value == "" else validate_region(value, field_name=field)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and not REGION_RE.fullmatch(value):
+        value = repr(value)  # e.g. a trailing newline, which ``$`` would let through
+    return validate_region(value, field_name=field)
 
 
 @dataclass(frozen=True)

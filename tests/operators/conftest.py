@@ -1,0 +1,61 @@
+"""Fixtures for operator and sensor tests: an in-process emulator, a connection to it, a task context."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from airflow.sdk.execution_time.context import OutletEventAccessors
+
+from airflow_cvm_export.emulator import Emulator
+from tests.credentials import SECRET_ID, SECRET_KEY
+
+CONN_ID = "tc_test"
+REGION = "ap-guangzhou"
+BUCKET = "exports-1250000000"
+
+
+class FakeTaskInstance:
+    """The parts of a task instance the operator and the sensor use: ``xcom_push`` and ``start_date``."""
+
+    def __init__(self) -> None:
+        self.xcoms: dict[str, Any] = {}
+        self.start_date = datetime.now(UTC)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+@pytest.fixture
+def context() -> dict[str, Any]:
+    """A minimal task context for calling ``execute``/``poke`` directly."""
+    return {"ti": FakeTaskInstance(), "outlet_events": OutletEventAccessors()}
+
+
+@pytest.fixture
+def start_emulator(tencentcloud_conn: Callable[..., str]) -> Iterator[Callable[..., Emulator]]:
+    """``start_emulator(**Emulator kwargs)``: a started emulator that connection ``tc_test`` points at."""
+    started: list[Emulator] = []
+
+    def start(**kwargs: Any) -> Emulator:
+        kwargs.setdefault("export_seconds", 0.3)
+        emu = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, **kwargs).start()
+        started.append(emu)
+        tencentcloud_conn(
+            CONN_ID,
+            endpoint=emu.url,
+            region=REGION,
+            rate_limits={"ExportImages": 0, "DescribeImages": 0},
+        )
+        return emu
+
+    yield start
+    for emu in started:
+        emu.stop()
+
+
+@pytest.fixture
+def emulator(start_emulator: Callable[..., Emulator]) -> Emulator:
+    return start_emulator()

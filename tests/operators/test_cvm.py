@@ -1,0 +1,118 @@
+"""ExportImagesOperator against the in-process emulator: the record, dry runs, Tencent errors, bad input."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from airflow_cvm_export.emulator import Emulator
+from airflow_cvm_export.emulator.catalog import image_for
+from airflow_cvm_export.links.cvm import LINK_XCOM_KEY
+from airflow_cvm_export.operators.cvm import ExportImagesOperator
+from airflow_cvm_export.utils.errors import TencentCloudConfigError, TencentCloudError
+from tests.operators.conftest import BUCKET, CONN_ID, REGION
+
+RECORD_KEYS = {
+    "task_id",
+    "cos_paths",
+    "image_ids",
+    "bucket_name",
+    "region",
+    "file_name_prefixes",
+    "export_format",
+    "only_export_root_disk",
+    "request_id",
+    "started_at",
+    "dry_run",
+}
+
+
+def operator(**kwargs: Any) -> ExportImagesOperator:
+    args = {"image_ids": ["img-centos02"], "bucket_name": BUCKET, "tencentcloud_conn_id": CONN_ID, **kwargs}
+    return ExportImagesOperator(task_id="start_export", **args)
+
+
+def test_export_record(emulator: Emulator, context: dict[str, Any]) -> None:
+    before = datetime.now(UTC)
+    record = operator(file_name_prefixes=["nightly-20261126"], export_format="vmdk").execute(context)
+
+    assert set(record) == RECORD_KEYS
+    assert json.loads(json.dumps(record)) == record
+    (export,) = emulator.state()["exports"]
+    assert record["task_id"] == export["TaskId"]
+    assert record["cos_paths"] == export["CosPaths"]
+    assert all(path.startswith("/nightly-20261126_img-centos02_") for path in record["cos_paths"])
+    assert record["export_format"] == "VMDK"
+    assert record["region"] == REGION
+    assert record["request_id"]
+    assert record["dry_run"] is False
+    assert before <= datetime.fromisoformat(record["started_at"]) <= datetime.now(UTC)
+    assert context["ti"].xcoms[LINK_XCOM_KEY] == {"bucket": BUCKET, "region": REGION, "folder": ""}
+
+
+def test_dry_run_starts_nothing(emulator: Emulator, context: dict[str, Any]) -> None:
+    record = operator(dry_run="True").execute(context)
+
+    assert record["dry_run"] is True
+    assert record["cos_paths"] == []
+    assert record["task_id"] is None
+    assert emulator.state()["exports"] == []
+    assert emulator.state()["requests"]["ExportImages"] == {"DryRunOperation": 1}
+    assert LINK_XCOM_KEY not in context["ti"].xcoms
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "UnsupportedOperation.WindowsImageExportUnsupported",
+        "UnsupportedOperation.PublicImageExportUnsupported",
+        "InvalidParameterValue.InvalidImageOsName",
+    ],
+)
+def test_unexportable_image_fails_with_its_tencent_code(emulator: Emulator, context: dict[str, Any], code: str) -> None:
+    with pytest.raises(TencentCloudError, match=code) as raised:
+        operator(image_ids=[image_for(code)]).execute(context)
+    assert raised.value.code == code
+    assert emulator.state()["exports"] == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"image_ids": "img-centos01"},
+        {"image_ids": ["img-centos01", "img-centos01"]},
+        {"bucket_name": "exports"},
+        {"export_format": "ISO"},
+        {"file_name_prefixes": ["a", "b"]},
+        {"role_name": "no spaces allowed"},
+        {"region": "guangzhou"},
+    ],
+)
+def test_bad_arguments_fail_before_any_request(emulator: Emulator, context: dict[str, Any], kwargs: dict) -> None:
+    with pytest.raises(TencentCloudConfigError):
+        operator(**kwargs).execute(context)
+    assert emulator.state()["requests"] == {}
+
+
+def test_region_is_required(emulator: Emulator, context: dict[str, Any], tencentcloud_conn: Any) -> None:
+    conn_id = tencentcloud_conn("tc_no_region", endpoint=emulator.url)
+    with pytest.raises(TencentCloudConfigError, match="region must be set"):
+        operator(tencentcloud_conn_id=conn_id).execute(context)
+    assert emulator.state()["requests"] == {}
+
+
+def test_user_facing_arguments_are_templated() -> None:
+    assert set(ExportImagesOperator.template_fields) == {
+        "image_ids",
+        "bucket_name",
+        "export_format",
+        "file_name_prefixes",
+        "only_export_root_disk",
+        "dry_run",
+        "role_name",
+        "region",
+        "tencentcloud_conn_id",
+    }

@@ -1,0 +1,163 @@
+"""Pure argument checks: what is normalised, what is rejected, and that each error names its field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from airflow_cvm_export.utils.validation import (
+    export_kwargs,
+    plan_exports,
+    validate_export_args,
+    validate_export_record,
+    wait_kwargs,
+)
+
+GOOD = {"image_ids": ["img-centos01"], "bucket_name": "exports-1250000000"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "expected"),
+    [
+        ({"image_ids": '["img-centos01", "img-ubuntu01"]'}, "image_ids", ["img-centos01", "img-ubuntu01"]),
+        ({"image_ids": "['img-centos01']"}, "image_ids", ["img-centos01"]),  # non-native render of a list
+        ({"image_ids": ("img-centos01",)}, "image_ids", ["img-centos01"]),
+        ({"export_format": "qcow2"}, "export_format", "QCOW2"),
+        ({"export_format": None}, "export_format", "RAW"),
+        ({"file_name_prefixes": [20261126]}, "file_name_prefixes", ["20261126"]),  # native "{{ ds_nodash }}"
+        ({"file_name_prefixes": '["nightly-20261126"]'}, "file_name_prefixes", ["nightly-20261126"]),
+        ({"file_name_prefixes": []}, "file_name_prefixes", None),
+        ({"only_export_root_disk": "True"}, "only_export_root_disk", True),
+        ({"only_export_root_disk": "false"}, "only_export_root_disk", False),
+        ({"dry_run": True}, "dry_run", True),
+        ({"role_name": "CVM_QcsRole"}, "role_name", "CVM_QcsRole"),
+        ({"region": "na-siliconvalley"}, "region", "na-siliconvalley"),
+        ({"region": ""}, "region", None),
+    ],
+)
+def test_accepted_and_normalised(changes: dict[str, Any], field: str, expected: Any) -> None:
+    args = validate_export_args(**{**GOOD, **changes})
+    assert getattr(args, field) == expected
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"image_ids": "img-centos01"}, "image_ids"),  # a bare string, not a list
+        ({"image_ids": []}, "image_ids"),
+        ({"image_ids": None}, "image_ids"),
+        ({"image_ids": 20261126}, "image_ids"),
+        ({"image_ids": ["img-CENTOS01"]}, "image_ids item"),
+        ({"image_ids": ["img-centos0"]}, "image_ids item"),
+        ({"image_ids": ["img-centos01\n"]}, "image_ids item"),
+        ({"image_ids": [123]}, "image_ids item"),
+        ({"image_ids": ["img-centos01", "img-centos01"]}, "without duplicates"),
+        ({"image_ids": "[img-centos01"}, "image_ids"),  # broken JSON from a template
+        ({"bucket_name": "exports"}, "bucket_name"),  # no APPID
+        ({"bucket_name": "Exports-1250000000"}, "bucket_name"),
+        ({"bucket_name": "exports-appid"}, "bucket_name"),
+        ({"bucket_name": "x" * 60 + "-1250000000"}, "bucket_name"),
+        ({"bucket_name": 1250000000}, "bucket_name"),
+        ({"export_format": "ISO"}, "export_format"),
+        ({"export_format": True}, "export_format"),
+        ({"file_name_prefixes": ["a", "b"]}, "file_name_prefixes"),  # one image, two prefixes
+        ({"file_name_prefixes": ["night/ly"]}, "file_name_prefixes item"),
+        ({"file_name_prefixes": ["夜间"]}, "file_name_prefixes item"),
+        ({"file_name_prefixes": ["p" * 65]}, "file_name_prefixes item"),
+        ({"file_name_prefixes": [True]}, "file_name_prefixes item"),
+        ({"file_name_prefixes": "nightly"}, "file_name_prefixes"),
+        ({"only_export_root_disk": "yes please"}, "only_export_root_disk"),
+        ({"only_export_root_disk": 1}, "only_export_root_disk"),
+        ({"dry_run": "None"}, "dry_run"),
+        ({"role_name": "role with spaces"}, "role_name"),
+        ({"region": "Guangzhou"}, "region"),
+        ({"region": 20261126}, "region"),
+        ({"region": "ap-guangzhou\n"}, "region"),
+    ],
+)
+def test_rejected_with_the_field_named(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(TencentCloudConfigError, match=field):
+        validate_export_args(**{**GOOD, **changes})
+
+
+RECORD = {
+    "task_id": 105591590,
+    "cos_paths": ["/img-centos01_system_snap-a90ff55d.raw"],
+    "image_ids": ["img-centos01"],
+    "bucket_name": "exports-1250000000",
+    "region": "ap-guangzhou",
+    "started_at": "2026-11-26T02:00:00+00:00",
+    "request_id": "r-1",
+}
+
+
+def test_export_record_is_checked_and_extra_keys_kept() -> None:
+    record = validate_export_record({**RECORD, "started_at": "2026-11-26T02:00:00Z"})
+    assert record["request_id"] == "r-1"
+    assert record["dry_run"] is False
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"started_at": "2026-11-26T02:00:00"}, "started_at"),  # no time zone
+        ({"started_at": "yesterday"}, "started_at"),
+        ({"cos_paths": []}, "cos_paths"),
+        ({"cos_paths": ["/"]}, "cos_paths item"),
+        ({"cos_paths": ["/a\x00b"]}, "cos_paths item"),
+        ({"bucket_name": None}, "export.bucket_name"),
+        ({"image_ids": "img-centos01"}, "export.image_ids"),
+    ],
+)
+def test_bad_export_record(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(TencentCloudConfigError, match=field):
+        validate_export_record({**RECORD, **changes})
+
+
+@pytest.mark.parametrize("export", ["not json", "[1, 2]", 42, None])
+def test_export_must_be_a_record(export: Any) -> None:
+    with pytest.raises(TencentCloudConfigError, match="export must be"):
+        validate_export_record(export)
+
+
+def test_plan_batches_stamps_prefixes_and_carries_sensor_settings() -> None:
+    ids = [f"img-x{i:07d}" for i in range(1, 24)]
+    config = {"image_ids": ids, "bucket_name": "exports-1250000000", "poke_interval": "5", "mode": "reschedule"}
+    batches = plan_exports(config, prefix_suffix="20261126")
+    assert [len(b["export"]["image_ids"]) for b in batches] == [10, 10, 3]
+    assert [i for b in batches for i in export_kwargs(b)["image_ids"]] == ids
+    assert batches[2]["export"]["file_name_prefixes"] == ["nightly-20261126"] * 3
+    assert wait_kwargs(({"task_id": 1}, batches[0])) == {
+        "export": {"task_id": 1},
+        "poke_interval": 5,
+        "timeout": 86400,
+        "mode": "reschedule",
+    }
+
+
+def test_plan_keeps_given_prefixes_without_a_stamp() -> None:
+    config = {"image_ids": ["img-centos01"], "bucket_name": "exports-1250000000", "file_name_prefixes": ["web"]}
+    (batch,) = plan_exports(config)
+    assert batch["export"]["file_name_prefixes"] == ["web"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"mode": "deferred"}, "mode"),
+        ({"poke_interval": 0}, "poke_interval"),
+        ({"poke_interval": True}, "poke_interval"),
+        ({"batch_size": "ten"}, "batch_size"),
+        ({"bucket_name": ""}, "bucket_name"),
+    ],
+)
+def test_plan_rejects_bad_config(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(TencentCloudConfigError, match=field):
+        plan_exports({"image_ids": ["img-centos01"], "bucket_name": "exports-1250000000", **changes})
+
+
+def test_plan_rejects_a_config_that_is_not_an_object() -> None:
+    with pytest.raises(TencentCloudConfigError, match="config must be"):
+        plan_exports(["img-centos01"])
