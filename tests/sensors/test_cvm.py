@@ -1,0 +1,177 @@
+"""ExportImagesSensor against the in-process emulator: progress, freshness, failures, XComs and assets."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from airflow.sdk import AssetAlias, PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException, TaskDeferred
+
+from airflow_cvm_export.emulator import Emulator
+from airflow_cvm_export.links.cvm import LINK_XCOM_KEY
+from airflow_cvm_export.operators.cvm import ExportImagesOperator
+from airflow_cvm_export.sensors.cvm import DEFAULT_ASSET_ALIAS, OBJECTS_XCOM_KEY, ExportImagesSensor, export_assets
+from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from tests.credentials import SECRET_KEY
+from tests.operators.conftest import BUCKET, CONN_ID, REGION, FakeTaskInstance
+
+
+def start(context: dict[str, Any], image_ids: list[str], **kwargs: Any) -> dict[str, Any]:
+    op = ExportImagesOperator(
+        task_id="start_export", image_ids=image_ids, bucket_name=BUCKET, tencentcloud_conn_id=CONN_ID, **kwargs
+    )
+    return op.execute(context)
+
+
+def sensor(export: dict[str, Any] | None = None, **kwargs: Any) -> ExportImagesSensor:
+    kwargs.setdefault("poke_interval", 0.1)
+    return ExportImagesSensor(task_id="wait_for_export", export=export, tencentcloud_conn_id=CONN_ID, **kwargs)
+
+
+def poke_until_done(wait: ExportImagesSensor, context: dict[str, Any], seconds: float = 10) -> PokeReturnValue:
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        result = wait.poke(context)
+        if result:
+            assert isinstance(result, PokeReturnValue)
+            return result
+        time.sleep(0.1)
+    raise AssertionError("export did not finish")
+
+
+def test_pokes_until_every_object_is_there(
+    start_emulator: Any, context: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    emulator = start_emulator(export_seconds=0.6)
+    record = start(context, ["img-centos02", "img-ubuntu01"], file_name_prefixes=["web", "app"])
+    wait = sensor(record)
+
+    assert wait.poke(context) is False
+    result = poke_until_done(wait, context)
+
+    (export,) = emulator.state()["exports"]
+    assert result.xcom_value == export["CosPaths"]
+    assert "0 of 5 exported objects present" in capsys.readouterr().out  # structlog writes to stdout
+    objects = context["ti"].xcoms[OBJECTS_XCOM_KEY]
+    assert [obj["cos_path"] for obj in objects] == export["CosPaths"]
+    assert {obj["bucket"] for obj in objects} == {BUCKET}
+    assert all(obj["size"] > 0 and obj["url"].startswith(f"https://{BUCKET}.cos.{REGION}.") for obj in objects)
+    assert context["ti"].xcoms[LINK_XCOM_KEY]["bucket"] == BUCKET
+    events = context["outlet_events"][AssetAlias(DEFAULT_ASSET_ALIAS)].asset_alias_events
+    assert sorted(event.dest_asset_key.uri for event in events) == [f"cos://{BUCKET}/app", f"cos://{BUCKET}/web"]
+
+
+def test_objects_older_than_the_export_never_count(emulator: Emulator, context: dict[str, Any]) -> None:
+    record = start(context, ["img-centos01"])
+    poke_until_done(sensor(record), context)
+    # The same image exported again later writes the same key: yesterday's object must not count.
+    later = {**record, "started_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat()}
+    assert sensor(later).poke(context) is False
+
+
+def test_export_failing_in_the_cloud_fails_fast(start_emulator: Any, context: dict[str, Any]) -> None:
+    start_emulator(fail_rate=1, export_seconds=0.3)
+    record = start(context, ["img-centos01"])
+    wait = sensor(record, timeout=60)
+    began = time.monotonic()
+    with pytest.raises(AirflowFailException, match="img-centos01 is in state EXPORTFAILED"):
+        wait.execute(context)
+    assert time.monotonic() - began < 5
+
+
+def test_deleted_image_fails_at_once(emulator: Emulator, context: dict[str, Any]) -> None:
+    record = start(context, ["img-centos01"])
+    gone = {**record, "image_ids": ["img-zzzzzzzz"]}
+    with pytest.raises(AirflowFailException, match="img-zzzzzzzz no longer exists"):
+        sensor(gone).poke(context)
+
+
+def test_execute_returns_the_cos_paths(emulator: Emulator, context: dict[str, Any]) -> None:
+    record = start(context, ["img-ubuntu03"])
+    assert sensor(record).execute(context) == record["cos_paths"]
+
+
+def test_explicit_fields_instead_of_a_record(emulator: Emulator, context: dict[str, Any]) -> None:
+    record = start(context, ["img-ubuntu02"])
+    wait = ExportImagesSensor(
+        task_id="wait_for_export",
+        export_task_id=record["task_id"],
+        cos_paths=str(record["cos_paths"]),  # as a template renders a list without native rendering
+        image_ids=record["image_ids"],
+        bucket_name=record["bucket_name"],
+        started_at=record["started_at"],
+        tencentcloud_conn_id=CONN_ID,
+        poke_interval=0.1,
+    )
+    assert wait.execute(context) == record["cos_paths"]
+    assert wait.export_record["region"] == REGION  # from the connection
+
+
+@pytest.mark.parametrize("soft_fail", [False, True])
+def test_timeout(start_emulator: Any, context: dict[str, Any], soft_fail: bool) -> None:
+    start_emulator(export_seconds=30)
+    record = start(context, ["img-centos01"])
+    expected = AirflowSkipException if soft_fail else AirflowSensorTimeout
+    with pytest.raises(expected):
+        sensor(record, timeout=0.3, soft_fail=soft_fail).execute(context)
+
+
+def test_dry_run_record_skips(emulator: Emulator, context: dict[str, Any]) -> None:
+    record = start(context, ["img-centos01"], dry_run=True)
+    with pytest.raises(AirflowSkipException, match="dry run"):
+        sensor(record).execute(context)
+    assert "DescribeImages" not in emulator.state()["requests"]
+
+
+def test_record_and_explicit_fields_are_exclusive(context: dict[str, Any]) -> None:
+    wait = sensor({"task_id": 1}, bucket_name=BUCKET)
+    with pytest.raises(TencentCloudConfigError, match="either export or the explicit fields"):
+        wait.execute(context)
+
+
+def test_deferrable_defers_to_the_trigger_with_the_deadline(emulator: Emulator, context: dict[str, Any]) -> None:
+    record = start(context, ["img-centos01"])
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(record, deferrable=True, timeout=120, poke_interval=7).execute(context)
+    trigger = deferred.value.trigger
+    _, kwargs = trigger.serialize()
+    assert deferred.value.method_name == "execute_complete"
+    assert kwargs["export"] == {**record, "region": REGION}
+    assert kwargs["poll_interval"] == 7
+    assert kwargs["end_time"] == pytest.approx(context["ti"].start_date.timestamp() + 120)
+    assert SECRET_KEY not in repr(kwargs)
+
+
+def test_execute_complete_success(emulator: Emulator, context: dict[str, Any]) -> None:
+    record = start(context, ["img-centos01"])
+    objects = [{"bucket": BUCKET, "key": path.lstrip("/"), "cos_path": path} for path in record["cos_paths"]]
+    event = {"status": "success", "message": "done", "objects": objects, "cos_paths": record["cos_paths"]}
+    assert sensor(record).execute_complete(context, event) == record["cos_paths"]
+    assert context["ti"].xcoms[OBJECTS_XCOM_KEY] == objects
+
+
+@pytest.mark.parametrize(("status", "error"), [("error", AirflowFailException), ("timeout", AirflowSensorTimeout)])
+def test_execute_complete_failure(emulator: Emulator, status: str, error: type[Exception]) -> None:
+    record = start({"ti": FakeTaskInstance()}, ["img-centos01"])
+    with pytest.raises(error, match="image img-centos01 is in state"):
+        sensor(record).execute_complete({}, {"status": status, "message": "image img-centos01 is in state X"})
+
+
+def test_assets_grouped_by_prefix_or_key() -> None:
+    objects = [
+        {"bucket": BUCKET, "key": "web_img-centos01_system_snap-1.raw"},
+        {"bucket": BUCKET, "key": "web_img-centos01_data_snap-2.raw"},
+        {"bucket": BUCKET, "key": "img-ubuntu01_system_snap-3.raw"},
+    ]
+    assert export_assets({"file_name_prefixes": ["web", "web"]}, objects) == {
+        f"cos://{BUCKET}/web": ["web_img-centos01_system_snap-1.raw", "web_img-centos01_data_snap-2.raw"],
+        f"cos://{BUCKET}/img-ubuntu01_system_snap-3.raw": ["img-ubuntu01_system_snap-3.raw"],
+    }
+
+
+def test_asset_alias_can_be_switched_off() -> None:
+    assert ExportImagesSensor(task_id="w", export={}, asset_alias=None).outlets == []
+    assert ExportImagesSensor(task_id="w", export={}).outlets == [AssetAlias(DEFAULT_ASSET_ALIAS)]
