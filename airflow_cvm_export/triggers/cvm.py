@@ -75,7 +75,7 @@ class Waiter:
 
     @property
     def label(self) -> str:
-        return f"export task {self.export.get('task_id')}"
+        return f"ExportImages task {self.export.get('task_id')}"
 
     def pending_keys(self) -> list[str]:
         """Object keys not yet confirmed fresh in the bucket."""
@@ -227,12 +227,12 @@ class ExportPoller:
             for obj in progress.objects
         )
         if progress.error:
-            self._finish(waiter, "error", f"{waiter.label.capitalize()} failed: {progress.error}")
+            self._finish(waiter, "error", f"{waiter.label}: {progress.error}")  # as the sensor's poke mode says
         elif progress.done:
             self._finish(
                 waiter,
                 "success",
-                f"{waiter.label.capitalize()} finished: {progress.describe()}",
+                f"{waiter.label} finished: {progress.describe()}",
                 cos_paths=list(waiter.export["cos_paths"]),
                 objects=progress.objects,
             )
@@ -377,12 +377,12 @@ class ExportImagesTrigger(BaseTrigger):
                 seen = waiter.progress.describe() if waiter.progress else "not checked yet"
                 return {
                     "status": "timeout",
-                    "message": f"{waiter.label.capitalize()} did not finish by {_iso(self.end_time)}: {seen}",
+                    "message": f"{waiter.label} did not finish by {_iso(self.end_time)}: {seen}",
                 }
             if report["status"] in FINAL_STATUSES:
                 return report
             level = logging.WARNING if report["status"] == "retrying" else logging.INFO
-            self.log.log(level, "%s: %s", waiter.label.capitalize(), report["message"])
+            self.log.log(level, "%s: %s", waiter.label, report["message"])
 
     def _leave(self) -> None:
         if self._waiter is not None:
@@ -396,7 +396,7 @@ class ExportImagesTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         """The task was killed while waiting: stop checking; the export itself cannot be cancelled."""
         self.log.warning(
-            "Stopped waiting for export task %s. Tencent Cloud has no public API to cancel an image export: "
+            "Stopped waiting for ExportImages task %s. Tencent Cloud has no public API to cancel an image export: "
             "it keeps running and may still write %s to bucket %s.",
             self.export.get("task_id"),
             ", ".join(self.export.get("cos_paths", [])),

@@ -114,7 +114,7 @@ def test_success_event_carries_the_objects(serve: Callable[..., tuple[Emulator, 
     export = start_export(conn_id, ["img-centos02"])  # two disks: two objects
     (event,) = wait(conn_id, [export])
     assert event["status"] == "success"
-    assert f"Export task {export['task_id']} finished: 2 of 2" in event["message"]
+    assert f"ExportImages task {export['task_id']} finished: 2 of 2" in event["message"]
     assert event["cos_paths"] == export["cos_paths"]
     assert [obj["cos_path"] for obj in event["objects"]] == export["cos_paths"]
     assert all(obj["size"] > 0 and obj["etag"] for obj in event["objects"])
@@ -127,7 +127,7 @@ def test_failed_export_gives_an_error_event(serve: Callable[..., tuple[Emulator,
     (event,) = wait(conn_id, [export])
     assert event == {
         "status": "error",
-        "message": f"Export task {export['task_id']} failed: image img-centos01 is in state EXPORTFAILED: "
+        "message": f"ExportImages task {export['task_id']}: image img-centos01 is in state EXPORTFAILED: "
         "the export failed in Tencent Cloud",
     }
 
@@ -138,7 +138,7 @@ def test_deadline_gives_a_timeout_event(serve: Callable[..., tuple[Emulator, str
     trigger = ExportImagesTrigger(export=export, tencentcloud_conn_id=conn_id, end_time=time.time() - 1)
     (event,) = run_all([trigger])
     assert event["status"] == "timeout"
-    assert event["message"].startswith(f"Export task {export['task_id']} did not finish by ")
+    assert event["message"].startswith(f"ExportImages task {export['task_id']} did not finish by ")
     assert event["message"].endswith(": not checked yet")
 
 
