@@ -1,0 +1,68 @@
+"""The provider registers with Airflow: package, connection type, hook and connection form."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_cvm_export import get_provider_info
+from airflow_cvm_export.hooks.cvm import CvmHook
+
+EXTRAS = ["allow_http", "cos_endpoint", "endpoint", "rate_limits", "region", "token"]
+
+
+@pytest.fixture(scope="module")
+def airflow_cli(tmp_path_factory: pytest.TempPathFactory):
+    """Run ``airflow providers <command> --output json`` in a fresh AIRFLOW_HOME."""
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow_home"))}
+    airflow = str(Path(sys.executable).with_name("airflow"))
+
+    def run(*command: str) -> Any:
+        done = subprocess.run(
+            [airflow, "providers", *command, "--output", "json"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)
+
+    return run
+
+
+def test_providers_list_shows_the_package(airflow_cli: Any):
+    (entry,) = [p for p in airflow_cli("list") if p["package_name"] == "airflow-cvm-export"]
+    assert entry["version"] == get_provider_info()["versions"][0]
+
+
+def test_providers_hooks_registers_the_connection_type(airflow_cli: Any):
+    (hook,) = [h for h in airflow_cli("hooks") if h["connection_type"] == "tencentcloud"]
+    assert hook["class"] == "airflow_cvm_export.hooks.cvm.CvmHook"
+    assert hook["conn_id_attribute_name"] == "tencentcloud_conn_id"
+    assert hook["package_name"] == "airflow-cvm-export"
+
+
+def test_connection_form_has_the_extras(airflow_cli: Any):
+    widgets = [
+        w for w in airflow_cli("widgets") if w.get("connection_parameter_name", "").startswith("extra__tencentcloud__")
+    ]
+    names = sorted(w["connection_parameter_name"].removeprefix("extra__tencentcloud__") for w in widgets)
+    assert names == EXTRAS
+
+
+def test_hook_attributes_and_form_behaviour():
+    assert (CvmHook.conn_type, CvmHook.default_conn_name, CvmHook.conn_name_attr, CvmHook.hook_name) == (
+        "tencentcloud",
+        "tencentcloud_default",
+        "tencentcloud_conn_id",
+        "Tencent Cloud",
+    )
+    behaviour = CvmHook.get_ui_field_behaviour()
+    assert behaviour["relabeling"] == {"login": "SecretId", "password": "SecretKey"}
+    assert set(behaviour["hidden_fields"]) == {"host", "port", "schema"}
+    info = get_provider_info()
+    assert info["package-name"] == "airflow-cvm-export"
+    assert sorted(info["connection-types"][0]["conn-fields"]) == EXTRAS

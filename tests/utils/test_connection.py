@@ -1,0 +1,116 @@
+"""Connection fields and environment -> ClientConfig: endpoints, http rule, extras, rate limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_cvm_export.utils.connection import DEFAULT_RATE_LIMITS, config_from_connection, parse_endpoint
+from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from tests.credentials import SECRET_ID, SECRET_KEY, TOKEN
+
+
+def config(extra: Any = None, *, login: str | None = SECRET_ID, password: str | None = SECRET_KEY, **kw: Any):
+    return config_from_connection(login=login, password=password, extra=extra, conn_id="tc_test", **kw)
+
+
+def test_defaults():
+    cfg = config({"region": "ap-guangzhou"})
+    assert cfg.endpoint.url == "https://cvm.tencentcloudapi.com"
+    assert (cfg.cos_endpoint, cfg.token, cfg.region) == (None, None, "ap-guangzhou")
+    assert cfg.rate_limits == DEFAULT_RATE_LIMITS == {"ExportImages": 20.0, "DescribeImages": 40.0}
+
+
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [
+        ("cvm.ap-guangzhou.tencentcloudapi.com", "https://cvm.ap-guangzhou.tencentcloudapi.com"),
+        ("https://cvm.intl.tencentcloudapi.com/", "https://cvm.intl.tencentcloudapi.com"),
+        ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+        ("http://localhost:9000", "http://localhost:9000"),
+        ("http://[::1]:9000", "http://[::1]:9000"),
+    ],
+)
+def test_endpoints(value: str, url: str):
+    assert parse_endpoint(value, field_name="endpoint", allow_http=False).url == url
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "ftp://host", "https://host/path", "https://host:notaport", "https://host/?q=1", 42, "http://10.0.0.5"],
+)
+def test_bad_endpoints(value: Any):
+    with pytest.raises(TencentCloudConfigError, match="endpoint"):
+        parse_endpoint(value, field_name="endpoint", allow_http=False)
+
+
+def test_http_to_remote_needs_allow_http():
+    with pytest.raises(TencentCloudConfigError, match="allow_http"):
+        config({"endpoint": "http://emulator:9000"})
+    cfg = config({"endpoint": "http://emulator:9000", "allow_http": "true"})
+    assert cfg.endpoint.url == cfg.cos_endpoint.url == "http://emulator:9000"
+    assert config({"endpoint": "http://emulator:9000", "cos_endpoint": "https://cos.example", "allow_http": True}
+                  ).cos_endpoint.url == "https://cos.example"  # fmt: skip
+    with pytest.raises(TencentCloudConfigError, match="allow_http must be true or false"):
+        config({"allow_http": "maybe"})
+
+
+def test_extra_as_json_text_and_prefixed_keys():
+    cfg = config('{"extra__tencentcloud__region": "ap-beijing", "token": "", "rate_limits": "{\\"ExportImages\\": 5}"}')
+    assert cfg.region == "ap-beijing" and cfg.token is None and cfg.rate_limits["ExportImages"] == 5.0
+
+
+@pytest.mark.parametrize("extra", ["{not json", "[1, 2]"])
+def test_malformed_extra_gets_a_clear_error(extra: str):
+    with pytest.raises(TencentCloudConfigError, match="extra"):
+        config(extra)
+
+
+def test_rate_limits_override_and_zero_disables():
+    cfg = config({"rate_limits": {"DescribeImages": 0, "ExportImages": 100, "DescribeRegions": 2.5}})
+    assert cfg.rate_limits == {"ExportImages": 100.0, "DescribeImages": 0.0, "DescribeRegions": 2.5}
+
+
+@pytest.mark.parametrize("limits", ['{"ExportImages": -1}', '{"ExportImages": "fast"}', '{"ExportImages": true}',
+                                    '{"ExportImages": NaN}', "[20]", "{bad"])  # fmt: skip
+def test_bad_rate_limits(limits: str):
+    with pytest.raises(TencentCloudConfigError, match="rate_limits"):
+        config({"rate_limits": limits})
+
+
+@pytest.mark.parametrize("region", ["Guangzhou", "ap_guangzhou", "ap-", 5])
+def test_bad_region(region: Any):
+    with pytest.raises(TencentCloudConfigError, match="region"):
+        config({"region": region})
+
+
+def test_environment_credentials_only_as_a_set(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", "AKIDENV")
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "env-key")
+    monkeypatch.setenv("TENCENTCLOUD_TOKEN", "env-token")
+    from_env = config(login=None, password=None)
+    assert (from_env.secret_id, from_env.secret_key, from_env.token) == ("AKIDENV", "env-key", "env-token")
+    assert config().token is None  # the connection's own credentials never borrow the environment's token
+    assert config({"token": TOKEN}, login=None, password=None).token == TOKEN
+    with pytest.raises(TencentCloudConfigError, match="both"):
+        config(password=None)
+
+
+def test_no_credentials_anywhere():
+    with pytest.raises(TencentCloudConfigError, match="TENCENTCLOUD_SECRET_ID"):
+        config(login=None, password=None)
+
+
+def test_repr_hides_secrets():
+    cfg = config({"token": TOKEN})
+    assert SECRET_KEY not in repr(cfg) and TOKEN not in repr(cfg) and SECRET_ID in repr(cfg)
+
+
+def test_with_region():
+    cfg = config({"region": "ap-guangzhou"})
+    assert cfg.with_region(None) is cfg and cfg.with_region("ap-guangzhou") is cfg
+    other = cfg.with_region("ap-tokyo")
+    assert (other.region, other.secret_key, other.endpoint) == ("ap-tokyo", SECRET_KEY, cfg.endpoint)
+    with pytest.raises(TencentCloudConfigError):
+        cfg.with_region("tokyo")
