@@ -1,0 +1,135 @@
+"""End-to-end fixtures: one migrated SQLite Airflow home per session, an emulator per test, and
+``airflow dags test`` runs whose XComs and task states are read back from the metadata DB."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_cvm_export.emulator import Emulator
+from tests.credentials import SECRET_ID, SECRET_KEY
+
+DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+REGION = "ap-guangzhou"
+
+
+def airflow_env(home: Path) -> dict[str, str]:
+    """The environment of every Airflow subprocess: its own home, the project's DAGs, nothing ambient."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "TENCENTCLOUD_"))}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(DAGS_FOLDER),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An Airflow home whose SQLite metadata DB is migrated once for the whole session."""
+    home = tmp_path_factory.mktemp("airflow_home")
+    migrate = subprocess.run(
+        [AIRFLOW, "db", "migrate"], env=airflow_env(home), capture_output=True, text=True, timeout=300
+    )
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    return home
+
+
+@dataclass
+class DagRun:
+    """One finished ``airflow dags test`` run, read back from the metadata DB."""
+
+    returncode: int
+    output: str
+    seconds: float
+    db: Path
+    dag_id: str
+    run_id: str
+
+    def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.db) as conn:
+            return conn.execute(sql, (self.dag_id, self.run_id, *args)).fetchall()
+
+    def xcoms(self, task_id: str, key: str = "return_value") -> list[Any]:
+        """The task's XCom values under ``key``, in map-index order."""
+        rows = self._query(
+            "SELECT map_index, value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = ? "
+            "ORDER BY map_index",
+            task_id,
+            key,
+        )
+        return [json.loads(value) for _, value in rows]
+
+    def states(self, task_id: str) -> list[str]:
+        """States of the task's instances, in map-index order."""
+        rows = self._query(
+            "SELECT map_index, state FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ? "
+            "ORDER BY map_index",
+            task_id,
+        )
+        return [state for _, state in rows]
+
+
+@pytest.fixture
+def start_emulator() -> Iterator[Callable[..., Emulator]]:
+    """``start_emulator(**Emulator kwargs)``; exports take 2 s by default."""
+    started: list[Emulator] = []
+
+    def start(**kwargs: Any) -> Emulator:
+        kwargs.setdefault("export_seconds", 2)
+        emu = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, **kwargs).start()
+        started.append(emu)
+        return emu
+
+    yield start
+    for emu in started:
+        emu.stop()
+
+
+@pytest.fixture
+def run_dag(airflow_home: Path) -> Callable[..., DagRun]:
+    """``run_dag(dag_id, emulator, variable=None, conf=None, env=None)``: run ``airflow dags test`` to the end."""
+
+    def run(
+        dag_id: str,
+        emulator: Emulator,
+        *,
+        variable: dict[str, Any] | None = None,
+        conf: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> DagRun:
+        connection = {
+            "conn_type": "tencentcloud",
+            "login": SECRET_ID,
+            "password": SECRET_KEY,
+            "extra": {"region": REGION, "endpoint": emulator.url},
+        }
+        full_env = {**airflow_env(airflow_home), "AIRFLOW_CONN_TENCENTCLOUD_DEFAULT": json.dumps(connection)}
+        if variable is not None:
+            full_env["AIRFLOW_VAR_CVM_EXPORT_CONFIG"] = json.dumps(variable)
+        full_env.update(env or {})
+        command = [AIRFLOW, "dags", "test", dag_id]
+        if conf is not None:
+            command += ["-c", json.dumps(conf)]
+        began = time.monotonic()
+        done = subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=300)
+        seconds = time.monotonic() - began
+        db = airflow_home / "airflow.db"
+        with sqlite3.connect(db) as conn:
+            (run_id,) = conn.execute(
+                "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+            ).fetchone()
+        return DagRun(done.returncode, done.stdout + done.stderr, seconds, db, dag_id, run_id)
+
+    return run

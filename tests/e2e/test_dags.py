@@ -1,0 +1,87 @@
+"""Both example DAGs end to end with ``airflow dags test`` against the emulator."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from airflow_cvm_export.emulator import Emulator
+from tests.e2e.conftest import DagRun
+
+pytestmark = pytest.mark.e2e
+
+IMAGES = ["img-centos01", "img-centos02", "img-ubuntu01"]
+BUCKET = "exports-1250000000"
+# Two images per ExportImages call: three images make two mapped batches.
+CONFIG = {
+    "image_ids": IMAGES,
+    "bucket_name": BUCKET,
+    "poke_interval": 1,
+    "batch_size": 2,
+    "timeout": 120,
+    "mode": "poke",
+}
+
+
+def launch(run_dag: Any, dag_id: str, emulator: Emulator, **config: Any) -> DagRun:
+    settings = {**CONFIG, **config}
+    env = {}
+    if settings["mode"] == "deferrable":  # the sensors' default, from [operators] default_deferrable
+        env["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] = "True"
+        settings["mode"] = "poke"
+    if dag_id == "cvm_export_nightly":
+        return run_dag(dag_id, emulator, variable=settings, env=env)
+    settings.pop("timeout")
+    settings.pop("batch_size")  # not a form field: the form uses the default batch size
+    return run_dag(dag_id, emulator, conf=settings, env=env)
+
+
+# What shows in the output that the sensor really waited in that mode.
+MODE_MARKS = {"poke": "objects present", "reschedule": "up_for_reschedule", "deferrable": "running trigger in line"}
+
+
+@pytest.mark.parametrize("mode", list(MODE_MARKS))
+@pytest.mark.parametrize("dag_id", ["cvm_export_nightly", "cvm_export_adhoc"])
+def test_exports_each_image_once_and_hands_the_cos_paths_downstream(
+    run_dag: Any, start_emulator: Any, dag_id: str, mode: str
+) -> None:
+    emulator = start_emulator()
+    run = launch(run_dag, dag_id, emulator, mode=mode)
+    assert run.returncode == 0, run.output[-5000:]
+    assert "state=success" in run.output
+    assert MODE_MARKS[mode] in run.output
+
+    exports = {export["TaskId"]: export for export in emulator.state()["exports"]}
+    assert Counter(i for export in exports.values() for i in export["ImageIds"]) == Counter(IMAGES)
+    records = run.xcoms("start_export")
+    waited = run.xcoms("wait_for_export")
+    assert len(records) == len(waited) == len(exports)
+    for record, cos_paths in zip(records, waited, strict=True):
+        assert cos_paths == exports[record["task_id"]]["CosPaths"] == record["cos_paths"]
+    objects = run.xcoms("wait_for_export", "objects")
+    assert [[obj["cos_path"] for obj in batch] for batch in objects] == waited
+    if dag_id == "cvm_export_nightly":
+        (manifest,) = run.xcoms("write_manifest")
+        assert manifest["cos_paths"] == [path for batch in waited for path in batch]
+        assert all(path.startswith("/nightly-") for path in manifest["cos_paths"])
+
+
+def test_unexportable_image_fails_start_export_with_its_code(run_dag: Any, start_emulator: Any) -> None:
+    emulator = start_emulator()
+    image = next(i for i in emulator.catalog()["images"] if i["triggers"].startswith("UnsupportedOperation."))
+    run = run_dag("cvm_export_adhoc", emulator, conf={"image_ids": [image["ImageId"]], "bucket_name": BUCKET})
+    assert run.returncode != 0
+    assert image["triggers"] in run.output
+    assert run.states("start_export") == ["failed"]
+    assert emulator.state()["exports"] == []
+
+
+def test_export_failing_in_the_cloud_fails_wait_for_export_fast(run_dag: Any, start_emulator: Any) -> None:
+    emulator = start_emulator(fail_rate=1)
+    run = launch(run_dag, "cvm_export_nightly", emulator, image_ids=["img-centos01"], timeout=600)
+    assert run.returncode != 0
+    assert run.states("wait_for_export") == ["failed"]
+    assert "img-centos01 is in state EXPORTFAILED" in run.output
+    assert run.seconds < 60  # the timeout is 600 s
