@@ -50,8 +50,12 @@ def test_http_to_remote_needs_allow_http():
         config({"endpoint": "http://emulator:9000"})
     cfg = config({"endpoint": "http://emulator:9000", "allow_http": "true"})
     assert cfg.endpoint.url == cfg.cos_endpoint.url == "http://emulator:9000"
-    assert config({"endpoint": "http://emulator:9000", "cos_endpoint": "https://cos.example", "allow_http": True}
-                  ).cos_endpoint.url == "https://cos.example"  # fmt: skip
+    assert (
+        config(
+            {"endpoint": "http://emulator:9000", "cos_endpoint": "https://cos.example", "allow_http": True}
+        ).cos_endpoint.url
+        == "https://cos.example"
+    )
     with pytest.raises(TencentCloudConfigError, match="allow_http must be true or false"):
         config({"allow_http": "maybe"})
 
@@ -72,8 +76,17 @@ def test_rate_limits_override_and_zero_disables():
     assert cfg.rate_limits == {"ExportImages": 100.0, "DescribeImages": 0.0, "DescribeRegions": 2.5}
 
 
-@pytest.mark.parametrize("limits", ['{"ExportImages": -1}', '{"ExportImages": "fast"}', '{"ExportImages": true}',
-                                    '{"ExportImages": NaN}', "[20]", "{bad"])  # fmt: skip
+@pytest.mark.parametrize(
+    "limits",
+    [
+        '{"ExportImages": -1}',
+        '{"ExportImages": "fast"}',
+        '{"ExportImages": true}',
+        '{"ExportImages": NaN}',
+        "[20]",
+        "{bad",
+    ],
+)
 def test_bad_rate_limits(limits: str):
     with pytest.raises(TencentCloudConfigError, match="rate_limits"):
         config({"rate_limits": limits})

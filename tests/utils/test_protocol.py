@@ -39,10 +39,17 @@ def test_api_request_is_compact_utf8_json_signed_for_the_endpoint():
     assert (request.method, request.url) == ("POST", "https://cvm.tencentcloudapi.com/")
     assert request.body == '{"BucketName":"b-1","FileNamePrefixList":["导出"]}'.encode()
     assert request.headers == sign_tc3(
-        secret_id=SECRET_ID, secret_key=SECRET_KEY, service="cvm", host="cvm.tencentcloudapi.com",
-        action="ExportImages", version="2017-03-12", payload=request.body, timestamp=1, region="ap-guangzhou",
+        secret_id=SECRET_ID,
+        secret_key=SECRET_KEY,
+        service="cvm",
+        host="cvm.tencentcloudapi.com",
+        action="ExportImages",
+        version="2017-03-12",
+        payload=request.body,
+        timestamp=1,
+        region="ap-guangzhou",
         token=TOKEN,
-    )  # fmt: skip
+    )
 
 
 def api(response: dict) -> bytes:
@@ -81,9 +88,15 @@ def test_cos_request_virtual_host_style():
     assert request.headers["Host"] == "bucket-125.cos.ap-guangzhou.myqcloud.com"
     assert request.headers["x-cos-security-token"] == TOKEN
     assert request.headers["Authorization"] == sign_cos(
-        secret_id=SECRET_ID, secret_key=SECRET_KEY, method="HEAD", path="/dir/a b.raw", params={},
-        headers={"Host": request.headers["Host"], "x-cos-security-token": TOKEN}, start=940, end=1600,
-    )  # fmt: skip
+        secret_id=SECRET_ID,
+        secret_key=SECRET_KEY,
+        method="HEAD",
+        path="/dir/a b.raw",
+        params={},
+        headers={"Host": request.headers["Host"], "x-cos-security-token": TOKEN},
+        start=940,
+        end=1600,
+    )
 
 
 def test_cos_request_needs_a_region_without_endpoint():

@@ -103,9 +103,15 @@ def test_published_cos_vector():
 
 def test_cos_params_are_lowercased_sorted_and_encoded():
     authorization = sign_cos(
-        secret_id="id", secret_key="key", method="GET", path="/", params={"Prefix": "a b/", "max-keys": "1"},
-        headers={"Host": "h"}, start=1, end=2,
-    )  # fmt: skip
+        secret_id="id",
+        secret_key="key",
+        method="GET",
+        path="/",
+        params={"Prefix": "a b/", "max-keys": "1"},
+        headers={"Host": "h"},
+        start=1,
+        end=2,
+    )
     assert "&q-header-list=host&q-url-param-list=max-keys;prefix&" in authorization
 
 
@@ -194,5 +200,6 @@ def test_sdk_signer_agreement_on_raw_unicode_and_empty_bodies(seed: int):
         **case, service=service, version="2017-03-12", payload=body.encode("utf-8"), content_type=content_type
     )
 
-    assert ours["Authorization"].endswith(f"/{date}/{service}/tc3_request, SignedHeaders=content-type;host, "
-                                          f"Signature={signature}")  # fmt: skip
+    assert ours["Authorization"].endswith(
+        f"/{date}/{service}/tc3_request, SignedHeaders=content-type;host, Signature={signature}"
+    )
