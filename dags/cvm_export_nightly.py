@@ -42,7 +42,7 @@ with DAG(
 
         return plan_exports(Variable.get(CONFIG_VARIABLE, deserialize_json=True), prefix_suffix=stamp)
 
-    @task
+    @task(multiple_outputs=False)
     def write_manifest(cos_paths: list[list[str]], objects: list[list[dict[str, Any]]]) -> dict[str, Any]:
         """Downstream use of the export: one manifest of every exported file (logged and returned)."""
         files = [obj for batch in objects for obj in batch]

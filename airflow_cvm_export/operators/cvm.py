@@ -106,15 +106,7 @@ class ExportImagesOperator(BaseOperator):
             )
         started_at = datetime.now(UTC).isoformat()
         try:
-            response = hook.export_images(
-                image_ids=args.image_ids,
-                bucket_name=args.bucket_name,
-                export_format=args.export_format,
-                file_name_prefixes=args.file_name_prefixes,
-                only_export_root_disk=args.only_export_root_disk,
-                dry_run=args.dry_run,
-                role_name=args.role_name,
-            )
+            response = hook.export_images(**args.request())
         except DryRunSucceeded as answer:
             self.log.info(
                 "Dry run: %s can be exported to %s (RequestId %s)", args.image_ids, args.bucket_name, answer.request_id

@@ -15,7 +15,7 @@ import ast
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -166,6 +166,12 @@ class ExportArgs:
     dry_run: bool | None
     role_name: str | None
     region: str | None
+
+    def request(self) -> dict[str, Any]:
+        """Keyword arguments of :meth:`CvmHook.export_images` (the region goes to the hook instead)."""
+        kwargs = asdict(self)
+        del kwargs["region"]
+        return kwargs
 
 
 def validate_export_args(

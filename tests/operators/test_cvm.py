@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from airflow.sdk import DAG
 
 from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.emulator.catalog import image_for
@@ -104,15 +106,28 @@ def test_region_is_required(emulator: Emulator, context: dict[str, Any], tencent
     assert emulator.state()["requests"] == {}
 
 
-def test_user_facing_arguments_are_templated() -> None:
-    assert set(ExportImagesOperator.template_fields) == {
-        "image_ids",
-        "bucket_name",
-        "export_format",
-        "file_name_prefixes",
-        "only_export_root_disk",
-        "dry_run",
-        "role_name",
-        "region",
-        "tencentcloud_conn_id",
-    }
+def test_every_argument_is_templated() -> None:
+    arguments = set(inspect.signature(ExportImagesOperator.__init__).parameters) - {"self", "kwargs"}
+    assert set(ExportImagesOperator.template_fields) == arguments
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_rendered_templates_are_normalised(emulator: Emulator, context: dict[str, Any], native: bool) -> None:
+    with DAG("templated", schedule=None, render_template_as_native_obj=native) as dag:
+        op = operator(
+            image_ids="{{ params.ids }}",
+            file_name_prefixes=["{{ ds_nodash }}"],
+            only_export_root_disk="{{ params.root }}",
+        )
+    template_context = {"ds_nodash": "20261126", "params": {"ids": ["img-centos02"], "root": True}}
+    op.render_template_fields(template_context, jinja_env=dag.get_template_env())
+    assert op.file_name_prefixes == ([20261126] if native else ["20261126"])
+    assert op.image_ids == (["img-centos02"] if native else "['img-centos02']")
+
+    record = op.execute(context)
+
+    assert record["image_ids"] == ["img-centos02"]
+    assert record["file_name_prefixes"] == ["20261126"]
+    assert record["only_export_root_disk"] is True
+    (path,) = record["cos_paths"]  # img-centos02 has a data disk too: only the root disk was exported
+    assert path.startswith("/20261126_img-centos02_system_")
