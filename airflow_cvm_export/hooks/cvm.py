@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
 
+from airflow_cvm_export import __version__
 from airflow_cvm_export.utils.connection import (
     CONN_TYPE,
     DEFAULT_CONN_ID,
@@ -50,6 +52,7 @@ RETRYABLE = (TencentCloudThrottledError, TencentCloudServerError, TencentCloudNe
 # Other actions: only failures proving the request was not processed.
 RETRYABLE_WRITE = (TencentCloudThrottledError, TencentCloudConnectError)
 MAX_BACKOFF_FACTOR = 30
+USER_AGENT = f"airflow-cvm-export/{__version__}"
 # A server clock within this many seconds of ours is not worth re-signing for.
 CLOCK_TOLERANCE = 60
 
@@ -91,6 +94,7 @@ class CvmHook(BaseHook):
         self.retry_limit = retry_limit
         self.retry_delay = retry_delay
         self._clock_offset = 0
+        self._proxy_cache: dict[str, dict[str, str]] = {}
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -134,18 +138,28 @@ class CvmHook(BaseHook):
         """One keep-alive session per hook."""
         import requests
 
-        from airflow_cvm_export import __version__
-
         session = requests.Session()
-        session.headers.clear()
-        session.headers["User-Agent"] = f"airflow-cvm-export/{__version__}"
+        # The environment (proxies, CA bundle) is read once per hook, not on every request: see _proxies.
+        session.trust_env = False
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         return session
+
+    def _proxies(self, url: str) -> dict[str, str]:
+        """The environment's proxies (``HTTPS_PROXY``, ``NO_PROXY``...) for ``url``'s origin, looked up once."""
+        origin = "/".join(url.split("/", 3)[:3])
+        proxies = self._proxy_cache.get(origin)
+        if proxies is None:
+            from requests.utils import get_environ_proxies
+
+            proxies = self._proxy_cache[origin] = get_environ_proxies(origin)
+        return proxies
 
     def close(self) -> None:
         """Close the HTTP session."""
         if "session" in self.__dict__:
             self.session.close()
             del self.__dict__["session"]
+        self._proxy_cache.clear()
 
     # -- API 3.0 ---------------------------------------------------------------------------------
 
@@ -201,14 +215,16 @@ class CvmHook(BaseHook):
         """Send over the hook's session; network failures become typed errors without URLs or headers."""
         import requests
 
+        prepared = requests.PreparedRequest()  # no cookies, auth or session-header merging: none apply
+        prepared.prepare(
+            method=request.method,
+            url=request.url,
+            headers={**request.headers, "User-Agent": USER_AGENT},
+            data=request.body or None,
+        )
         try:
-            return self.session.request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                data=request.body or None,
-                timeout=self.timeout,
-                allow_redirects=False,
+            return self.session.send(
+                prepared, timeout=self.timeout, allow_redirects=False, proxies=self._proxies(request.url)
             )
         except requests.exceptions.SSLError as exc:
             raise TencentCloudNetworkError(f"TLS failed: {_reason(exc)}", action=action) from None

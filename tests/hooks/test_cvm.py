@@ -425,3 +425,18 @@ def test_secrets_never_reach_logs_errors_or_reprs(
     for text in texts:
         for secret in (SECRET_KEY, TOKEN, "Signature=", *signatures):
             assert secret not in text
+
+
+def test_environment_proxies_are_honoured(
+    make_hook: Callable[..., CvmHook], server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    hook = make_hook(endpoint="http://cvm.example.invalid", allow_http=True)
+
+    hook.describe_images(["img-1"])
+
+    (request,) = server.requests
+    assert request.path == "http://cvm.example.invalid/"  # absolute form: sent through the proxy
+    assert request.headers["host"] == "cvm.example.invalid"
