@@ -66,7 +66,7 @@ class CvmHook(BaseHook):
         ``TENCENTCLOUD_SECRET_KEY`` / ``TENCENTCLOUD_TOKEN`` are used.
     :param region: overrides the connection's ``region`` extra.
     :param timeout: (connect, read) timeouts in seconds of every HTTP request.
-    :param retry_limit: attempts of a retryable call (reads; throttled ExportImages), at least 1.
+    :param retry_limit: attempts of a retryable call (reads; ExportImages throttled or never connected), >= 1.
     :param retry_delay: base of the exponential back-off between attempts, in seconds.
     """
 
