@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from email.utils import parsedate_to_datetime
@@ -11,6 +10,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from airflow_cvm_export import __version__
 from airflow_cvm_export.utils.connection import (
@@ -93,6 +93,7 @@ class CvmHook(BaseHook):
         self.timeout = timeout
         self.retry_limit = retry_limit
         self.retry_delay = retry_delay
+        self._retry_policies: dict[tuple[type[Exception], ...], Retrying] = {}
         self._clock_offset = 0
         self._proxy_cache: dict[str, dict[str, str]] = {}
 
@@ -235,18 +236,29 @@ class CvmHook(BaseHook):
             raise cls(f"the request was sent but no answer came back: {_reason(exc)}", action=action) from None
 
     def _with_retries(self, attempt: Callable[[], T], *, retryable: tuple[type[Exception], ...]) -> T:
-        """Run ``attempt`` up to ``retry_limit`` times, with exponential back-off and jitter."""
-        for number in range(1, self.retry_limit):
-            try:
-                return attempt()
-            except retryable as exc:
-                ceiling = min(self.retry_delay * 2 ** (number - 1), MAX_BACKOFF_FACTOR * self.retry_delay)
-                delay = random.uniform(ceiling / 2, ceiling)
-                self.log.warning(
-                    "Attempt %d of %d failed (%s); retrying in %.2f s", number, self.retry_limit, exc, delay
-                )
-                time.sleep(delay)
-        return attempt()
+        """Run ``attempt`` up to ``retry_limit`` times, with exponential back-off and jitter (tenacity)."""
+        retrying = self._retry_policies.get(retryable)
+        if retrying is None:
+            retrying = self._retry_policies[retryable] = Retrying(
+                retry=retry_if_exception_type(retryable),
+                stop=stop_after_attempt(self.retry_limit),
+                wait=wait_exponential_jitter(
+                    initial=self.retry_delay, max=MAX_BACKOFF_FACTOR * self.retry_delay, jitter=self.retry_delay
+                ),
+                sleep=_sleep,
+                before_sleep=self._log_retry,
+                reraise=True,
+            )
+        return retrying(attempt)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        self.log.warning(
+            "Attempt %d of %d failed (%s); retrying in %.2f s",
+            state.attempt_number,
+            self.retry_limit,
+            state.outcome.exception() if state.outcome else None,
+            state.upcoming_sleep,
+        )
 
     def export_images(
         self,
@@ -328,6 +340,11 @@ class CvmHook(BaseHook):
         except TencentCloudError as exc:
             return False, str(exc)
         return True, f"Connection OK: {response.get('TotalCount', 0)} regions visible"
+
+
+def _sleep(seconds: float) -> None:
+    """Back-off sleep (looked up at call time so tests can replace the clock)."""
+    time.sleep(seconds)
 
 
 def _mask(config: ClientConfig) -> None:
