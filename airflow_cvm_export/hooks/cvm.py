@@ -31,8 +31,10 @@ from airflow_cvm_export.utils.errors import (
 )
 from airflow_cvm_export.utils.protocol import (
     PreparedRequest,
+    bucket_listing_params,
     build_api_request,
     build_cos_request,
+    check_export_answer,
     cos_error,
     parse_api_response,
     parse_bucket_listing,
@@ -270,8 +272,13 @@ class CvmHook(BaseHook):
         only_export_root_disk: bool | None = None,
         dry_run: bool | None = None,
         role_name: str | None = None,
+        expected_objects: int | None = None,
     ) -> dict[str, Any]:
-        """Start an export (``ExportImages``); return the ``Response`` (``TaskId``, ``CosPaths``)."""
+        """Start an export (``ExportImages``); return the ``Response`` (``TaskId``, ``CosPaths``).
+
+        The answer is checked (:func:`~airflow_cvm_export.utils.protocol.check_export_answer`):
+        ``TaskId`` an integer, ``CosPaths`` object paths, ``expected_objects`` of them when given.
+        """
         params: dict[str, Any] = {"BucketName": bucket_name, "ImageIds": list(image_ids)}
         if export_format is not None:
             params["ExportFormat"] = export_format
@@ -283,7 +290,7 @@ class CvmHook(BaseHook):
             params["DryRun"] = dry_run
         if role_name is not None:
             params["RoleName"] = role_name
-        return self.call("ExportImages", params)
+        return check_export_answer(self.call("ExportImages", params), expected_objects=expected_objects)
 
     def describe_images(self, image_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Return the ``ImageSet`` entries of ``image_ids`` (unknown ids are absent), 100 per call."""
@@ -321,10 +328,7 @@ class CvmHook(BaseHook):
         """Yield ``{"key", "size", "etag", "last_modified"}`` of every object under ``prefix``."""
         marker = ""
         while True:
-            params = {"prefix": prefix, "max-keys": "1000"}
-            if marker:
-                params["marker"] = marker
-            response = self._cos("GET", bucket, "", params)
+            response = self._cos("GET", bucket, "", bucket_listing_params(prefix, marker))
             if response.status_code != 200:
                 raise cos_error(response.status_code, bucket, prefix, response.content)
             objects, next_marker = parse_bucket_listing(response.content)

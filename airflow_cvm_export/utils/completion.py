@@ -3,10 +3,17 @@
 No public API reports an export's progress by TaskId, so completion is inferred: the export is
 done when every expected object exists in the bucket and was written after the export started
 (minus a small clock-skew margin), and it has failed when an image is gone or in a failed state.
+
+A *recovered* export record (``recovered: true``, no ``cos_paths``: the ExportImages answer was
+lost, see ``docs/failure-modes.md``) is judged from a bucket listing instead of HEADs: one object
+per disk of DescribeImages' ``SnapshotSet`` (only the system disk with ``only_export_root_disk``),
+named by the documented pattern ``[<prefix>_]<ImageId>_system_<SnapshotId>.<format>`` (``_data_``
+for data disks) and written after the export started.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -61,17 +68,90 @@ def object_url(bucket: str, region: str | None, key: str) -> str:
     return f"https://{bucket}.cos.{region}.myqcloud.com/{key}"
 
 
+def listing_prefixes(export: Mapping[str, Any]) -> list[str]:
+    """The COS listing prefix of each image of a recovered export: ``<prefix>_<ImageId>_`` or ``<ImageId>_``."""
+    prefixes = export.get("file_name_prefixes") or [None] * len(export["image_ids"])
+    return [
+        f"{prefix}_{image_id}_" if prefix else f"{image_id}_"
+        for prefix, image_id in zip(prefixes, export["image_ids"], strict=True)
+    ]
+
+
+def expected_disks(image: Mapping[str, Any], only_export_root_disk: bool | None) -> list[tuple[str, str]]:
+    """``(kind, SnapshotId)`` of each disk an export of ``image`` writes, system disk first (kind system/data)."""
+    disks = [
+        ("system" if snapshot.get("DiskUsage") == "SYSTEM_DISK" else "data", str(snapshot.get("SnapshotId")))
+        for snapshot in image.get("SnapshotSet") or []
+    ]
+    disks.sort(key=lambda disk: disk[0] != "system")
+    return disks[:1] if only_export_root_disk else disks
+
+
+def count_expected_objects(
+    image_ids: Sequence[str], image_set: Sequence[Mapping[str, Any]], root_only: bool | None
+) -> int | None:
+    """How many objects an export of ``image_ids`` writes, or None when an image is not in ``image_set``."""
+    images = {image.get("ImageId"): image for image in image_set}
+    if any(image_id not in images for image_id in image_ids):
+        return None
+    return sum(len(expected_disks(images[image_id], root_only)) for image_id in image_ids)
+
+
+def recovered_paths(
+    export: Mapping[str, Any],
+    image_set: Sequence[Mapping[str, Any]],
+    listed: Mapping[str, Mapping[str, Any] | None],
+    margin: timedelta = CLOCK_SKEW_MARGIN,
+) -> list[str | None]:
+    """The CosPath of each expected object of a recovered export, None where no fresh object is listed yet.
+
+    ``listed`` maps object keys (from listing :func:`listing_prefixes`) to their metadata. A key
+    counts when it has the documented name of an expected disk, with any file extension, and is fresh.
+    """
+    images = {image.get("ImageId"): image for image in image_set}
+    paths: list[str | None] = []
+    for image_id, prefix in zip(export["image_ids"], listing_prefixes(export), strict=True):
+        for kind, snapshot_id in expected_disks(images.get(image_id, {}), export.get("only_export_root_disk")):
+            name = re.compile(re.escape(f"{prefix}{kind}_{snapshot_id}.") + r"[A-Za-z0-9]+")
+            fresh = sorted(
+                key
+                for key, meta in listed.items()
+                if name.fullmatch(key) and is_fresh(meta, export["started_at"], margin)
+            )
+            paths.append(f"/{fresh[0]}" if fresh else None)
+    return paths
+
+
+def export_paths(
+    export: Mapping[str, Any],
+    image_set: Sequence[Mapping[str, Any]],
+    found: Mapping[str, Mapping[str, Any] | None],
+    margin: timedelta = CLOCK_SKEW_MARGIN,
+) -> list[str | None]:
+    """The export's CosPaths: as ExportImages returned them, or (recovered) as found in the listing."""
+    if export.get("recovered"):
+        return recovered_paths(export, image_set, found, margin)
+    return list(export["cos_paths"])
+
+
 def assess(
     export: Mapping[str, Any],
     image_set: Sequence[Mapping[str, Any]],
     heads: Mapping[str, Mapping[str, Any] | None],
     margin: timedelta = CLOCK_SKEW_MARGIN,
 ) -> ExportProgress:
-    """Judge an export record against DescribeImages' ``ImageSet`` and COS HEADs by object key."""
-    keys = [path.lstrip("/") for path in export["cos_paths"]]
+    """Judge an export record against DescribeImages' ``ImageSet`` and COS object metadata by key.
+
+    ``heads`` holds COS HEAD results of the record's ``cos_paths``, or for a recovered record the
+    objects listed under :func:`listing_prefixes`.
+    """
+    paths = export_paths(export, image_set, heads, margin)
     failure = image_failure(export["image_ids"], image_set)
     objects = []
-    for path, key in zip(export["cos_paths"], keys, strict=True):
+    for path in paths:
+        if path is None:
+            continue
+        key = path.lstrip("/")
         meta = heads.get(key)
         if is_fresh(meta, export["started_at"], margin):
             objects.append(
@@ -85,6 +165,6 @@ def assess(
                     "url": object_url(export["bucket_name"], export.get("region"), key),
                 }
             )
-    if failure and len(objects) < len(keys):
-        return ExportProgress(expected=len(keys), objects=objects, error=failure)
-    return ExportProgress(expected=len(keys), objects=objects)
+    if failure and len(objects) < len(paths):
+        return ExportProgress(expected=len(paths), objects=objects, error=failure)
+    return ExportProgress(expected=len(paths), objects=objects)

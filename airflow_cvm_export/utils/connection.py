@@ -78,7 +78,7 @@ def is_loopback(hostname: str) -> bool:
 
 def validate_region(region: Any, *, field_name: str = "region") -> str:
     """Return ``region`` if it looks like a Tencent Cloud region such as ``ap-guangzhou``."""
-    if not isinstance(region, str) or not REGION_RE.match(region):
+    if not isinstance(region, str) or not REGION_RE.fullmatch(region):
         raise TencentCloudConfigError(
             f"{field_name} must be a Tencent Cloud region such as 'ap-guangzhou' or 'na-siliconvalley', got {region!r}"
         )

@@ -89,6 +89,44 @@ def parse_api_response(action: str, status: int, content: bytes) -> dict[str, An
     return response
 
 
+def check_export_answer(response: dict[str, Any], *, expected_objects: int | None = None) -> dict[str, Any]:
+    """Check that an ExportImages ``Response`` holds what the API promises; return it.
+
+    ``TaskId`` must be an integer and ``CosPaths`` a non-empty list of object paths; with
+    ``expected_objects`` (one per exported disk, known from DescribeImages) the count must match.
+    Anything else raises :class:`TencentCloudResponseError` naming the RequestId: the export may
+    have started, so the caller must not simply send it again.
+    """
+    request_id = response.get("RequestId")
+    task_id = response.get("TaskId")
+    paths = response.get("CosPaths")
+    problem = None
+    if isinstance(task_id, bool) or not isinstance(task_id, int):
+        problem = f"TaskId is {task_id!r}, not an integer"
+    elif not isinstance(paths, list) or not paths:
+        problem = f"CosPaths is {paths!r}, not a non-empty list"
+    elif not all(isinstance(path, str) and path.strip("/") for path in paths):
+        problem = "CosPaths holds something other than object paths"
+    elif expected_objects is not None and len(paths) != expected_objects:
+        problem = f"CosPaths lists {len(paths)} object(s) but the images have {expected_objects} disk(s) to export"
+    if problem:
+        raise TencentCloudResponseError(
+            f"the answer is not what the API promises: {problem}; the export may have started, check the bucket "
+            "before exporting again",
+            request_id=request_id,
+            action="ExportImages",
+        )
+    return response
+
+
+def bucket_listing_params(prefix: str, marker: str = "") -> dict[str, str]:
+    """Query parameters of one page of a COS ``GET Bucket`` listing under ``prefix``."""
+    params = {"prefix": prefix, "max-keys": "1000"}
+    if marker:
+        params["marker"] = marker
+    return params
+
+
 def cos_key(cos_path: str) -> str:
     """Object key of a CosPath: the path without its leading slash."""
     return cos_path.lstrip("/")

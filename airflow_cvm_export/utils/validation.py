@@ -149,8 +149,6 @@ def as_optional_region(value: Any, field: str = "region") -> str | None:
     """None (the connection's region) or a region such as ``ap-guangzhou``."""
     if value is None or value == "":
         return None
-    if isinstance(value, str) and not REGION_RE.fullmatch(value):
-        value = repr(value)  # e.g. a trailing newline, which ``$`` would let through
     return validate_region(value, field_name=field)
 
 
@@ -227,8 +225,9 @@ def _as_export_mapping(export: Any) -> Mapping[str, Any]:
 def validate_export_record(export: Any) -> dict[str, Any]:
     """Check an export record (the operator's return value, or the sensor's explicit fields).
 
-    Returns a copy with ``cos_paths``, ``image_ids``, ``bucket_name``, ``region`` and ``started_at``
-    checked and normalised; other keys are kept as they are.
+    Returns a copy with ``cos_paths``, ``image_ids``, ``bucket_name``, ``region``, ``started_at``,
+    ``file_name_prefixes``, ``dry_run`` and ``recovered`` checked and normalised; other keys are kept
+    as they are. A ``recovered`` record (the ExportImages answer was lost) has no ``cos_paths``.
     """
     record = dict(_as_export_mapping(export))
     record["image_ids"] = as_image_ids(record.get("image_ids"), "export.image_ids")
@@ -236,8 +235,12 @@ def validate_export_record(export: Any) -> dict[str, Any]:
     record["region"] = as_optional_region(record.get("region"), "export.region")
     record["started_at"] = _as_started_at(record.get("started_at"), "export.started_at")
     record["dry_run"] = bool(as_optional_bool(record.get("dry_run"), "export.dry_run"))
-    paths = _as_list(record.get("cos_paths", []), "export.cos_paths", "['/img-pq5pau1w_system_snap-fiux4bof.raw']")
-    if not record["dry_run"] and not paths:
+    record["recovered"] = bool(as_optional_bool(record.get("recovered"), "export.recovered"))
+    record["file_name_prefixes"] = as_file_name_prefixes(
+        record.get("file_name_prefixes"), len(record["image_ids"]), "export.file_name_prefixes"
+    )
+    paths = _as_list(record.get("cos_paths") or [], "export.cos_paths", "['/img-pq5pau1w_system_snap-fiux4bof.raw']")
+    if not record["dry_run"] and not record["recovered"] and not paths:
         raise _fail("export.cos_paths", "the non-empty CosPaths ExportImages returned", paths)
     for path in paths:
         if not isinstance(path, str) or not path.strip("/") or any(ord(ch) < 32 for ch in path):

@@ -167,7 +167,7 @@ def test_refused_connection_is_retried_for_reads(make_hook: Callable[..., CvmHoo
 
 
 def test_export_retries_throttling(make_hook: Callable[..., CvmHook], server: ScriptedServer, clock: FakeClock):
-    server.play(THROTTLED, api_ok(TaskId=1, CosPaths=[]))
+    server.play(THROTTLED, api_ok(TaskId=1, CosPaths=["/img-72n9mi0y_system_snap-fiux4bof.raw"]))
     assert make_hook().export_images(**EXPORT)["TaskId"] == 1
     assert len(server.requests) == 2
     assert server.requests[0].headers["authorization"] != server.requests[1].headers["authorization"]
@@ -201,7 +201,8 @@ def test_export_dropped_after_sending_is_outcome_unknown(
 def test_export_retries_when_the_connection_was_never_established(
     make_hook: Callable[..., CvmHook], monkeypatch: pytest.MonkeyPatch
 ):
-    late = ScriptedServer(api_ok(TaskId=7, CosPaths=[]))  # bound, not yet listening: connections are refused
+    # Bound, not yet listening: connections are refused.
+    late = ScriptedServer(api_ok(TaskId=7, CosPaths=["/img-72n9mi0y_system_snap-fiux4bof.raw"]))
     monkeypatch.setattr(cvm, "time", FakeClock(on_sleep=late.__enter__))  # it comes up during the back-off
     try:
         assert make_hook(endpoint=late.url).export_images(**EXPORT)["TaskId"] == 7
@@ -235,6 +236,7 @@ def test_clock_skew_re_signs_once_with_the_server_date(
     make_hook: Callable[..., CvmHook], server: ScriptedServer, clock: FakeClock, logs: Callable[[], str]
 ):
     server.play(skew_error(START + 900))
+    server.default = api_ok(TaskId=1, CosPaths=["/img-72n9mi0y_system_snap-fiux4bof.raw"])
     hook = make_hook()
 
     hook.export_images(**EXPORT)
