@@ -133,8 +133,8 @@ class ExportPoller:
     async def _run(self) -> None:
         try:
             self._config = await self._load_config()
-            limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
-            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=limits, follow_redirects=False) as client:
+            # Building a client loads the CA bundle (tens of ms): not on the event loop.
+            async with await asyncio.to_thread(_new_client) as client:
                 self._client = client
                 while batch := await self._due_waiters():
                     await self._check(batch)
@@ -185,34 +185,52 @@ class ExportPoller:
         return []
 
     async def _check(self, batch: list[Waiter]) -> None:
-        """One cycle: coalesced DescribeImages, HEADs of pending objects, then a verdict per export."""
+        """One cycle: coalesced DescribeImages, then HEADs and a verdict per export.
+
+        :data:`MAX_IN_FLIGHT` workers take the exports one by one, so a cycle of 1,000 exports
+        never schedules 1,000 tasks, nor judges them all, in one turn of the event loop.
+        """
         now = asyncio.get_running_loop().time()
         for waiter in batch:
             waiter.due = now + waiter.poll_interval
+        images, describe_errors = await self._describe_all(batch)
+        queue = iter(batch)
+
+        async def worker() -> None:
+            for waiter in queue:
+                if waiter not in self._waiters:
+                    continue  # left while the cycle ran
+                ids = waiter.export["image_ids"]
+                error = next((describe_errors[i] for i in ids if i in describe_errors), None)
+                if error is None:
+                    try:
+                        heads = await self._heads(waiter)
+                    except TencentCloudError as exc:
+                        error = exc
+                if error is not None:
+                    self._check_failed(waiter, error)
+                else:
+                    self._judge(waiter, [images[i] for i in ids if i in images], heads)
+
+        await asyncio.gather(*(worker() for _ in range(min(MAX_IN_FLIGHT, len(batch)))))
+
+    async def _describe_all(
+        self, batch: list[Waiter]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, TencentCloudError]]:
+        """Image states of every export in ``batch``, 100 ids per call; errors by image id."""
         image_ids = list(dict.fromkeys(image_id for waiter in batch for image_id in waiter.export["image_ids"]))
         chunks = [image_ids[start : start + DESCRIBE_BATCH] for start in range(0, len(image_ids), DESCRIBE_BATCH)]
-        results = await asyncio.gather(
-            *(self._describe(chunk) for chunk in chunks),
-            *(self._heads(waiter) for waiter in batch),
-            return_exceptions=True,
-        )
+        results = await asyncio.gather(*(self._describe(chunk) for chunk in chunks), return_exceptions=True)
         images: dict[str, dict[str, Any]] = {}
-        describe_errors: dict[str, BaseException] = {}
-        for chunk, result in zip(chunks, results[: len(chunks)], strict=True):
-            if isinstance(result, BaseException):
-                describe_errors.update(dict.fromkeys(chunk, result))
+        errors: dict[str, TencentCloudError] = {}
+        for chunk, result in zip(chunks, results, strict=True):
+            if isinstance(result, TencentCloudError):
+                errors.update(dict.fromkeys(chunk, result))
+            elif isinstance(result, BaseException):
+                raise result
             else:
                 images.update((image["ImageId"], image) for image in result)
-        for waiter, heads in zip(batch, results[len(chunks) :], strict=True):
-            error = next((describe_errors[i] for i in waiter.export["image_ids"] if i in describe_errors), None)
-            if isinstance(heads, BaseException):
-                error = heads
-            if waiter not in self._waiters:
-                continue  # left while the cycle ran
-            if error is not None:
-                self._check_failed(waiter, error)
-            else:
-                self._judge(waiter, [images[i] for i in waiter.export["image_ids"] if i in images], heads)
+        return images, errors
 
     def _judge(self, waiter: Waiter, image_set: list[dict[str, Any]], heads: dict[str, Any]) -> None:
         try:
@@ -239,7 +257,7 @@ class ExportPoller:
         elif previous is None or len(previous.objects) != len(progress.objects):
             waiter.reports.put_nowait({"status": "waiting", "message": progress.describe()})
 
-    def _check_failed(self, waiter: Waiter, error: BaseException) -> None:
+    def _check_failed(self, waiter: Waiter, error: TencentCloudError) -> None:
         if not isinstance(error, RETRYABLE):
             self._finish(waiter, "error", f"Could not check {waiter.label}: {error}")
             return
@@ -403,6 +421,11 @@ class ExportImagesTrigger(BaseTrigger):
             self.export.get("bucket_name"),
         )
         self._leave()
+
+
+def _new_client() -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
+    return httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=limits, follow_redirects=False)
 
 
 def _iso(timestamp: float | None) -> str:
