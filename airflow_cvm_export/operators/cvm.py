@@ -9,15 +9,44 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_cos_link
+from airflow_cvm_export.utils.completion import count_expected_objects, listing_prefixes, recovered_paths
 from airflow_cvm_export.utils.connection import DEFAULT_CONN_ID
-from airflow_cvm_export.utils.errors import DryRunSucceeded, TencentCloudConfigError
-from airflow_cvm_export.utils.validation import DEFAULT_EXPORT_FORMAT, validate_export_args
+from airflow_cvm_export.utils.errors import (
+    DryRunSucceeded,
+    TencentCloudBusyError,
+    TencentCloudConfigError,
+    TencentCloudOutcomeUnknownError,
+    TencentCloudResponseError,
+)
+from airflow_cvm_export.utils.validation import DEFAULT_EXPORT_FORMAT, ExportArgs, validate_export_args
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
+try:
+    from airflow.sdk import ResumableJobMixin
+except ImportError:  # Airflow < 3.3: no task state store
 
-class ExportImagesOperator(BaseOperator):
+    class ResumableJobMixin:  # type: ignore[no-redef]
+        """Stand-in without a task state store: every try runs ``submit_job``, which detects a running export."""
+
+        external_id_key = "remote_job_id"
+
+        def __init__(self, *, durable: bool = True, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.durable = False
+
+        def execute_resumable(self, context: Context) -> Any:
+            return self.poll_until_complete(self.submit_job(context), context)
+
+
+# The answer to a second export of an image that is still exporting (see docs/failure-modes.md).
+IMAGE_BUSY_CODE = "InvalidParameterValue.InvalidImageState"
+# Task state store key written just before ExportImages is sent: {"started_at", "request"}.
+INTENT_KEY = "cvm_export_intent"
+
+
+class ExportImagesOperator(ResumableJobMixin, BaseOperator):
     """Start exporting CVM custom images to a COS bucket and return the export record.
 
     Arguments are checked after template rendering and before any request is sent
@@ -28,6 +57,19 @@ class ExportImagesOperator(BaseOperator):
     just before the request) and ``dry_run``. Pass it to
     :class:`~airflow_cvm_export.sensors.cvm.ExportImagesSensor` (``export=start.output``) to wait
     for the files.
+
+    Reliability (see ``docs/failure-modes.md``):
+
+    - A lost ExportImages answer (sent, no answer) is resolved by sending it once more: a second
+      export of a busy image is refused with ``InvalidParameterValue.InvalidImageState``, and that
+      answer means the first one started. The record then has ``recovered`` true, ``task_id`` None
+      and no ``cos_paths``; the sensor finds the files by listing the bucket.
+    - Retries never start a second export. On Airflow 3.3+ (``durable=True``, the default) the
+      request and its start time are written to the task state store before ExportImages is sent,
+      and the export record as soon as it is answered (``ResumableJobMixin``); a retry returns the
+      stored record. A retry that finds only the request (killed before the answer was stored), or
+      any retry on older Airflow, first checks for the export: a busy image (DryRun) or a complete
+      set of fresh objects in the bucket is reattached to, and only otherwise is ExportImages sent.
 
     :param image_ids: ids of the custom images to export (``img-`` and 8 lowercase letters or digits),
         a list or a string holding a JSON list; no duplicates. Templated.
@@ -42,8 +84,11 @@ class ExportImagesOperator(BaseOperator):
     :param region: region of the images and bucket; defaults to the connection's ``region`` extra.
         Templated.
     :param tencentcloud_conn_id: connection of type ``tencentcloud``. Templated.
+    :param durable: keep the export's request and record in the task state store (Airflow 3.3+) so
+        that a retry reattaches instead of exporting again.
     """
 
+    external_id_key = "cvm_export"
     template_fields: Sequence[str] = (
         "image_ids",
         "bucket_name",
@@ -85,8 +130,8 @@ class ExportImagesOperator(BaseOperator):
         self.tencentcloud_conn_id = tencentcloud_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        """Validate, send ExportImages once and return the export record."""
-        args = validate_export_args(
+        """Validate, start the export (or reattach to the one a previous try started) and return its record."""
+        self._args = validate_export_args(
             image_ids=self.image_ids,
             bucket_name=self.bucket_name,
             export_format=self.export_format,
@@ -98,43 +143,179 @@ class ExportImagesOperator(BaseOperator):
         )
         from airflow_cvm_export.hooks.cvm import CvmHook
 
-        hook = CvmHook(self.tencentcloud_conn_id, region=args.region)
-        region = hook.config.region
-        if region is None:
-            raise TencentCloudConfigError(
-                f"region must be set: pass region= or set the region extra of connection {self.tencentcloud_conn_id!r}"
-            )
-        started_at = datetime.now(UTC).isoformat()
+        self._hook = CvmHook(self.tencentcloud_conn_id, region=self._args.region)
         try:
-            response = hook.export_images(**args.request())
-        except DryRunSucceeded as answer:
-            self.log.info(
-                "Dry run: %s can be exported to %s (RequestId %s)", args.image_ids, args.bucket_name, answer.request_id
-            )
-            response = {"TaskId": None, "CosPaths": [], "RequestId": answer.request_id}
+            self._region = self._hook.config.region
+            if self._region is None:
+                raise TencentCloudConfigError(
+                    f"region must be set: pass region= or set the region extra of connection "
+                    f"{self.tencentcloud_conn_id!r}"
+                )
+            if self._args.dry_run:
+                return self._dry_run()
+            record = self.execute_resumable(context)
         finally:
-            hook.close()
-        record = {
-            "task_id": response.get("TaskId"),
-            "cos_paths": list(response.get("CosPaths") or []),
+            self._hook.close()
+        self._publish(context, record)
+        return record
+
+    # -- ResumableJobMixin: the "job" is the export; its external id is the export record ---------
+
+    def submit_job(self, context: Context) -> dict[str, Any]:
+        """Start the export and return its record, reattaching to one a previous try may have started."""
+        store = context.get("task_state_store") if self.durable else None
+        intent = store.get(INTENT_KEY) if store is not None else None
+        ti = context.get("ti")
+        image_set = self._hook.describe_images(self._args.image_ids)
+        expected = count_expected_objects(self._args.image_ids, image_set, self._args.only_export_root_disk)
+        if intent or (store is None and getattr(ti, "try_number", 1) > 1):
+            since = intent["started_at"] if intent else _run_started_at(context)
+            found = self._find_started_export(since, image_set, expected)
+            if found is not None:
+                return found
+        started_at = datetime.now(UTC).isoformat()
+        if store is not None:
+            store.set(INTENT_KEY, {"started_at": started_at, "request": self._args.request()})
+        return self._send(started_at, expected)
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        """A stored record means the export was accepted: this operator's part is done."""
+        return "accepted"
+
+    def is_job_active(self, status: str) -> bool:
+        """Never: an accepted export is handed to the sensor, not waited for here."""
+        return False
+
+    def is_job_succeeded(self, status: str) -> bool:
+        """An accepted export is this task's success: a retry returns its stored record."""
+        return status == "accepted"
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any]:
+        """Nothing to wait for: the sensor waits for the files. Returns the record."""
+        return external_id
+
+    def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
+        """The export record."""
+        return external_id
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def _send(self, started_at: str, expected: int | None) -> dict[str, Any]:
+        """Send ExportImages; after a lost answer send it once more and read a busy image as "started"."""
+        request = {**self._args.request(), "expected_objects": expected}
+        try:
+            response = self._hook.export_images(**request)
+        except TencentCloudOutcomeUnknownError as lost:
+            self.log.warning(
+                "%s; sending ExportImages once more: if the first one started, the image is busy and the "
+                "answer says so",
+                lost,
+            )
+            try:
+                response = self._hook.export_images(**request)
+            except TencentCloudOutcomeUnknownError as again:
+                raise TencentCloudOutcomeUnknownError(
+                    f"{again.message}, twice: the export may have started. Retry the task: a retry checks for "
+                    "a running export (busy image, files in the bucket) before exporting again",
+                    action="ExportImages",
+                ) from None
+            except TencentCloudBusyError as busy:
+                if busy.code != IMAGE_BUSY_CODE:
+                    raise
+                self.log.warning(
+                    "The first ExportImages was accepted: the image is now busy exporting (%s). Its TaskId and "
+                    "CosPaths were lost; the sensor finds the files in the bucket by their documented names",
+                    busy,
+                )
+                return self._record(started_at, request_id=busy.request_id, recovered=True)
+        return self._record(
+            started_at, task_id=response["TaskId"], cos_paths=response["CosPaths"], request_id=response["RequestId"]
+        )
+
+    def _find_started_export(
+        self, since: str, image_set: list[dict[str, Any]], expected: int | None
+    ) -> dict[str, Any] | None:
+        """Record of an export a previous try started (busy image, or its files in the bucket), or None."""
+        try:
+            self._hook.export_images(**{**self._args.request(), "dry_run": True})
+        except TencentCloudBusyError as busy:
+            if busy.code != IMAGE_BUSY_CODE:
+                raise
+            self.log.warning("A previous try's export is still running (%s); reattaching to it", busy)
+            return self._record(since, request_id=busy.request_id, recovered=True)
+        except DryRunSucceeded:
+            pass
+        record = self._record(since, recovered=True)
+        bucket = self._args.bucket_name
+        listed = {obj["key"]: obj for p in listing_prefixes(record) for obj in self._hook.list_cos_objects(bucket, p)}
+        paths = recovered_paths(record, image_set, listed)
+        if expected and all(paths):
+            self.log.warning("A previous try's export already finished: %s; not exporting again", ", ".join(paths))
+            return {**record, "cos_paths": paths}
+        return None
+
+    def _record(
+        self,
+        started_at: str,
+        *,
+        task_id: int | None = None,
+        cos_paths: Sequence[str] = (),
+        request_id: str | None = None,
+        recovered: bool = False,
+    ) -> dict[str, Any]:
+        args: ExportArgs = self._args
+        return {
+            "task_id": task_id,
+            "cos_paths": list(cos_paths),
             "image_ids": args.image_ids,
             "bucket_name": args.bucket_name,
-            "region": region,
+            "region": self._region,
             "file_name_prefixes": args.file_name_prefixes,
             "export_format": args.export_format,
             "only_export_root_disk": args.only_export_root_disk,
-            "request_id": response.get("RequestId"),
+            "request_id": request_id,
             "started_at": started_at,
-            "dry_run": bool(args.dry_run),
+            "dry_run": False,
+            "recovered": recovered,
         }
-        if not record["dry_run"]:
+
+    def _dry_run(self) -> dict[str, Any]:
+        started_at = datetime.now(UTC).isoformat()
+        try:
+            self._hook.export_images(**self._args.request())
+        except DryRunSucceeded as answer:
             self.log.info(
-                "ExportImages task %s started (RequestId %s): %d object(s) to %s: %s",
-                record["task_id"],
-                record["request_id"],
-                len(record["cos_paths"]),
-                args.bucket_name,
-                ", ".join(record["cos_paths"]),
+                "Dry run: %s can be exported to %s (RequestId %s)",
+                self._args.image_ids,
+                self._args.bucket_name,
+                answer.request_id,
             )
-            persist_cos_link(context, bucket=args.bucket_name, region=region, cos_paths=record["cos_paths"])
-        return record
+            return {**self._record(started_at, request_id=answer.request_id), "dry_run": True}
+        raise TencentCloudResponseError("ExportImages with DryRun answered as if it had started an export")
+
+    def _publish(self, context: Context, record: dict[str, Any]) -> None:
+        """Log the started export and store the console links' values."""
+        if record["dry_run"]:
+            return
+        self.log.info(
+            "ExportImages task %s started (RequestId %s): %s to %s: %s",
+            record["task_id"],
+            record["request_id"],
+            f"{len(record['cos_paths'])} object(s)" if record["cos_paths"] else "objects found by listing",
+            record["bucket_name"],
+            ", ".join(record["cos_paths"]),
+        )
+        persist_cos_link(context, bucket=record["bucket_name"], region=record["region"], cos_paths=record["cos_paths"])
+
+
+def _run_started_at(context: Context) -> str:
+    """When this task's DAG run started: the earliest a previous try can have started an export."""
+    dag_run = context.get("dag_run")
+    start = getattr(dag_run, "start_date", None)
+    if start is None:
+        raise TencentCloudConfigError(
+            "this is a retry without a task state store and without the DAG run's start time, so an export a "
+            "previous try may have started cannot be detected safely; check the bucket and the image, then clear "
+            "the task"
+        )
+    return start.isoformat()

@@ -18,20 +18,29 @@ BUCKET = "exports-1250000000"
 
 
 class FakeTaskInstance:
-    """The parts of a task instance the operator and the sensor use: ``xcom_push`` and ``start_date``."""
+    """The parts of a task instance the operator and the sensor use: ``xcom_push``, ``start_date``, ``try_number``."""
 
     def __init__(self) -> None:
         self.xcoms: dict[str, Any] = {}
         self.start_date = datetime.now(UTC)
+        self.try_number = 1
+        self.stats_tags: dict[str, str] = {}
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[key] = value
 
 
+class FakeTaskStateStore(dict):
+    """``context["task_state_store"]``: ``get``/``set`` of JSON values that survive a task's tries."""
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        self[key] = value
+
+
 @pytest.fixture
 def context() -> dict[str, Any]:
     """A minimal task context for calling ``execute``/``poke`` directly."""
-    return {"ti": FakeTaskInstance(), "outlet_events": OutletEventAccessors()}
+    return {"ti": FakeTaskInstance(), "outlet_events": OutletEventAccessors(), "task_state_store": FakeTaskStateStore()}
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ RECORD_KEYS = {
     "request_id",
     "started_at",
     "dry_run",
+    "recovered",
 }
 
 
