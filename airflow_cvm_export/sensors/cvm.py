@@ -11,9 +11,10 @@ from airflow.sdk import Asset, AssetAlias, BaseSensorOperator, PokeReturnValue, 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_cos_link
-from airflow_cvm_export.utils.completion import ExportProgress, assess
+from airflow_cvm_export.utils.completion import ExportProgress, assess, listing_prefixes
 from airflow_cvm_export.utils.connection import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from airflow_cvm_export.utils.protocol import cos_key
 from airflow_cvm_export.utils.validation import validate_export_record
 
 if TYPE_CHECKING:
@@ -194,11 +195,18 @@ class ExportImagesSensor(BaseSensorOperator):
         return start.timestamp() + self.timeout
 
     def check(self) -> ExportProgress:
-        """One check: DescribeImages and a COS HEAD per CosPath, judged by ``assess``."""
+        """One check: DescribeImages and a COS HEAD per CosPath, judged by ``assess``.
+
+        A recovered record (the ExportImages answer was lost, so no CosPaths) lists the bucket under
+        each image's documented file name prefix instead.
+        """
         export = self.export_record
+        bucket = export["bucket_name"]
         image_set = self.hook.describe_images(export["image_ids"])
-        keys = [path.lstrip("/") for path in export["cos_paths"]]
-        heads = {key: self.hook.head_cos_object(export["bucket_name"], key) for key in keys}
+        if export["recovered"]:
+            heads = {obj["key"]: obj for p in listing_prefixes(export) for obj in self.hook.list_cos_objects(bucket, p)}
+        else:
+            heads = {key: self.hook.head_cos_object(bucket, key) for key in map(cos_key, export["cos_paths"])}
         progress = assess(export, image_set, heads)
         self.log.info("ExportImages task %s: %s", export.get("task_id"), progress.describe())
         return progress

@@ -29,16 +29,18 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_cvm_export.hooks.cvm import DESCRIBE_BATCH, RETRYABLE, _mask
-from airflow_cvm_export.utils.completion import ExportProgress, assess
+from airflow_cvm_export.utils.completion import ExportProgress, assess, listing_prefixes
 from airflow_cvm_export.utils.connection import DEFAULT_CONN_ID, ClientConfig, config_from_connection
 from airflow_cvm_export.utils.errors import TencentCloudConnectError, TencentCloudError, TencentCloudNetworkError
 from airflow_cvm_export.utils.protocol import (
     PreparedRequest,
+    bucket_listing_params,
     build_api_request,
     build_cos_request,
     cos_error,
     cos_key,
     parse_api_response,
+    parse_bucket_listing,
     parse_head,
 )
 from airflow_cvm_export.utils.ratelimit import limiter_for
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 DEFAULT_POLL_INTERVAL = 60.0
 # Rate-limit key of COS object checks in the connection extra ``rate_limits`` (off unless set).
 COS_HEAD_ACTION = "COS HEAD"
+COS_LIST_ACTION = "COS LIST"
 # Consecutive checks failing with a transient error (throttled, 5xx, network) before giving up.
 MAX_FAILED_CHECKS = 10
 # HTTP requests in flight per poller (also the connection pool size).
@@ -251,7 +254,7 @@ class ExportPoller:
                 waiter,
                 "success",
                 f"{waiter.label} finished: {progress.describe()}",
-                cos_paths=list(waiter.export["cos_paths"]),
+                cos_paths=[obj["cos_path"] for obj in progress.objects],
                 objects=progress.objects,
             )
         elif previous is None or len(previous.objects) != len(progress.objects):
@@ -282,13 +285,36 @@ class ExportPoller:
         return parse_api_response("DescribeImages", response.status_code, response.content).get("ImageSet") or []
 
     async def _heads(self, waiter: Waiter) -> dict[str, dict[str, Any] | None]:
-        """HEAD the pending objects in order up to the first missing one: the rest cannot complete it yet."""
+        """HEAD the pending objects in order up to the first missing one: the rest cannot complete it yet.
+
+        A recovered export (no CosPaths) lists the bucket under each image's file name prefix instead.
+        """
+        bucket = waiter.export["bucket_name"]
+        if waiter.export.get("recovered"):
+            listed = [obj for prefix in listing_prefixes(waiter.export) for obj in await self._list(bucket, prefix)]
+            return {obj["key"]: obj for obj in listed}
         heads: dict[str, dict[str, Any] | None] = {}
         for key in waiter.pending_keys():
             heads[key] = await self._head(waiter.export["bucket_name"], key)
             if heads[key] is None:
                 break
         return heads
+
+    async def _list(self, bucket: str, prefix: str) -> list[dict[str, Any]]:
+        """Every object under ``prefix`` (COS ``GET Bucket``, following markers)."""
+        assert self._config is not None
+        objects: list[dict[str, Any]] = []
+        marker = ""
+        while True:
+            request = build_cos_request(self._config, "GET", bucket, "", bucket_listing_params(prefix, marker))
+            response = await self._send(request, COS_LIST_ACTION)
+            if response.status_code != 200:
+                raise cos_error(response.status_code, bucket, prefix, response.content)
+            page, next_marker = parse_bucket_listing(response.content)
+            objects.extend(page)
+            if not next_marker:
+                return objects
+            marker = next_marker
 
     async def _head(self, bucket: str, key: str) -> dict[str, Any] | None:
         assert self._config is not None
