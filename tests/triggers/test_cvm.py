@@ -219,3 +219,12 @@ def test_concurrent_pollers_share_one_rate_limiter(
     assert [event["status"] for event in events] == ["success"] * 12
     assert emulator.state()["requests"]["DescribeImages"].get("ok", 0) > 4
     assert throttled(emulator) == 0
+
+
+def test_recovered_export_is_found_by_listing(serve: Callable[..., tuple[Emulator, str]]) -> None:
+    _, conn_id = serve()
+    export = start_export(conn_id, ["img-centos02"])
+    recovered = {**export, "task_id": None, "cos_paths": [], "recovered": True}  # the ExportImages answer was lost
+    (event,) = wait(conn_id, [recovered])
+    assert event["status"] == "success"
+    assert sorted(event["cos_paths"]) == sorted(export["cos_paths"])
