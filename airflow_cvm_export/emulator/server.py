@@ -12,7 +12,13 @@ from airflow_cvm_export.emulator.auth import Credentials
 from airflow_cvm_export.emulator.catalog import REGION, Catalog
 from airflow_cvm_export.emulator.errors import ApiError
 from airflow_cvm_export.emulator.exports import ExportManager
-from airflow_cvm_export.emulator.faults import DEFAULT_RATE_LIMITS, FaultInjector, RateLimiter
+from airflow_cvm_export.emulator.faults import (
+    DEFAULT_RATE_LIMITS,
+    FAULT_KINDS,
+    SLOW_SECONDS,
+    FaultInjector,
+    RateLimiter,
+)
 from airflow_cvm_export.emulator.httpserver import Request, Response, ThreadedHttpServer
 
 DEFAULT_MAX_RUNNING_EXPORTS = 10
@@ -73,6 +79,7 @@ class Emulator:
         limiter = RateLimiter(DEFAULT_RATE_LIMITS if rate_limits is None else rate_limits)
         self.cvm = cvm.CvmApi(credentials, self._catalog, self.exports, limiter)
         self.cos = cos.CosApi(credentials, self._catalog, self.exports)
+        self._planned: dict[str, list[str]] = {}
         self._counts: dict[str, dict[str, int]] = {}
         self._counts_lock = threading.Lock()
         self._server: ThreadedHttpServer | None = None
@@ -112,6 +119,26 @@ class Emulator:
             requests = {action: dict(outcomes) for action, outcomes in self._counts.items()}
         return {"exports": self.exports.to_json(), "requests": requests}
 
+    def inject(self, action: str, *kinds: str) -> None:
+        """Give the next requests of ``action`` (``ExportImages``, ``COS HEAD``...) these faults, in order.
+
+        Planned faults come before the random ones of ``fault_rate``; each kind is one of
+        ``faults.FAULT_KINDS`` (``slow`` waits the longest of its range).
+        """
+        unknown = sorted(set(kinds) - set(FAULT_KINDS))
+        if unknown:
+            raise ValueError(f"fault kinds must be among {', '.join(FAULT_KINDS)}, got {unknown}")
+        with self._counts_lock:
+            self._planned.setdefault(action, []).extend(kinds)
+
+    def _next_fault(self, action: str) -> tuple[str, float] | None:
+        with self._counts_lock:
+            planned = self._planned.get(action)
+            kind = planned.pop(0) if planned else None
+        if kind is None:
+            return self.faults.draw()
+        return kind, SLOW_SECONDS[1] if kind == "slow" else 0.0
+
     def reset_counters(self) -> None:
         """Forget the request counts (exports and objects stay)."""
         with self._counts_lock:
@@ -123,7 +150,7 @@ class Emulator:
             return self._admin(request)
         is_cvm = request.path == "/"
         action = cvm.action_name(request) if is_cvm else cos.action_name(request)
-        outcome, response = self._serve(request, is_cvm, self.faults.draw())
+        outcome, response = self._serve(request, is_cvm, self._next_fault(action))
         with self._counts_lock:
             outcomes = self._counts.setdefault(action, {})
             outcomes[outcome] = outcomes.get(outcome, 0) + 1

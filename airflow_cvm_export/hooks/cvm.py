@@ -176,7 +176,7 @@ class CvmHook(BaseHook):
         """
         config = self.config
         limiter = limiter_for(config.secret_id, action, config.rate_limits.get(action))
-        read_only = action in READ_ONLY_ACTIONS
+        read_only = action in READ_ONLY_ACTIONS or params.get("DryRun") is True  # a dry run starts nothing
         return self._with_retries(
             lambda: self._send_api(config, action, params, limiter, read_only),
             retryable=RETRYABLE if read_only else RETRYABLE_WRITE,
@@ -306,7 +306,9 @@ class CvmHook(BaseHook):
 
     def _cos(self, method: str, bucket: str, key: str, params: dict[str, str] | None = None) -> requests.Response:
         def attempt() -> requests.Response:
-            request = build_cos_request(self.config, method, bucket, key, params)
+            # Signed with the server's clock when an API answer showed ours is off (see _send_api).
+            now = int(time.time()) + self._clock_offset
+            request = build_cos_request(self.config, method, bucket, key, params, now=now)
             response = self._send(request, action=f"COS {method}", read_only=True)
             if response.status_code >= 500 or response.status_code == 403:
                 raise cos_error(response.status_code, bucket, key, response.content)

@@ -17,6 +17,7 @@ from airflow_cvm_export.utils.errors import (
     TencentCloudConfigError,
     TencentCloudOutcomeUnknownError,
     TencentCloudResponseError,
+    TencentCloudServerError,
 )
 from airflow_cvm_export.utils.validation import DEFAULT_EXPORT_FORMAT, ExportArgs, validate_export_args
 
@@ -42,6 +43,9 @@ except ImportError:  # Airflow < 3.3: no task state store
 
 # The answer to a second export of an image that is still exporting (see docs/failure-modes.md).
 IMAGE_BUSY_CODE = "InvalidParameterValue.InvalidImageState"
+# ExportImages failures after which the export may or may not have started: sent without an answer,
+# a server error, or an answer that is not what the API promises.
+AMBIGUOUS = (TencentCloudOutcomeUnknownError, TencentCloudServerError, TencentCloudResponseError)
 # Task state store key written just before ExportImages is sent: {"started_at", "request"}.
 INTENT_KEY = "cvm_export_intent"
 
@@ -205,18 +209,20 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         request = {**self._args.request(), "expected_objects": expected}
         try:
             response = self._hook.export_images(**request)
-        except TencentCloudOutcomeUnknownError as lost:
+        except AMBIGUOUS as lost:
             self.log.warning(
-                "%s; sending ExportImages once more: if the first one started, the image is busy and the "
-                "answer says so",
+                "The export may or may not have started (%s); sending ExportImages once more: if the first one "
+                "started, the image is busy and the answer says so",
                 lost,
             )
             try:
                 response = self._hook.export_images(**request)
-            except TencentCloudOutcomeUnknownError as again:
+            except AMBIGUOUS as again:
                 raise TencentCloudOutcomeUnknownError(
-                    f"{again.message}, twice: the export may have started. Retry the task: a retry checks for "
-                    "a running export (busy image, files in the bucket) before exporting again",
+                    f"ExportImages failed twice without a usable answer ({lost.message}; then {again.message}): "
+                    "the export may have started. Retry the task: a retry checks for a running export (busy "
+                    "image, files in the bucket) before exporting again",
+                    request_id=again.request_id,
                     action="ExportImages",
                 ) from None
             except TencentCloudBusyError as busy:
