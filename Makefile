@@ -22,6 +22,7 @@ demo: venv
 test: venv
 	$(BIN)/ruff check airflow_cvm_export dags tests bench
 	$(BIN)/python -m pytest -q
+	$(MAKE) system-test
 
 system-test: venv
 	$(BIN)/python -m pytest -q -m system tests/system
