@@ -19,7 +19,8 @@ import pytest
 from airflow_cvm_export.emulator import Emulator
 from tests.credentials import SECRET_ID, SECRET_KEY
 
-DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+PROJECT = Path(__file__).resolve().parents[2]
+DAGS_FOLDER = PROJECT / "dags"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 REGION = "ap-guangzhou"
 
@@ -99,7 +100,12 @@ def start_emulator() -> Iterator[Callable[..., Emulator]]:
 
 @pytest.fixture
 def run_dag(airflow_home: Path) -> Callable[..., DagRun]:
-    """``run_dag(dag_id, emulator, variable=None, conf=None, env=None)``: run ``airflow dags test`` to the end."""
+    """``run_dag(dag_id, emulator, variable=None, conf=None, env=None, connection=None, logical_date=None)``.
+
+    Runs ``airflow dags test`` to the end. ``connection`` replaces the default connection fields
+    (``login``, ``password``, ``extra``...); ``logical_date`` runs the DAG run of that date with
+    ``tests.reliability.rerun_dag`` instead, resuming it when it exists (as a scheduler retry would).
+    """
 
     def run(
         dag_id: str,
@@ -108,22 +114,27 @@ def run_dag(airflow_home: Path) -> Callable[..., DagRun]:
         variable: dict[str, Any] | None = None,
         conf: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
+        connection: dict[str, Any] | None = None,
+        logical_date: str | None = None,
     ) -> DagRun:
         connection = {
             "conn_type": "tencentcloud",
             "login": SECRET_ID,
             "password": SECRET_KEY,
             "extra": {"region": REGION, "endpoint": emulator.url},
+            **(connection or {}),
         }
         full_env = {**airflow_env(airflow_home), "AIRFLOW_CONN_TENCENTCLOUD_DEFAULT": json.dumps(connection)}
         if variable is not None:
             full_env["AIRFLOW_VAR_CVM_EXPORT_CONFIG"] = json.dumps(variable)
         full_env.update(env or {})
         command = [AIRFLOW, "dags", "test", dag_id]
+        if logical_date is not None:
+            command = [sys.executable, "-m", "tests.reliability.rerun_dag", dag_id, logical_date]
         if conf is not None:
             command += ["-c", json.dumps(conf)]
         began = time.monotonic()
-        done = subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=300, cwd=PROJECT)
         seconds = time.monotonic() - began
         db = airflow_home / "airflow.db"
         with sqlite3.connect(db) as conn:
