@@ -31,14 +31,25 @@ MEASURE = textwrap.dedent(
     before_mods = set(sys.modules)
     rss0 = proc.memory_info().rss
     t0 = time.perf_counter()
+    from airflow.sdk.definitions._internal.contextmanager import DagContext
     spec = importlib.util.spec_from_file_location("dagfile", sys.argv[1])
     module = importlib.util.module_from_spec(spec)
+    sys.modules["dagfile"] = module
+    DagContext.current_autoregister_module_name = "dagfile"  # as the dag-processor does
     spec.loader.exec_module(module)
     elapsed = time.perf_counter() - t0
     rss1 = proc.memory_info().rss
     dags = [v for v in vars(module).values() if isinstance(v, DAG)]
+    dags += [d for d, _ in DagContext.autoregistered_dags if d not in dags]
     shape = [
-        {"dag_id": d.dag_id, "tasks": [[t.task_id, sorted(t.downstream_task_ids)] for t in d.tasks]}
+        {
+            "dag_id": d.dag_id,
+            "cron": getattr(d.timetable, "_expression", None),
+            "tasks": [
+                [t.task_id, sorted(t.downstream_task_ids), type(t).__name__ == "_PythonDecoratedOperator"]
+                for t in d.tasks
+            ],
+        }
         for d in dags
     ]
     new = sorted(set(sys.modules) - before_mods)
@@ -55,17 +66,24 @@ def measure(path: Path) -> dict:
 
 
 def twin_source(shape: list[dict]) -> str:
-    """An equivalent DAG file made of EmptyOperators only."""
+    """An equivalent DAG file: same schedule, ``@task`` functions kept, our operators made EmptyOperators."""
     lines = [
-        "from airflow.sdk import DAG",
+        "import pendulum",
+        "from airflow.sdk import DAG, task",
         "from airflow.providers.standard.operators.empty import EmptyOperator",
     ]
     for index, dag in enumerate(shape):
-        lines.append(f"with DAG({dag['dag_id']!r}, schedule=None) as dag_{index}:")
+        lines.append(
+            f"with DAG({dag['dag_id']!r}, schedule={dag['cron']!r}, "
+            f"start_date=pendulum.datetime(2026, 1, 1, tz='Asia/Shanghai')) as dag_{index}:"
+        )
         lines.append("    t = {}")
-        for task_id, _ in dag["tasks"]:
-            lines.append(f"    t[{task_id!r}] = EmptyOperator(task_id={task_id!r})")
-        for task_id, downstream in dag["tasks"]:
+        for task_id, _, decorated in dag["tasks"]:
+            if decorated:
+                lines.append(f"    t[{task_id!r}] = task(task_id={task_id!r})(lambda: None)()")
+            else:
+                lines.append(f"    t[{task_id!r}] = EmptyOperator(task_id={task_id!r})")
+        for task_id, downstream, _ in dag["tasks"]:
             for other in downstream:
                 lines.append(f"    t[{task_id!r}] >> t[{other!r}]")
         if not dag["tasks"]:
