@@ -1,0 +1,121 @@
+"""Both example DAGs end to end under seeded faults, and with a recognisable secret key and token."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_cvm_export.emulator import Emulator
+from tests.e2e.conftest import DagRun
+
+pytestmark = pytest.mark.reliability
+
+IMAGES = ["img-centos01", "img-centos02", "img-ubuntu01"]
+CONFIG = {"image_ids": IMAGES, "bucket_name": "exports-1250000000", "poke_interval": 1, "batch_size": 2}
+# A deployment that retries failed tasks (quickly, for the test): what a nightly DAG runs with.
+RETRIES = {"AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "3", "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "1"}
+
+
+def launch(run_dag: Callable[..., DagRun], dag_id: str, emulator: Emulator, **kwargs: Any) -> DagRun:
+    if dag_id == "cvm_export_nightly":
+        return run_dag(dag_id, emulator, variable={**CONFIG, "timeout": 120}, **kwargs)
+    conf = {key: value for key, value in CONFIG.items() if key != "batch_size"}
+    return run_dag(dag_id, emulator, conf=conf, **kwargs)
+
+
+def assert_one_export_per_image(run: DagRun, emulator: Emulator) -> None:
+    assert run.returncode == 0, run.output[-5000:]
+    exports = emulator.state()["exports"]
+    assert Counter(i for export in exports for i in export["ImageIds"]) == Counter(IMAGES)
+    waited = sorted(path for batch in run.xcoms("wait_for_export") for path in batch)
+    assert waited == sorted(path for export in exports for path in export["CosPaths"])
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "deferrable"), [("cvm_export_nightly", False), ("cvm_export_adhoc", True)], ids=["nightly", "adhoc"]
+)
+def test_dags_succeed_under_30_percent_faults_with_one_export_per_image(
+    run_dag: Callable[..., DagRun], dag_id: str, deferrable: bool
+) -> None:
+    with Emulator(
+        secret_id="AKIDTESTSECRETID",
+        secret_key="test-secret-key-never-logged",
+        export_seconds=2,
+        fault_rate=0.3,
+        seed=6,
+    ) as emulator:
+        env = {**RETRIES, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(deferrable)}
+        run = launch(run_dag, dag_id, emulator, env=env)
+        assert_one_export_per_image(run, emulator)
+        faults = Counter(
+            outcome
+            for outcomes in emulator.state()["requests"].values()
+            for outcome in outcomes
+            if outcome.startswith("fault:")
+        )
+        assert len(faults) >= 4, faults  # several kinds of faults were really injected
+
+
+SECRET_KEY = "RELIABILITY-SECRET-KEY-5f0c1e"
+TOKEN = "RELIABILITY-SESSION-TOKEN-9a7d3b"
+# Anything that would show a credential or a signature.
+FORBIDDEN = (SECRET_KEY, TOKEN, "Authorization", "TC3-HMAC-SHA256", "q-signature")
+
+
+def test_no_secret_or_signature_reaches_logs_xcoms_rendered_fields_triggers_or_errors(
+    run_dag: Callable[..., DagRun], airflow_home: Path
+) -> None:
+    with Emulator(secret_id="AKIDSECRETSTEST", secret_key=SECRET_KEY, token=TOKEN, export_seconds=1) as emulator:
+        connection = {
+            "login": "AKIDSECRETSTEST",
+            "password": SECRET_KEY,
+            "extra": {"region": "ap-guangzhou", "endpoint": emulator.url, "token": TOKEN},
+        }
+        runs = [
+            launch(run_dag, "cvm_export_nightly", emulator, connection=connection),
+            launch(
+                run_dag,
+                "cvm_export_adhoc",
+                emulator,
+                connection=connection,
+                env={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"},
+            ),
+        ]
+        # And a failing run: the error message of a rejected request must not carry them either.
+        bad = {**connection, "extra": {**connection["extra"], "token": TOKEN + "-expired"}}
+        failed = run_dag(
+            "cvm_export_adhoc",
+            emulator,
+            conf={"image_ids": IMAGES[:1], "bucket_name": CONFIG["bucket_name"]},
+            connection=bad,
+        )
+    for run in runs:
+        assert run.returncode == 0, run.output[-5000:]
+    assert failed.returncode != 0 and "AuthFailure.TokenFailure" in failed.output
+    places = {f"output of {run.dag_id}": run.output for run in [*runs, failed]}
+    places.update(
+        {
+            f"log file {path}": path.read_text(errors="replace")
+            for path in (airflow_home / "logs").rglob("*")
+            if path.is_file()
+        }
+    )
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
+        for table, column in (
+            ("xcom", "value"),
+            ("rendered_task_instance_fields", "rendered_fields"),
+            ("trigger", "kwargs"),
+            ("task_instance", "next_kwargs"),
+            ("task_state_store", "value"),
+            ("log", "extra"),
+        ):
+            rows = db.execute(f"SELECT {column} FROM {table}").fetchall()  # noqa: S608 - fixed names
+            places[f"table {table}"] = "\n".join(str(value) for (value,) in rows)
+    assert places["table rendered_task_instance_fields"] and places["table xcom"]  # the scan saw real data
+    leaks = [(where, word) for where, text in places.items() for word in FORBIDDEN if word in text]
+    assert leaks == []
