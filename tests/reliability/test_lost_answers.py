@@ -1,0 +1,234 @@
+"""A lost or unusable ExportImages answer, task retries with and without a task state store, killing a
+deferred wait, and a skewed clock: the operator, sensor and trigger against the in-process emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from airflow.sdk import PokeReturnValue
+
+from airflow_cvm_export.emulator import Emulator
+from airflow_cvm_export.hooks import cvm as hook_module
+from airflow_cvm_export.hooks.cvm import CvmHook
+from airflow_cvm_export.operators.cvm import INTENT_KEY, ExportImagesOperator
+from airflow_cvm_export.sensors.cvm import ExportImagesSensor
+from airflow_cvm_export.triggers import cvm as triggers
+from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
+from airflow_cvm_export.utils.errors import TencentCloudOutcomeUnknownError
+from tests.operators.conftest import BUCKET, CONN_ID, FakeTaskStateStore
+
+pytestmark = pytest.mark.reliability
+
+IMAGES = ["img-centos02", "img-ubuntu01"]  # 2 + 3 disks
+
+
+def operator(**kwargs: Any) -> ExportImagesOperator:
+    args = {"image_ids": IMAGES, "bucket_name": BUCKET, "tencentcloud_conn_id": CONN_ID, **kwargs}
+    return ExportImagesOperator(task_id="start_export", **args)
+
+
+def wait_for(record: dict[str, Any], context: dict[str, Any], seconds: float = 10) -> list[str]:
+    """Poke the sensor until the export is complete; return its CosPaths."""
+    sensor = ExportImagesSensor(task_id="wait", export=record, tencentcloud_conn_id=CONN_ID, poke_interval=0.05)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = sensor.poke(context)
+        if isinstance(result, PokeReturnValue) and result.is_done:
+            return result.xcom_value
+        time.sleep(0.05)
+    raise AssertionError("the export did not complete")
+
+
+def accepted(emulator: Emulator) -> list[dict[str, Any]]:
+    return emulator.state()["exports"]
+
+
+@pytest.mark.parametrize("prefixes", [None, ["nightly-20261126", "web-20261126"]], ids=["no-prefix", "prefix"])
+def test_lost_answer_then_busy_image_recovers_the_files_by_listing(
+    emulator: Emulator, context: dict[str, Any], prefixes: list[str] | None
+) -> None:
+    emulator.inject("ExportImages", "drop_after")  # the export starts, its answer is lost
+    record = operator(file_name_prefixes=prefixes).execute(context)
+
+    assert record["recovered"] is True and record["task_id"] is None and record["cos_paths"] == []
+    assert emulator.state()["requests"]["ExportImages"] == {
+        "fault:drop_after": 1,
+        "InvalidParameterValue.InvalidImageState": 1,
+    }
+    (export,) = accepted(emulator)
+    assert wait_for(record, context) == export["CosPaths"]  # same form and order as the API's CosPaths
+
+
+def test_recovered_export_ignores_older_and_foreign_objects(emulator: Emulator, context: dict[str, Any]) -> None:
+    operator(image_ids=["img-centos02"]).execute(context)  # yesterday's export: same keys, older
+    context["task_state_store"] = FakeTaskStateStore()  # each run of the task has its own
+    operator(image_ids=["img-centos01"]).execute(context)  # another image in the same bucket
+    time.sleep(0.5)
+    emulator.inject("ExportImages", "drop_after")
+    context["task_state_store"] = FakeTaskStateStore()
+    record = operator(image_ids=["img-centos02"], only_export_root_disk=True).execute(context)
+    record["started_at"] = (datetime.now(UTC) + timedelta(seconds=0.2)).isoformat()
+
+    paths = wait_for(record, context)
+    assert paths == [accepted(emulator)[-1]["CosPaths"][0]] and "_system_" in paths[0]
+
+
+def test_lost_answer_of_a_request_that_did_not_start_uses_the_second_answer(
+    emulator: Emulator, context: dict[str, Any]
+) -> None:
+    emulator.inject("ExportImages", "drop_before")
+    record = operator().execute(context)
+
+    (export,) = accepted(emulator)
+    assert record["recovered"] is False
+    assert (record["task_id"], record["cos_paths"]) == (export["TaskId"], export["CosPaths"])
+
+
+@pytest.mark.parametrize("second", ["drop_before", "http5xx", "internal"])
+def test_two_unusable_answers_fail_with_what_to_do(emulator: Emulator, context: dict[str, Any], second: str) -> None:
+    emulator.inject("ExportImages", "drop_after", second)
+    with pytest.raises(TencentCloudOutcomeUnknownError, match="may have started. Retry the task"):
+        operator().execute(context)
+    assert INTENT_KEY in context["task_state_store"]  # so the retry knows to look for it first
+
+
+def test_deferred_wait_of_a_recovered_export(emulator: Emulator, context: dict[str, Any]) -> None:
+    emulator.inject("ExportImages", "drop_after")
+    record = operator().execute(context)
+    sensor = ExportImagesSensor(task_id="wait", export=record, tencentcloud_conn_id=CONN_ID)
+    trigger = ExportImagesTrigger(export=sensor.export_record, tencentcloud_conn_id=CONN_ID, poll_interval=0.05)
+
+    async def first_event() -> dict[str, Any]:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    event = asyncio.run(asyncio.wait_for(first_event(), 10))
+    (export,) = accepted(emulator)
+    assert event["status"] == "success" and event["cos_paths"] == export["CosPaths"]
+    assert "COS LIST" in emulator.state()["requests"] and "COS HEAD" not in emulator.state()["requests"]
+
+
+# -- task retries -----------------------------------------------------------------------------
+
+
+def test_retry_with_a_stored_record_returns_it(emulator: Emulator, context: dict[str, Any]) -> None:
+    first = operator().execute(context)
+    context["ti"].try_number = 2
+    again = operator().execute(context)  # same task state store: a retry
+    assert again == first and len(accepted(emulator)) == 1
+
+
+@pytest.mark.parametrize("finished", [False, True], ids=["still-running", "finished"])
+def test_retry_after_a_crash_before_the_record_was_stored(
+    start_emulator: Any, context: dict[str, Any], finished: bool
+) -> None:
+    emulator = start_emulator(export_seconds=0.3 if finished else 30)
+    first = operator().execute(context)
+    del context["task_state_store"][ExportImagesOperator.external_id_key]  # killed before it was stored
+    context["ti"].try_number = 2
+    if finished:
+        time.sleep(0.5)
+    record = operator().execute(context)
+
+    (export,) = accepted(emulator)
+    assert record["recovered"] is True and record["started_at"] == first["started_at"]
+    assert record["cos_paths"] == (export["CosPaths"] if finished else [])
+    dry_run_answer = "DryRunOperation" if finished else "InvalidParameterValue.InvalidImageState"
+    assert emulator.state()["requests"]["ExportImages"] == {"ok": 1, dry_run_answer: 1}
+
+
+def test_retry_without_a_task_state_store_detects_the_running_export(
+    emulator: Emulator, context: dict[str, Any]
+) -> None:
+    del context["task_state_store"]  # Airflow < 3.3, or durable=False
+    context["dag_run"] = type("DagRun", (), {"start_date": datetime.now(UTC)})()
+    operator().execute(context)
+    context["ti"].try_number = 2
+    record = operator().execute(context)
+    assert record["recovered"] is True and len(accepted(emulator)) == 1
+
+
+def test_retry_of_a_try_that_started_nothing_exports(emulator: Emulator, context: dict[str, Any]) -> None:
+    context["task_state_store"] = FakeTaskStateStore({INTENT_KEY: {"started_at": datetime.now(UTC).isoformat()}})
+    record = operator().execute(context)
+    (export,) = accepted(emulator)
+    assert record["task_id"] == export["TaskId"] and record["recovered"] is False
+
+
+# -- killing a deferred wait ------------------------------------------------------------------
+
+
+def test_on_kill_while_waiting_releases_the_poller_and_says_exports_cannot_be_cancelled(
+    start_emulator: Any, context: dict[str, Any], caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
+) -> None:
+    emulator = start_emulator(export_seconds=3600)
+    record = operator().execute(context)
+    emulator.reset_counters()
+    trigger = ExportImagesTrigger(export=record, tencentcloud_conn_id=CONN_ID, poll_interval=0.05)
+
+    async def main() -> None:
+        task = asyncio.create_task(anext(aiter(trigger.run())))
+        while "DescribeImages" not in emulator.state()["requests"]:
+            await asyncio.sleep(0.05)
+        (poller,) = triggers._POLLERS.values()
+        await trigger.on_kill()  # the triggerer calls this, then cancels the run
+        assert not triggers._POLLERS and not poller._waiters
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    caplog.set_level(logging.WARNING)
+    asyncio.run(main())
+    assert "no public API to cancel an image export" in caplog.text + capsys.readouterr().out
+
+
+# -- clock skew against the emulator ----------------------------------------------------------
+
+
+class SkewedClock:
+    """The hook module's ``time``, ``offset`` seconds off; everything else keeps the real clock."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+@pytest.fixture
+def skewed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(hook_module, "time", SkewedClock(+900))
+    yield
+
+
+def test_skewed_clock_is_corrected_once_for_api_and_cos(
+    emulator: Emulator,
+    context: dict[str, Any],
+    skewed: None,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    record = operator().execute(context)  # DescribeImages is refused once, then everything is re-signed
+    assert wait_for(record, context) == accepted(emulator)[0]["CosPaths"]
+    requests = emulator.state()["requests"]
+    assert requests["DescribeImages"]["AuthFailure.SignatureExpire"] >= 1
+    assert "AuthFailure.SignatureExpire" not in requests["ExportImages"]
+    assert {"ok"} <= set(requests["COS HEAD"]) <= {"ok", "NoSuchKey"}  # never AccessDenied (skewed q-sign-time)
+    assert "clock is off by +9" in caplog.text + capsys.readouterr().out
+
+
+def test_hook_with_a_skewed_clock_says_by_how_much(emulator: Emulator, skewed: None) -> None:
+    hook = CvmHook(CONN_ID, retry_limit=1)
+    assert hook.describe_images(["img-centos01"])[0]["ImageId"] == "img-centos01"
+    assert -920 < hook._clock_offset < -880
