@@ -20,6 +20,7 @@ from airflow_cvm_export.utils.validation import validate_export_record
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.definitions.context import Context
+    from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
     from airflow_cvm_export.hooks.cvm import CvmHook
 
@@ -37,6 +38,14 @@ def export_assets(export: Mapping[str, Any], objects: Sequence[Mapping[str, Any]
         prefix = next((p for p in prefixes if key.startswith(f"{p}_")), key)
         groups[f"cos://{obj['bucket']}/{prefix}"].append(key)
     return dict(groups)
+
+
+def with_alias(outlets: Any, asset_alias: str | None) -> list[Any]:
+    """``outlets`` as a list, with ``AssetAlias(asset_alias)`` added unless ``asset_alias`` is None or already there."""
+    outlets = list(outlets) if isinstance(outlets, list | tuple) else [outlets] if outlets else []
+    if asset_alias and AssetAlias(asset_alias) not in outlets:
+        outlets.append(AssetAlias(asset_alias))
+    return outlets
 
 
 def publish_export(
@@ -90,7 +99,9 @@ class ExportImagesSensor(BaseSensorOperator):
         Templated.
     :param tencentcloud_conn_id: connection of type ``tencentcloud``. Templated.
     :param asset_alias: name of the :class:`~airflow.sdk.AssetAlias` added to ``outlets`` through
-        which the exported objects are emitted as assets; None to emit none.
+        which the exported objects are emitted as assets; None to emit none. Not templated; when the
+        sensor is mapped, give it to ``partial()``, not ``expand()``. Schedule downstream DAGs on
+        ``AssetAlias(<name>)`` (see ``dags/cvm_export_consumer.py``).
     :param deferrable: wait in the triggerer instead of a worker slot; defaults to
         ``[operators] default_deferrable``.
     """
@@ -126,11 +137,7 @@ class ExportImagesSensor(BaseSensorOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
-        outlets = kwargs.pop("outlets", None) or []
-        outlets = list(outlets) if isinstance(outlets, list | tuple) else [outlets]
-        if asset_alias and AssetAlias(asset_alias) not in outlets:
-            outlets.append(AssetAlias(asset_alias))
-        super().__init__(outlets=outlets, **kwargs)
+        super().__init__(outlets=with_alias(kwargs.pop("outlets", None), asset_alias), **kwargs)
         self.export = export
         self.export_task_id = export_task_id
         self.cos_paths = cos_paths
@@ -142,6 +149,17 @@ class ExportImagesSensor(BaseSensorOperator):
         self.tencentcloud_conn_id = tencentcloud_conn_id
         self.asset_alias = asset_alias
         self.deferrable = deferrable
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> OperatorPartial:
+        """Start mapping the sensor, with its asset alias already in ``outlets``.
+
+        A mapped task's outlets are its ``partial()`` arguments, and only those reach the serialized
+        DAG (and so the scheduler and the UI). Give ``asset_alias`` here, not in ``expand()`` or
+        ``expand_kwargs()``: a mapped value is only known when the task runs.
+        """
+        outlets = with_alias(kwargs.pop("outlets", None), kwargs.get("asset_alias", DEFAULT_ASSET_ALIAS))
+        return super().partial(outlets=outlets, **kwargs)
 
     @cached_property
     def _given_export(self) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from airflow.sdk import DAG
+from airflow.sdk import DAG, AssetAlias
 from airflow.sdk.exceptions import ParamValidationError
 
 from airflow_cvm_export.operators.cvm import ExportImagesOperator
-from airflow_cvm_export.sensors.cvm import ExportImagesSensor
+from airflow_cvm_export.sensors.cvm import DEFAULT_ASSET_ALIAS, ExportImagesSensor
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(str(path) for path in DAGS_FOLDER.glob("*.py"))
@@ -76,6 +76,14 @@ def test_export_then_wait_mapped_over_batches(dags: dict[str, DAG], dag_id: str)
     assert wait.operator_class is ExportImagesSensor
     assert "start_export" in wait.upstream_task_ids
     assert "plan" in start.upstream_task_ids
+    assert wait.outlets == [AssetAlias(DEFAULT_ASSET_ALIAS)]  # in the serialized DAG, for the scheduler
+
+
+def test_consumer_scheduled_on_the_exports_asset_alias(dags: dict[str, DAG]) -> None:
+    dag = dags["cvm_export_consumer"]
+    assert dag.schedule == [AssetAlias(DEFAULT_ASSET_ALIAS)]
+    assert dag.catchup is False
+    assert list(dag.task_dict) == ["list_exported_objects"]
 
 
 def test_nightly_schedule(dags: dict[str, DAG]) -> None:

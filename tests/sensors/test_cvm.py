@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk import AssetAlias, PokeReturnValue
+from airflow.sdk import DAG, Asset, AssetAlias, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 
 from airflow_cvm_export.emulator import Emulator
@@ -175,3 +175,22 @@ def test_assets_grouped_by_prefix_or_key() -> None:
 def test_asset_alias_can_be_switched_off() -> None:
     assert ExportImagesSensor(task_id="w", export={}, asset_alias=None).outlets == []
     assert ExportImagesSensor(task_id="w", export={}).outlets == [AssetAlias(DEFAULT_ASSET_ALIAS)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "outlets"),
+    [
+        ({}, [AssetAlias(DEFAULT_ASSET_ALIAS)]),
+        ({"asset_alias": "images"}, [AssetAlias("images")]),
+        ({"asset_alias": None}, []),
+        ({"outlets": [Asset("s3://mirror/images")]}, [Asset("s3://mirror/images"), AssetAlias(DEFAULT_ASSET_ALIAS)]),
+        ({"outlets": AssetAlias(DEFAULT_ASSET_ALIAS)}, [AssetAlias(DEFAULT_ASSET_ALIAS)]),
+    ],
+)
+def test_asset_alias_declared_at_construction_mapped_or_not(kwargs: dict[str, Any], outlets: list[Any]) -> None:
+    """The alias must be in the DAG as written (a mapped task's outlets are its partial() arguments)."""
+    with DAG("assets", schedule=None):
+        plain = ExportImagesSensor(task_id="plain", export={}, **kwargs)
+        mapped = ExportImagesSensor.partial(task_id="mapped", **kwargs).expand(export=[{}])
+    assert plain.outlets == mapped.outlets == outlets
+    assert mapped.unmap({"export": {}}).outlets == outlets  # as it runs: no alias added twice
