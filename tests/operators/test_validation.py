@@ -42,41 +42,43 @@ def test_accepted_and_normalised(changes: dict[str, Any], field: str, expected: 
     assert getattr(args, field) == expected
 
 
-@pytest.mark.parametrize(
-    ("changes", "field"),
-    [
-        ({"image_ids": "img-centos01"}, "image_ids"),  # a bare string, not a list
-        ({"image_ids": []}, "image_ids"),
-        ({"image_ids": None}, "image_ids"),
-        ({"image_ids": 20261126}, "image_ids"),
-        ({"image_ids": ["img-CENTOS01"]}, "image_ids item"),
-        ({"image_ids": ["img-centos0"]}, "image_ids item"),
-        ({"image_ids": ["img-centos01\n"]}, "image_ids item"),
-        ({"image_ids": [123]}, "image_ids item"),
-        ({"image_ids": ["img-centos01", "img-centos01"]}, "without duplicates"),
-        ({"image_ids": "[img-centos01"}, "image_ids"),  # broken JSON from a template
-        ({"bucket_name": "exports"}, "bucket_name"),  # no APPID
-        ({"bucket_name": "Exports-1250000000"}, "bucket_name"),
-        ({"bucket_name": "exports-appid"}, "bucket_name"),
-        ({"bucket_name": "x" * 60 + "-1250000000"}, "bucket_name"),
-        ({"bucket_name": 1250000000}, "bucket_name"),
-        ({"export_format": "ISO"}, "export_format"),
-        ({"export_format": True}, "export_format"),
-        ({"file_name_prefixes": ["a", "b"]}, "file_name_prefixes"),  # one image, two prefixes
-        ({"file_name_prefixes": ["night/ly"]}, "file_name_prefixes item"),
-        ({"file_name_prefixes": ["夜间"]}, "file_name_prefixes item"),
-        ({"file_name_prefixes": ["p" * 65]}, "file_name_prefixes item"),
-        ({"file_name_prefixes": [True]}, "file_name_prefixes item"),
-        ({"file_name_prefixes": "nightly"}, "file_name_prefixes"),
-        ({"only_export_root_disk": "yes please"}, "only_export_root_disk"),
-        ({"only_export_root_disk": 1}, "only_export_root_disk"),
-        ({"dry_run": "None"}, "dry_run"),
-        ({"role_name": "role with spaces"}, "role_name"),
-        ({"region": "Guangzhou"}, "region"),
-        ({"region": 20261126}, "region"),
-        ({"region": "ap-guangzhou\n"}, "region"),
-    ],
-)
+# Operator arguments rejected before any request, with the field the error names (also run through
+# the operator against the emulator in tests/reliability/test_bad_input.py).
+REJECTED_ARGS: list[tuple[dict[str, Any], str]] = [
+    ({"image_ids": "img-centos01"}, "image_ids"),  # a bare string, not a list
+    ({"image_ids": []}, "image_ids"),
+    ({"image_ids": None}, "image_ids"),
+    ({"image_ids": 20261126}, "image_ids"),
+    ({"image_ids": ["img-CENTOS01"]}, "image_ids item"),
+    ({"image_ids": ["img-centos0"]}, "image_ids item"),
+    ({"image_ids": ["img-centos01\n"]}, "image_ids item"),
+    ({"image_ids": [123]}, "image_ids item"),
+    ({"image_ids": ["img-centos01", "img-centos01"]}, "without duplicates"),
+    ({"image_ids": "[img-centos01"}, "image_ids"),  # broken JSON from a template
+    ({"bucket_name": "exports"}, "bucket_name"),  # no APPID
+    ({"bucket_name": "Exports-1250000000"}, "bucket_name"),
+    ({"bucket_name": "exports-appid"}, "bucket_name"),
+    ({"bucket_name": "x" * 60 + "-1250000000"}, "bucket_name"),
+    ({"bucket_name": 1250000000}, "bucket_name"),
+    ({"export_format": "ISO"}, "export_format"),
+    ({"export_format": True}, "export_format"),
+    ({"file_name_prefixes": ["a", "b"]}, "file_name_prefixes"),  # one image, two prefixes
+    ({"file_name_prefixes": ["night/ly"]}, "file_name_prefixes item"),
+    ({"file_name_prefixes": ["夜间"]}, "file_name_prefixes item"),
+    ({"file_name_prefixes": ["p" * 65]}, "file_name_prefixes item"),
+    ({"file_name_prefixes": [True]}, "file_name_prefixes item"),
+    ({"file_name_prefixes": "nightly"}, "file_name_prefixes"),
+    ({"only_export_root_disk": "yes please"}, "only_export_root_disk"),
+    ({"only_export_root_disk": 1}, "only_export_root_disk"),
+    ({"dry_run": "None"}, "dry_run"),
+    ({"role_name": "role with spaces"}, "role_name"),
+    ({"region": "Guangzhou"}, "region"),
+    ({"region": 20261126}, "region"),
+    ({"region": "ap-guangzhou\n"}, "region"),
+]
+
+
+@pytest.mark.parametrize(("changes", "field"), REJECTED_ARGS)
 def test_rejected_with_the_field_named(changes: dict[str, Any], field: str) -> None:
     with pytest.raises(TencentCloudConfigError, match=field):
         validate_export_args(**{**GOOD, **changes})
