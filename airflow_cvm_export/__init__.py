@@ -11,7 +11,12 @@ _CONN_FIELDS = {
     "region": {
         "label": "Region",
         "description": "Default region of API calls, e.g. ap-guangzhou",
-        "schema": {"type": ["string", "null"], "pattern": "^[a-z]{2,4}(-[a-z]+)+(-[0-9]+)?$"},
+        # The Airflow 3 form shows "examples" as the field's placeholder and a list of suggestions.
+        "schema": {
+            "type": ["string", "null"],
+            "pattern": "^[a-z]{2,4}(-[a-z]+)+(-[0-9]+)?$",
+            "examples": ["ap-guangzhou", "ap-shanghai", "ap-beijing", "ap-hongkong", "ap-singapore", "eu-frankfurt"],
+        },
     },
     "endpoint": {
         "label": "API endpoint",

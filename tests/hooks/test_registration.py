@@ -66,3 +66,51 @@ def test_hook_attributes_and_form_behaviour():
     info = get_provider_info()
     assert info["package-name"] == "airflow-cvm-export"
     assert sorted(info["connection-types"][0]["conn-fields"]) == EXTRAS
+
+
+def test_ui_connection_form():
+    """What the Airflow 3 UI renders for the connection type (``GET /ui/connections/hook_meta``)."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "tencentcloud"]
+    standard = meta.standard_fields
+    assert (standard.login.title, standard.password.title) == ("SecretId", "SecretKey")
+    assert standard.login.placeholder == "AKID..."
+    assert standard.host.hidden and standard.port.hidden and standard.url_schema.hidden
+    assert sorted(meta.extra_fields) == EXTRAS
+    region = meta.extra_fields["region"]["schema"]
+    assert region["title"] == "Region" and "ap-guangzhou" in region["examples"]  # placeholder and suggestions
+    assert meta.extra_fields["token"]["schema"]["format"] == "password"
+
+
+def test_ui_test_button(monkeypatch: pytest.MonkeyPatch):
+    """The UI's Test button: refused unless ``[core] test_connection = Enabled``, then a signed DescribeRegions."""
+    from airflow.api_fastapi.core_api.routes.public.connections import _ensure_test_connection_enabled
+    from airflow.models.connection import Connection
+    from fastapi import HTTPException
+
+    from airflow_cvm_export.emulator import Emulator
+    from tests.credentials import SECRET_ID, SECRET_KEY
+
+    monkeypatch.delenv("AIRFLOW__CORE__TEST_CONNECTION", raising=False)
+    with pytest.raises(HTTPException):
+        _ensure_test_connection_enabled()
+    monkeypatch.setenv("AIRFLOW__CORE__TEST_CONNECTION", "Enabled")
+    _ensure_test_connection_enabled()
+
+    # As the route does it: the form's values (unset extras as null) as a transient env connection.
+    emulator = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY).start()
+    try:
+        extra = dict.fromkeys(EXTRAS) | {"region": "ap-guangzhou", "endpoint": emulator.url, "allow_http": False}
+        form = {"conn_type": "tencentcloud", "login": SECRET_ID, "password": SECRET_KEY, "extra": json.dumps(extra)}
+        conn = Connection(conn_id="ui_test_button", **form)
+        monkeypatch.setenv("AIRFLOW_CONN_UI_TEST_BUTTON", conn.get_uri())
+        ok, message = conn.test_connection()
+        assert ok, message
+        assert message.startswith("Connection OK")
+        bad = Connection(conn_id="ui_test_button", **{**form, "password": "not-the-key-7f3a"})
+        monkeypatch.setenv("AIRFLOW_CONN_UI_TEST_BUTTON", bad.get_uri())
+        ok, message = bad.test_connection()
+        assert not ok and "AuthFailure" in message and "not-the-key-7f3a" not in message
+    finally:
+        emulator.stop()
