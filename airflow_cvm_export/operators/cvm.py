@@ -64,7 +64,8 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
 
     Reliability (see ``docs/failure-modes.md``):
 
-    - A lost ExportImages answer (sent, no answer) is resolved by sending it once more: a second
+    - An ExportImages request without a usable answer (sent but unanswered, a server error, or an
+      answer that is not what the API promises) is resolved by sending it once more: a second
       export of a busy image is refused with ``InvalidParameterValue.InvalidImageState``, and that
       answer means the first one started. The record then has ``recovered`` true, ``task_id`` None
       and no ``cos_paths``; the sensor finds the files by listing the bucket.
