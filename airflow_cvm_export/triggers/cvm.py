@@ -78,6 +78,7 @@ class Waiter:
 
     @property
     def label(self) -> str:
+        """``ExportImages task <TaskId>``, for messages."""
         return f"ExportImages task {self.export.get('task_id')}"
 
     def pending_keys(self) -> list[str]:
@@ -95,6 +96,9 @@ class ExportPoller:
     ``httpx.AsyncClient``, and shuts down (closing the client) when its last waiter leaves.
     A waiter is due ``poll_interval`` seconds after its last check; waiters due within half their
     interval of the earliest one are checked with it, so waits converge on shared cycles.
+
+    :param conn_id: the ``tencentcloud`` connection every check uses.
+    :param region: overrides the connection's region (None: the connection's).
     """
 
     def __init__(self, conn_id: str, region: str | None) -> None:

@@ -24,7 +24,13 @@ CLOCK_SKEW_MARGIN = timedelta(seconds=60)
 
 @dataclass(frozen=True)
 class ExportProgress:
-    """Result of one check of an export."""
+    """Result of one check of an export.
+
+    :param expected: how many objects the export writes (0 when not known yet).
+    :param objects: the fresh objects found so far, one ``{"bucket", "key", "cos_path", "size",
+        "etag", "last_modified", "url"}`` each.
+    :param error: why the export cannot finish (a deleted or failed image), else None.
+    """
 
     expected: int
     objects: list[dict[str, Any]] = field(default_factory=list)
@@ -32,9 +38,11 @@ class ExportProgress:
 
     @property
     def done(self) -> bool:
+        """True when nothing failed and every expected object is there."""
         return self.error is None and self.expected > 0 and len(self.objects) == self.expected
 
     def describe(self) -> str:
+        """``n of m exported objects present``, for the task log."""
         return f"{len(self.objects)} of {self.expected} exported objects present"
 
 

@@ -36,6 +36,7 @@ class Endpoint:
 
     @property
     def url(self) -> str:
+        """``scheme://host[:port]``."""
         return f"{self.scheme}://{self.netloc}"
 
 

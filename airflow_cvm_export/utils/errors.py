@@ -11,6 +11,12 @@ class TencentCloudError(AirflowException):
     """Base class of every error this provider raises about a Tencent Cloud call.
 
     Carries the Tencent ``code``, ``message``, ``request_id`` and ``action``; never credentials.
+
+    :param message: what went wrong, for people (Tencent's ``Error.Message`` or the provider's own).
+    :param code: Tencent Cloud error code (``Error.Code``, e.g. ``AuthFailure.SignatureExpire``), or
+        None for errors no Tencent answer carried.
+    :param request_id: ``RequestId`` of the answer, to quote to Tencent Cloud support.
+    :param action: the API action or COS call that failed (``ExportImages``, ``COS HEAD``...).
     """
 
     def __init__(

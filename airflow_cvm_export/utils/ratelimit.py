@@ -15,6 +15,8 @@ class RateLimiter:
 
     ``reserve()`` books the next free slot and returns how long to wait for it, so the lock is
     never held while sleeping.
+
+    :param rate: calls per second; 0 or less means unlimited.
     """
 
     def __init__(self, rate: float) -> None:
@@ -23,6 +25,7 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def reserve(self) -> float:
+        """Book the next free slot; return the seconds to wait until it (0 when unlimited)."""
         if not self.interval:
             return 0.0
         with self._lock:
@@ -32,11 +35,13 @@ class RateLimiter:
             return slot - now
 
     def wait(self) -> None:
+        """Block the calling thread until its slot."""
         delay = self.reserve()
         if delay > 0:
             time.sleep(delay)
 
     async def await_slot(self) -> None:
+        """Wait for a slot without blocking the event loop."""
         delay = self.reserve()
         if delay > 0:
             await asyncio.sleep(delay)
