@@ -16,6 +16,7 @@ from airflow_cvm_export.emulator.server import DEFAULT_MAX_RUNNING_EXPORTS, Emul
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's options, each named after an :class:`Emulator` argument (but two)."""
     parser = argparse.ArgumentParser(prog="cvm-export-emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000, help="0 picks a free port")
@@ -35,6 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM or SIGINT; return the exit status."""
     args = parse_args(argv)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -87,7 +87,11 @@ def verify_tc3(credentials: Credentials, headers: Mapping[str, str], body: bytes
 
 
 class CosDenied(Exception):
-    """A COS 403: ``code`` and ``message`` of the XML error."""
+    """A COS 403: ``code`` and ``message`` of the XML error.
+
+    :param code: COS error code, e.g. ``SignatureDoesNotMatch``.
+    :param message: the error's ``Message``.
+    """
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")

@@ -47,6 +47,7 @@ class Disk:
     size: int  # GiB
 
     def describe(self) -> dict[str, Any]:
+        """The disk as DescribeImages shows it in ``SnapshotSet``."""
         return {"SnapshotId": self.snapshot_id, "DiskUsage": self.usage, "DiskSize": self.size}
 
 
@@ -99,6 +100,7 @@ class Bucket:
 
     @property
     def exists(self) -> bool:
+        """True when the name is a full ``<name>-<APPID>`` bucket name (others answer NoSuchBucket)."""
         return BUCKET_APPID_RE.match(self.name) is not None
 
 

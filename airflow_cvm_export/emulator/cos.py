@@ -51,7 +51,12 @@ def _iso(timestamp: float) -> str:
 
 
 class CosApi:
-    """Answers COS requests; returns (outcome, response)."""
+    """Answers COS requests; returns (outcome, response).
+
+    :param credentials: the key pair (and token) requests must be signed with.
+    :param catalog: buckets and their regions.
+    :param exports: the export manager holding the buckets' objects.
+    """
 
     def __init__(self, credentials: Credentials, catalog: Catalog, exports: ExportManager) -> None:
         self.credentials = credentials
@@ -59,6 +64,7 @@ class CosApi:
         self.exports = exports
 
     def handle(self, request: Request) -> tuple[str, Response]:
+        """Answer a path-style ``HEAD``/``GET`` of an object, or ``GET`` of a listing; outcome: error code or ``ok``."""
         bucket, key = split_path(request.path)
         head = request.method == "HEAD"
         if request.method not in ("GET", "HEAD"):

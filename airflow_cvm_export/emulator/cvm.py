@@ -32,6 +32,7 @@ def action_name(request: Request) -> str:
 
 
 def json_response(document: dict[str, Any], status: int = 200) -> Response:
+    """A JSON response of ``document``."""
     return Response(status, json.dumps(document).encode(), [("Content-Type", JSON_CONTENT_TYPE)])
 
 
@@ -43,7 +44,13 @@ def error_response(error: ApiError) -> Response:
 
 
 class CvmApi:
-    """Answers API 3.0 requests for the CVM service; returns (outcome, response)."""
+    """Answers API 3.0 requests for the CVM service; returns (outcome, response).
+
+    :param credentials: the key pair (and token) requests must be signed with.
+    :param catalog: images, buckets and regions.
+    :param exports: the export manager (ExportImages, image states).
+    :param limiter: the per (SecretId, action) rate limits.
+    """
 
     def __init__(
         self, credentials: Credentials, catalog: Catalog, exports: ExportManager, limiter: RateLimiter
@@ -59,6 +66,7 @@ class CvmApi:
         }
 
     def handle(self, request: Request) -> tuple[str, Response]:
+        """Check, authenticate, rate-limit and dispatch one request; outcome: error code or ``ok``."""
         try:
             body = self._call(request)
         except ApiError as error:
@@ -103,9 +111,11 @@ class CvmApi:
         return handler(params, region, headers.get("x-tc-language", "zh-CN"))
 
     def export_images(self, params: dict[str, Any], region: str, language: str) -> dict[str, Any]:
+        """``ExportImages``: start an export (``TaskId``, ``CosPaths``) or raise its documented error."""
         return self.exports.start(params, region)
 
     def describe_images(self, params: dict[str, Any], region: str, language: str) -> dict[str, Any]:
+        """``DescribeImages`` by ``ImageIds`` or ``Filters``, paged by ``Offset``/``Limit``."""
         unknown = sorted(set(params) - {"ImageIds", "Filters", "Offset", "Limit", "InstanceType"})
         if unknown:
             raise ApiError("UnknownParameter", f"The parameter `{unknown[0]}` is not recognized.")
@@ -139,6 +149,7 @@ class CvmApi:
         return [by_id[i] for i in dict.fromkeys(image_ids) if i in by_id]
 
     def describe_regions(self, params: dict[str, Any], region: str, language: str) -> dict[str, Any]:
+        """``DescribeRegions``: the catalog's regions, named in ``language``."""
         if params:
             raise ApiError("UnknownParameter", f"The parameter `{sorted(params)[0]}` is not recognized.")
         english = language == "en-US"

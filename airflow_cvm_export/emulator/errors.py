@@ -55,7 +55,11 @@ MESSAGES: dict[str, str] = {
 
 
 class ApiError(Exception):
-    """An API 3.0 error answer: ``Response.Error.Code`` and ``Message``."""
+    """An API 3.0 error answer: ``Response.Error.Code`` and ``Message``.
+
+    :param code: the error code; its documented message is looked up.
+    :param detail: appended to the documented message.
+    """
 
     def __init__(self, code: str, detail: str = "") -> None:
         self.code = code

@@ -72,6 +72,7 @@ class Export:
     status: str = "running"
 
     def to_json(self) -> dict[str, Any]:
+        """The export as ``/_emulator/state`` shows it."""
         return {
             "TaskId": self.task_id,
             "ImageIds": list(self.image_ids),
@@ -133,7 +134,14 @@ def cos_path(prefix: str | None, image_id: str, usage: str, snapshot_id: str, ex
 
 
 class ExportManager:
-    """Export tasks, image states and bucket contents; thread-safe."""
+    """Export tasks, image states and bucket contents; thread-safe.
+
+    :param catalog: images and buckets.
+    :param export_seconds: seconds from an accepted export to its last object.
+    :param fail_rate: share of exports that fail (no objects, image state ``EXPORTFAILED``).
+    :param seed: seed of the draws deciding which exports fail.
+    :param max_running_exports: export tasks running at once before ExportImages is refused.
+    """
 
     def __init__(
         self,

@@ -15,7 +15,9 @@ DEFAULT_RATE_LIMITS: dict[str, float] = {"ExportImages": 20, "DescribeImages": 4
 class FaultInjector:
     """Draws, from ``random.Random(seed)``, which requests get a fault and which one.
 
-    ``fault_rate`` is the share of CVM and COS requests that get one of ``kinds``.
+    :param fault_rate: share of CVM and COS requests that get a fault.
+    :param seed: seed of the draws.
+    :param kinds: the faults to draw from (default: every one of ``FAULT_KINDS``).
     """
 
     def __init__(self, fault_rate: float, seed: int, kinds: Iterable[str] | None = None) -> None:
@@ -43,6 +45,8 @@ class RateLimiter:
     """Per (SecretId, action) limits counted in one-second windows; a rate of 0 or None disables one.
 
     Only admitted requests count towards the window.
+
+    :param limits: requests per second per action.
     """
 
     def __init__(self, limits: Mapping[str, float | None]) -> None:

@@ -53,6 +53,7 @@ class Response:
     drop: bool = False
 
     def encode(self, *, head: bool, keep_alive: bool) -> bytes:
+        """The response as bytes on the wire (no body for ``HEAD``)."""
         length = len(self.body) if self.content_length is None else self.content_length
         lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, 'Unknown')}", f"Date: {_http_date()}"]
         lines += [f"{name}: {value}" for name, value in self.headers]
@@ -154,7 +155,11 @@ class _Handler(socketserver.BaseRequestHandler):
 
 
 class ThreadedHttpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """One daemon thread per connection; ``stop()`` also closes idle keep-alive connections."""
+    """One daemon thread per connection; ``stop()`` also closes idle keep-alive connections.
+
+    :param address: ``(host, port)`` to listen on; port 0 picks a free one.
+    :param app: turns each request into a response.
+    """
 
     daemon_threads = True
     block_on_close = False
@@ -169,11 +174,13 @@ class ThreadedHttpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         super().__init__(address, _Handler)
 
     def process_request(self, request, client_address) -> None:  # type: ignore[override]
+        """Track the connection so ``stop()`` can close it."""
         with self._connections_lock:
             self._connections.add(request)
         super().process_request(request, client_address)
 
     def shutdown_request(self, request) -> None:  # type: ignore[override]
+        """Forget the connection once it is closed."""
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
