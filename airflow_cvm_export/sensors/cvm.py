@@ -14,7 +14,6 @@ from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_
 from airflow_cvm_export.utils.completion import ExportProgress, assess, listing_prefixes
 from airflow_cvm_export.utils.connection import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
-from airflow_cvm_export.utils.protocol import cos_key
 from airflow_cvm_export.utils.validation import validate_export_record
 
 if TYPE_CHECKING:
@@ -224,6 +223,8 @@ class ExportImagesSensor(BaseSensorOperator):
         if export["recovered"]:
             heads = {obj["key"]: obj for p in listing_prefixes(export) for obj in self.hook.list_cos_objects(bucket, p)}
         else:
+            from airflow_cvm_export.utils.protocol import cos_key  # request helpers load at run time only
+
             heads = {key: self.hook.head_cos_object(bucket, key) for key in map(cos_key, export["cos_paths"])}
         progress = assess(export, image_set, heads)
         self.log.info("ExportImages task %s: %s", export.get("task_id"), progress.describe())
