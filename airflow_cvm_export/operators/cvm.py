@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, conf
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_cos_link
 from airflow_cvm_export.utils.completion import count_expected_objects, listing_prefixes, recovered_paths
@@ -48,6 +50,9 @@ IMAGE_BUSY_CODE = "InvalidParameterValue.InvalidImageState"
 AMBIGUOUS = (TencentCloudOutcomeUnknownError, TencentCloudServerError, TencentCloudResponseError)
 # Task state store key written just before ExportImages is sent: {"started_at", "request"}.
 INTENT_KEY = "cvm_export_intent"
+# XCom key of the export record when the operator also waits (its return value is then the CosPaths).
+EXPORT_XCOM_KEY = "export"
+DEFAULT_WAIT_TIMEOUT = 7 * 24 * 3600.0
 
 
 class ExportImagesOperator(ResumableJobMixin, BaseOperator):
@@ -89,6 +94,15 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
     :param region: region of the images and bucket; defaults to the connection's ``region`` extra.
         Templated.
     :param tencentcloud_conn_id: connection of type ``tencentcloud``. Templated.
+    :param wait_for_completion: also wait in this task until the files are in the bucket, exactly as
+        :class:`~airflow_cvm_export.sensors.cvm.ExportImagesSensor` does (same checks, same failure
+        messages); the return value is then the CosPaths, the export record goes to XCom ``export``
+        and the objects to XCom ``objects``. A dry run never waits.
+    :param poll_interval: seconds between checks while waiting.
+    :param wait_timeout: seconds to wait for the files before failing with ``AirflowSensorTimeout``.
+    :param deferrable: wait in the triggerer (:class:`~airflow_cvm_export.triggers.cvm.ExportImagesTrigger`)
+        instead of a worker slot; defaults to ``[operators] default_deferrable``. Only used with
+        ``wait_for_completion``.
     :param durable: keep the export's request and record in the task state store (Airflow 3.3+) so
         that a retry reattaches instead of exporting again.
     """
@@ -121,9 +135,21 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         role_name: str | None = None,
         region: str | None = None,
         tencentcloud_conn_id: str = DEFAULT_CONN_ID,
+        wait_for_completion: bool = False,
+        poll_interval: float = 60.0,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if poll_interval <= 0 or wait_timeout <= 0:
+            raise TencentCloudConfigError(
+                f"poll_interval and wait_timeout must be positive seconds, got {poll_interval!r} and {wait_timeout!r}"
+            )
+        self.wait_for_completion = wait_for_completion
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+        self.deferrable = deferrable
         self.image_ids = image_ids
         self.bucket_name = bucket_name
         self.export_format = export_format
@@ -134,8 +160,11 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         self.region = region
         self.tencentcloud_conn_id = tencentcloud_conn_id
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        """Validate, start the export (or reattach to the one a previous try started) and return its record."""
+    def execute(self, context: Context) -> dict[str, Any] | list[str]:
+        """Validate, start the export (or reattach to the one a previous try started) and return its record.
+
+        With ``wait_for_completion``, wait for the files and return their CosPaths instead.
+        """
         self._args = validate_export_args(
             image_ids=self.image_ids,
             bucket_name=self.bucket_name,
@@ -159,10 +188,52 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             if self._args.dry_run:
                 return self._dry_run()
             record = self.execute_resumable(context)
+            self._publish(context, record)
+            if not self.wait_for_completion:
+                return record
+            context["ti"].xcom_push(key=EXPORT_XCOM_KEY, value=record)
+            if not self.deferrable:
+                return self._wait(context, record)
         finally:
             self._hook.close()
-        self._publish(context, record)
-        return record
+        from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
+
+        self.defer(
+            trigger=ExportImagesTrigger(
+                export=record,
+                tencentcloud_conn_id=self.tencentcloud_conn_id,
+                region=record["region"],
+                poll_interval=self.poll_interval,
+                end_time=time.time() + self.wait_timeout,
+            ),
+            method_name="execute_complete",
+        )
+
+    def _wait(self, context: Context, record: dict[str, Any]) -> list[str]:
+        """Wait in this worker with the sensor's checks; return the CosPaths."""
+        from airflow_cvm_export.sensors.cvm import check_export, publish_export
+
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            progress = check_export(self, self._hook, record)
+            if progress.error:
+                raise AirflowFailException(f"ExportImages task {record.get('task_id')}: {progress.error}")
+            if progress.done:
+                return publish_export(self, context, record, progress.objects)
+            if time.monotonic() + self.poll_interval > deadline:
+                raise AirflowSensorTimeout(
+                    f"ExportImages task {record.get('task_id')} did not finish within {self.wait_timeout:g} s: "
+                    f"{progress.describe()}"
+                )
+            time.sleep(self.poll_interval)
+
+    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:
+        """Resume after the trigger: return the CosPaths, or fail/time out with the trigger's message."""
+        from airflow_cvm_export.sensors.cvm import finish_from_event
+
+        ti = context["ti"]
+        export = ti.xcom_pull(task_ids=ti.task_id, key=EXPORT_XCOM_KEY, map_indexes=ti.map_index)
+        return finish_from_event(self, context, export, event)
 
     # -- ResumableJobMixin: the "job" is the export; its external id is the export record ---------
 

@@ -68,6 +68,42 @@ def publish_export(
     return cos_paths
 
 
+def check_export(task: BaseOperator, hook: CvmHook, export: Mapping[str, Any]) -> ExportProgress:
+    """One check of an export in a worker: DescribeImages and a COS HEAD per CosPath, judged by ``assess``.
+
+    A recovered record (the ExportImages answer was lost, so no CosPaths) lists the bucket under
+    each image's documented file name prefix instead. Logs the progress (``n of m``).
+    """
+    bucket = export["bucket_name"]
+    image_set = hook.describe_images(export["image_ids"])
+    if export.get("recovered"):
+        heads = {obj["key"]: obj for p in listing_prefixes(export) for obj in hook.list_cos_objects(bucket, p)}
+    else:
+        from airflow_cvm_export.utils.protocol import cos_key  # request helpers load at run time only
+
+        heads = {key: hook.head_cos_object(bucket, key) for key in map(cos_key, export["cos_paths"])}
+    progress = assess(export, image_set, heads)
+    task.log.info("ExportImages task %s: %s", export.get("task_id"), progress.describe())
+    return progress
+
+
+def finish_from_event(
+    task: BaseOperator, context: Context, export: Mapping[str, Any], event: Mapping[str, Any]
+) -> list[str]:
+    """Handle the :class:`~airflow_cvm_export.triggers.cvm.ExportImagesTrigger` event of a deferred wait.
+
+    Returns the CosPaths (see :func:`publish_export`) on success; raises ``AirflowSensorTimeout`` or
+    ``AirflowFailException`` with the trigger's message otherwise.
+    """
+    status = event.get("status")
+    message = event.get("message") or f"the export trigger ended with status {status!r}"
+    if status == "success":
+        return publish_export(task, context, export, list(event["objects"]))
+    if status == "timeout":
+        raise AirflowSensorTimeout(message)
+    raise AirflowFailException(message)
+
+
 class ExportImagesSensor(BaseSensorOperator):
     """Wait until every file of a CVM image export exists in its COS bucket.
 
@@ -212,23 +248,8 @@ class ExportImagesSensor(BaseSensorOperator):
         return start.timestamp() + self.timeout
 
     def check(self) -> ExportProgress:
-        """One check: DescribeImages and a COS HEAD per CosPath, judged by ``assess``.
-
-        A recovered record (the ExportImages answer was lost, so no CosPaths) lists the bucket under
-        each image's documented file name prefix instead.
-        """
-        export = self.export_record
-        bucket = export["bucket_name"]
-        image_set = self.hook.describe_images(export["image_ids"])
-        if export["recovered"]:
-            heads = {obj["key"]: obj for p in listing_prefixes(export) for obj in self.hook.list_cos_objects(bucket, p)}
-        else:
-            from airflow_cvm_export.utils.protocol import cos_key  # request helpers load at run time only
-
-            heads = {key: self.hook.head_cos_object(bucket, key) for key in map(cos_key, export["cos_paths"])}
-        progress = assess(export, image_set, heads)
-        self.log.info("ExportImages task %s: %s", export.get("task_id"), progress.describe())
-        return progress
+        """One check of the export: see :func:`check_export`."""
+        return check_export(self, self.hook, self.export_record)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """Return the CosPaths once every object is there; fail at once if the export failed."""
@@ -243,10 +264,4 @@ class ExportImagesSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:
         """Resume after the trigger: return the CosPaths, or fail/time out with the trigger's message."""
-        status = event.get("status")
-        message = event.get("message") or f"the export trigger ended with status {status!r}"
-        if status == "success":
-            return publish_export(self, context, self.export_record, list(event["objects"]))
-        if status == "timeout":
-            raise AirflowSensorTimeout(message)
-        raise AirflowFailException(message)
+        return finish_from_event(self, context, self.export_record, event)

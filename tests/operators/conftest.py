@@ -26,8 +26,15 @@ class FakeTaskInstance:
         self.try_number = 1
         self.stats_tags: dict[str, str] = {}
 
+    task_id = "start_export"
+    map_index = -1
+
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[key] = value
+
+    def xcom_pull(self, *, task_ids: str, key: str, map_indexes: int) -> Any:
+        assert (task_ids, map_indexes) == (self.task_id, self.map_index)
+        return self.xcoms.get(key)
 
 
 class FakeTaskStateStore(dict):

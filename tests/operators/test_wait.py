@@ -1,0 +1,93 @@
+"""ExportImagesOperator(wait_for_completion=True): waiting in the worker and deferring, against the emulator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
+
+from airflow_cvm_export.emulator import Emulator
+from airflow_cvm_export.operators.cvm import EXPORT_XCOM_KEY, ExportImagesOperator
+from airflow_cvm_export.sensors.cvm import OBJECTS_XCOM_KEY
+from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
+from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from tests.operators.conftest import BUCKET, CONN_ID
+
+IMAGES = ["img-centos02", "img-ubuntu01"]
+
+
+def waiting_operator(**kwargs: Any) -> ExportImagesOperator:
+    args = {
+        "image_ids": IMAGES,
+        "bucket_name": BUCKET,
+        "tencentcloud_conn_id": CONN_ID,
+        "wait_for_completion": True,
+        "poll_interval": 0.1,
+        "deferrable": False,
+        **kwargs,
+    }
+    return ExportImagesOperator(task_id="start_export", **args)
+
+
+def test_waits_in_the_worker_and_returns_the_cos_paths(emulator: Emulator, context: dict[str, Any]) -> None:
+    cos_paths = waiting_operator().execute(context)
+
+    (export,) = emulator.state()["exports"]
+    assert export["status"] == "succeeded"
+    assert cos_paths == export["CosPaths"]
+    record = context["ti"].xcoms[EXPORT_XCOM_KEY]
+    assert record["task_id"] == export["TaskId"] and record["cos_paths"] == cos_paths
+    assert [obj["cos_path"] for obj in context["ti"].xcoms[OBJECTS_XCOM_KEY]] == cos_paths
+
+
+def test_an_export_failing_in_the_cloud_fails_the_wait(start_emulator: Any, context: dict[str, Any]) -> None:
+    start_emulator(fail_rate=1.0)
+    with pytest.raises(AirflowFailException, match=r"img-centos02 is in state \w*FAILED"):
+        waiting_operator().execute(context)
+
+
+def test_the_wait_times_out(start_emulator: Any, context: dict[str, Any]) -> None:
+    emulator = start_emulator(export_seconds=60)
+    with pytest.raises(AirflowSensorTimeout, match="did not finish within 0.3 s: 0 of 5 exported objects present"):
+        waiting_operator(wait_timeout=0.3).execute(context)
+    assert len(emulator.state()["exports"]) == 1
+
+
+def test_deferrable_hands_the_record_to_the_trigger(emulator: Emulator, context: dict[str, Any]) -> None:
+    with pytest.raises(TaskDeferred) as deferred:
+        waiting_operator(deferrable=True, poll_interval=5, wait_timeout=600).execute(context)
+
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, ExportImagesTrigger)
+    (export,) = emulator.state()["exports"]
+    record = context["ti"].xcoms[EXPORT_XCOM_KEY]
+    assert record["cos_paths"] == export["CosPaths"]
+    classpath, kwargs = trigger.serialize()
+    assert kwargs["export"] == record and kwargs["poll_interval"] == 5
+    assert kwargs["tencentcloud_conn_id"] == CONN_ID
+    assert deferred.value.method_name == "execute_complete"
+
+
+def test_resuming_after_the_trigger_uses_the_sensors_handling(emulator: Emulator, context: dict[str, Any]) -> None:
+    op = waiting_operator(deferrable=True)
+    with pytest.raises(TaskDeferred):
+        op.execute(context)
+    record = context["ti"].xcoms[EXPORT_XCOM_KEY]
+    objects = [
+        {"bucket": BUCKET, "key": p.lstrip("/"), "cos_path": p, "size": 1, "etag": "", "last_modified": "", "url": ""}
+        for p in record["cos_paths"]
+    ]
+
+    assert op.execute_complete(context, {"status": "success", "objects": objects}) == record["cos_paths"]
+    with pytest.raises(AirflowFailException, match="image gone"):
+        op.execute_complete(context, {"status": "error", "message": "image gone"})
+    with pytest.raises(AirflowSensorTimeout, match="too slow"):
+        op.execute_complete(context, {"status": "timeout", "message": "too slow"})
+    assert len(emulator.state()["exports"]) == 1  # resuming never exports again
+
+
+@pytest.mark.parametrize("field", ["poll_interval", "wait_timeout"])
+def test_wait_settings_must_be_positive(field: str) -> None:
+    with pytest.raises(TencentCloudConfigError, match="must be positive seconds"):
+        waiting_operator(**{field: 0})
