@@ -43,7 +43,7 @@ except ImportError:  # Airflow < 3.3: no task state store
             return self.poll_until_complete(self.submit_job(context), context)
 
 
-# The answer to a second export of an image that is still exporting (see docs/failure-modes.md).
+# The answer to a second export of an image that is still exporting (see the README's "Failure modes").
 IMAGE_BUSY_CODE = "InvalidParameterValue.InvalidImageState"
 # ExportImages failures after which the export may or may not have started: sent without an answer,
 # a server error, or an answer that is not what the API promises.
@@ -67,7 +67,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
     :class:`~airflow_cvm_export.sensors.cvm.ExportImagesSensor` (``export=start.output``) to wait
     for the files.
 
-    Reliability (see ``docs/failure-modes.md``):
+    Reliability (see the README's "Failure modes"):
 
     - An ExportImages request without a usable answer (sent but unanswered, a server error, or an
       answer that is not what the API promises) is resolved by sending it once more: a second

@@ -5,7 +5,7 @@ done when every expected object exists in the bucket and was written after the e
 (minus a small clock-skew margin), and it has failed when an image is gone or in a failed state.
 
 A *recovered* export record (``recovered: true``, no ``cos_paths``: the ExportImages answer was
-lost, see ``docs/failure-modes.md``) is judged from a bucket listing instead of HEADs: one object
+lost, see the README's "Failure modes") is judged from a bucket listing instead of HEADs: one object
 per disk of DescribeImages' ``SnapshotSet`` (only the system disk with ``only_export_root_disk``),
 named by the documented pattern ``[<prefix>_]<ImageId>_system_<SnapshotId>.<format>`` (``_data_``
 for data disks) and written after the export started.

@@ -1,4 +1,4 @@
-"""docs/reference.md cannot drift: every constructor argument has a row with its default and templated flag."""
+"""The README's reference tables cannot drift: every constructor argument has a row with its default and templated flag."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from airflow_cvm_export.operators.cvm import ExportImagesOperator
 from airflow_cvm_export.sensors.cvm import ExportImagesSensor
 from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
 
-REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
+REFERENCE = Path(__file__).resolve().parents[2] / "README.md"
 ROW = re.compile(r"^\| `(?P<name>\w+)` \| (?P<type>.+?) \| (?P<default>.+?) \| (?P<templated>yes|no) \| .+ \|$")
 
 
 def documented(cls: type) -> dict[str, dict[str, str]]:
     """The argument rows of ``cls``'s section: name -> {"type", "default", "templated"}."""
-    section = REFERENCE.read_text().split(f"\n## {cls.__name__}\n", 1)[1].split("\n## ", 1)[0]
+    section = re.split(r"\n##+ ", REFERENCE.read_text().split(f"\n### {cls.__name__}\n", 1)[1], maxsplit=1)[0]
     return {m["name"]: m.groupdict() for m in map(ROW.match, section.splitlines()) if m}
 
 
