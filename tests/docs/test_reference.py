@@ -1,4 +1,4 @@
-"""The README's reference tables cannot drift: every constructor argument has a row with its default and templated flag."""
+"""The README's reference tables cannot drift: every constructor argument has a row with default and templating."""
 
 from __future__ import annotations
 
