@@ -11,7 +11,12 @@ from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_cos_link
-from airflow_cvm_export.utils.completion import count_expected_objects, listing_prefixes, recovered_paths
+from airflow_cvm_export.utils.completion import (
+    ExportProgress,
+    count_expected_objects,
+    listing_prefixes,
+    recovered_paths,
+)
 from airflow_cvm_export.utils.connection import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.errors import (
     DryRunSucceeded,
@@ -74,10 +79,13 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
       export of a busy image is refused with ``InvalidParameterValue.InvalidImageState``, and that
       answer means the first one started. The record then has ``recovered`` true, ``task_id`` None
       and no ``cos_paths``; the sensor finds the files by listing the bucket.
-    - Retries never start a second export. On Airflow 3.3+ (``durable=True``, the default) the
-      request and its start time are written to the task state store before ExportImages is sent,
-      and the export record as soon as it is answered (``ResumableJobMixin``); a retry returns the
-      stored record. A retry that finds only the request (killed before the answer was stored), or
+    - Retries never start a second export while the first can still finish. On Airflow 3.3+
+      (``durable=True``, the default) the request and its start time are written to the task state
+      store before ExportImages is sent, and the export record as soon as it is answered
+      (``ResumableJobMixin``). A retry that finds the record checks its export with the sensor's
+      check: a running export is reattached to (and waited for again with ``wait_for_completion``),
+      a finished one is returned, and only one that can never finish (a deleted or failed image) is
+      exported again. A retry that finds only the request (killed before the answer was stored), or
       any retry on older Airflow, first checks for the export: a busy image (DryRun) or a complete
       set of fresh objects in the bucket is reattached to, and only otherwise is ExportImages sent.
 
@@ -187,15 +195,14 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
                 )
             if self._args.dry_run:
                 return self._dry_run()
-            record = self.execute_resumable(context)
-            self._publish(context, record)
-            if not self.wait_for_completion:
-                return record
-            context["ti"].xcom_push(key=EXPORT_XCOM_KEY, value=record)
-            if not self.deferrable:
-                return self._wait(context, record)
+            self._progress: ExportProgress | None = None  # the last check of the export, if any
+            self._result: dict[str, Any] | list[str] | None = None
+            return self.execute_resumable(context)
         finally:
             self._hook.close()
+
+    def _defer(self, record: dict[str, Any]) -> None:
+        """Wait in the triggerer; the task resumes in :meth:`execute_complete`."""
         from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
 
         self.defer(
@@ -209,13 +216,20 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             method_name="execute_complete",
         )
 
+    def _check(self, record: dict[str, Any]) -> ExportProgress:
+        """One check of the export, with the sensor's own function; kept as ``self._progress``."""
+        from airflow_cvm_export.sensors.cvm import check_export
+
+        self._progress = check_export(self, self._hook, record)
+        return self._progress
+
     def _wait(self, context: Context, record: dict[str, Any]) -> list[str]:
         """Wait in this worker with the sensor's checks; return the CosPaths."""
-        from airflow_cvm_export.sensors.cvm import check_export, publish_export
+        from airflow_cvm_export.sensors.cvm import publish_export
 
         deadline = time.monotonic() + self.wait_timeout
         while True:
-            progress = check_export(self, self._hook, record)
+            progress = self._check(record)
             if progress.error:
                 raise AirflowFailException(f"ExportImages task {record.get('task_id')}: {progress.error}")
             if progress.done:
@@ -255,24 +269,53 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         return self._send(started_at, expected)
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        """A stored record means the export was accepted: this operator's part is done."""
-        return "accepted"
+        """Where the export of a stored record stands (asked by a retry), from one of the sensor's checks.
+
+        ``exporting`` (reattach), ``exported`` (every file is there) or ``failed`` (an image is gone or
+        in a failed state: the export can never finish, so the retry exports again).
+        """
+        progress = self._check(external_id)
+        if progress.error:
+            self.log.warning("The export a previous try started cannot finish: %s", progress.error)
+            return "failed"
+        return "exported" if progress.done else "exporting"
 
     def is_job_active(self, status: str) -> bool:
-        """Never: an accepted export is handed to the sensor, not waited for here."""
-        return False
+        """A running export is reattached to (and waited for with ``wait_for_completion``)."""
+        return status == "exporting"
 
     def is_job_succeeded(self, status: str) -> bool:
-        """An accepted export is this task's success: a retry returns its stored record."""
-        return status == "accepted"
+        """A finished export is not started again."""
+        return status == "exported"
 
-    def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any]:
-        """Nothing to wait for: the sensor waits for the files. Returns the record."""
-        return external_id
+    def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any] | list[str]:
+        """Hand the export on (see :meth:`_hand_on`), waiting for its files with ``wait_for_completion``."""
+        self._result = self._hand_on(context, external_id)
+        return self._result
 
-    def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
-        """The export record."""
-        return external_id
+    def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any] | list[str]:
+        """The task's result: :meth:`poll_until_complete`'s, or for an export a retry found finished, handed on now."""
+        return self._result if self._result is not None else self._hand_on(context, external_id)
+
+    def _hand_on(self, context: Context, record: dict[str, Any]) -> dict[str, Any] | list[str]:
+        """Log the export, store the console links' values and return the task's result.
+
+        Without ``wait_for_completion`` the result is the record. With it, the record goes to XCom
+        ``export`` and the files are waited for with the sensor's checks, in this worker (the result
+        is the CosPaths) or, when ``deferrable``, in the triggerer (the task resumes in
+        :meth:`execute_complete`). An export a retry's check found finished is not waited for.
+        """
+        self._publish(context, record)
+        if not self.wait_for_completion:
+            return record
+        context["ti"].xcom_push(key=EXPORT_XCOM_KEY, value=record)
+        if self._progress is not None and self._progress.done:
+            from airflow_cvm_export.sensors.cvm import publish_export
+
+            return publish_export(self, context, record, self._progress.objects)
+        if self.deferrable:
+            self._defer(record)
+        return self._wait(context, record)
 
     # -- sending ----------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -91,3 +92,58 @@ def test_resuming_after_the_trigger_uses_the_sensors_handling(emulator: Emulator
 def test_wait_settings_must_be_positive(field: str) -> None:
     with pytest.raises(TencentCloudConfigError, match="must be positive seconds"):
         waiting_operator(**{field: 0})
+
+
+# -- retries (same task state store): the mixin asks get_job_status, which runs the sensor's check ---------------
+
+
+def retry(context: dict[str, Any]) -> dict[str, Any]:
+    context["ti"].try_number += 1
+    return context
+
+
+def test_a_retry_reattaches_to_a_running_export_and_waits_again(start_emulator: Any, context: dict[str, Any]) -> None:
+    emulator = start_emulator(export_seconds=0.6)
+    with pytest.raises(AirflowSensorTimeout):
+        waiting_operator(wait_timeout=0.1).execute(context)
+
+    cos_paths = waiting_operator().execute(retry(context))
+
+    (export,) = emulator.state()["exports"]
+    assert cos_paths == export["CosPaths"]
+
+
+def test_a_deferred_retry_of_a_running_export_defers_again(emulator: Emulator, context: dict[str, Any]) -> None:
+    with pytest.raises(TaskDeferred):
+        waiting_operator(deferrable=True).execute(context)
+    with pytest.raises(TaskDeferred) as deferred:
+        waiting_operator(deferrable=True).execute(retry(context))
+
+    (export,) = emulator.state()["exports"]
+    assert deferred.value.trigger.serialize()[1]["export"]["task_id"] == export["TaskId"]
+
+
+def test_a_retry_of_a_finished_export_hands_it_on_without_waiting(emulator: Emulator, context: dict[str, Any]) -> None:
+    with pytest.raises(TaskDeferred):
+        waiting_operator(deferrable=True).execute(context)
+    time.sleep(0.5)  # the export takes 0.3 s
+
+    cos_paths = waiting_operator(deferrable=True).execute(retry(context))  # no TaskDeferred: it is finished
+
+    (export,) = emulator.state()["exports"]
+    assert cos_paths == export["CosPaths"]
+    assert [obj["cos_path"] for obj in context["ti"].xcoms[OBJECTS_XCOM_KEY]] == cos_paths
+
+
+def test_a_retry_of_an_export_that_failed_in_the_cloud_exports_again(
+    start_emulator: Any, context: dict[str, Any]
+) -> None:
+    emulator = start_emulator(fail_rate=1.0)
+    with pytest.raises(AirflowFailException, match="FAILED"):
+        waiting_operator().execute(context)
+    emulator.exports.fail_rate = 0.0
+
+    cos_paths = waiting_operator().execute(retry(context))
+
+    first, second = emulator.state()["exports"]
+    assert first["status"] == "failed" and cos_paths == second["CosPaths"]
