@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_cos_link
 from airflow_cvm_export.utils.completion import (
@@ -225,15 +225,14 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
 
     def _wait(self, context: Context, record: dict[str, Any]) -> list[str]:
         """Wait in this worker with the sensor's checks; return the CosPaths."""
-        from airflow_cvm_export.sensors.cvm import publish_export
+        from airflow_cvm_export.sensors.cvm import finish_if_done
 
         deadline = time.monotonic() + self.wait_timeout
         while True:
             progress = self._check(record)
-            if progress.error:
-                raise AirflowFailException(f"ExportImages task {record.get('task_id')}: {progress.error}")
-            if progress.done:
-                return publish_export(self, context, record, progress.objects)
+            cos_paths = finish_if_done(self, context, record, progress)
+            if cos_paths is not None:
+                return cos_paths
             if time.monotonic() + self.poll_interval > deadline:
                 raise AirflowSensorTimeout(
                     f"ExportImages task {record.get('task_id')} did not finish within {self.wait_timeout:g} s: "

@@ -87,6 +87,19 @@ def check_export(task: BaseOperator, hook: CvmHook, export: Mapping[str, Any]) -
     return progress
 
 
+def finish_if_done(
+    task: BaseOperator, context: Context, export: Mapping[str, Any], progress: ExportProgress
+) -> list[str] | None:
+    """Act on one check of a wait in a worker: hand a finished export on, fail on a failed one.
+
+    Returns the CosPaths (see :func:`publish_export`) once every object is there, None while the
+    export runs; raises ``AirflowFailException`` naming the export when it cannot finish.
+    """
+    if progress.error:
+        raise AirflowFailException(f"ExportImages task {export.get('task_id')}: {progress.error}")
+    return publish_export(task, context, export, progress.objects) if progress.done else None
+
+
 def finish_from_event(
     task: BaseOperator, context: Context, export: Mapping[str, Any], event: Mapping[str, Any]
 ) -> list[str]:
@@ -253,14 +266,8 @@ class ExportImagesSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """Return the CosPaths once every object is there; fail at once if the export failed."""
-        progress = self.check()
-        if progress.error:
-            raise AirflowFailException(f"ExportImages task {self.export_record.get('task_id')}: {progress.error}")
-        if not progress.done:
-            return False
-        return PokeReturnValue(
-            is_done=True, xcom_value=publish_export(self, context, self.export_record, progress.objects)
-        )
+        cos_paths = finish_if_done(self, context, self.export_record, self.check())
+        return False if cos_paths is None else PokeReturnValue(is_done=True, xcom_value=cos_paths)
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:
         """Resume after the trigger: return the CosPaths, or fail/time out with the trigger's message."""
