@@ -14,7 +14,6 @@ from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_
 from airflow_cvm_export.utils.completion import (
     ExportProgress,
     count_expected_objects,
-    listing_prefixes,
     recovered_paths,
 )
 from airflow_cvm_export.utils.connection import DEFAULT_CONN_ID
@@ -365,10 +364,10 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             return self._record(since, request_id=busy.request_id, recovered=True)
         except DryRunSucceeded:
             pass
+        from airflow_cvm_export.sensors.cvm import list_recovered
+
         record = self._record(since, recovered=True)
-        bucket = self._args.bucket_name
-        listed = {obj["key"]: obj for p in listing_prefixes(record) for obj in self._hook.list_cos_objects(bucket, p)}
-        paths = recovered_paths(record, image_set, listed)
+        paths = recovered_paths(record, image_set, list_recovered(self._hook, record))
         if expected and all(paths):
             self.log.warning("A previous try's export already finished: %s; not exporting again", ", ".join(paths))
             return {**record, "cos_paths": paths}

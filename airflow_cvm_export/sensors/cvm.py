@@ -68,19 +68,25 @@ def publish_export(
     return cos_paths
 
 
+def list_recovered(hook: CvmHook, export: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The objects of a recovered export (no CosPaths) by key: a listing under each image's file name prefix."""
+    bucket = export["bucket_name"]
+    return {obj["key"]: obj for prefix in listing_prefixes(export) for obj in hook.list_cos_objects(bucket, prefix)}
+
+
 def check_export(task: BaseOperator, hook: CvmHook, export: Mapping[str, Any]) -> ExportProgress:
     """One check of an export in a worker: DescribeImages and a COS HEAD per CosPath, judged by ``assess``.
 
     A recovered record (the ExportImages answer was lost, so no CosPaths) lists the bucket under
     each image's documented file name prefix instead. Logs the progress (``n of m``).
     """
-    bucket = export["bucket_name"]
     image_set = hook.describe_images(export["image_ids"])
     if export.get("recovered"):
-        heads = {obj["key"]: obj for p in listing_prefixes(export) for obj in hook.list_cos_objects(bucket, p)}
+        heads = list_recovered(hook, export)
     else:
         from airflow_cvm_export.utils.protocol import cos_key  # request helpers load at run time only
 
+        bucket = export["bucket_name"]
         heads = {key: hook.head_cos_object(bucket, key) for key in map(cos_key, export["cos_paths"])}
     progress = assess(export, image_set, heads)
     task.log.info("ExportImages task %s: %s", export.get("task_id"), progress.describe())
