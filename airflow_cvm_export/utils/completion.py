@@ -46,7 +46,8 @@ class ExportProgress:
         return f"{len(self.objects)} of {self.expected} exported objects present"
 
 
-def _parse_time(value: str) -> datetime:
+def parse_time(value: str) -> datetime:
+    """An ISO 8601 time with a zone (``Z`` allowed); ValueError for anything else."""
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         raise ValueError(f"timestamp without time zone: {value!r}")
@@ -68,7 +69,7 @@ def is_fresh(meta: Mapping[str, Any] | None, started_at: str, margin: timedelta 
     """True when the object exists and was written after ``started_at`` minus ``margin``."""
     if not meta:
         return False
-    return _parse_time(meta["last_modified"]) >= _parse_time(started_at) - margin
+    return parse_time(meta["last_modified"]) >= parse_time(started_at) - margin
 
 
 def object_url(bucket: str, region: str | None, key: str) -> str:

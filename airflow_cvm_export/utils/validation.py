@@ -16,9 +16,9 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any
 
+from airflow_cvm_export.utils.completion import parse_time
 from airflow_cvm_export.utils.connection import REGION_RE, validate_region
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
 
@@ -202,11 +202,9 @@ def _as_started_at(value: Any, field: str) -> str:
     if not isinstance(value, str):
         raise _fail(field, allowed, value)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parse_time(value)
     except ValueError:
         raise _fail(field, allowed, value) from None
-    if parsed.tzinfo is None:
-        raise _fail(field, allowed, value)
     return value
 
 
