@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
@@ -36,11 +36,11 @@ _HTTP_STATUS_ERRORS: dict[int, type[TencentCloudError]] = {429: TencentCloudThro
 
 @dataclass(frozen=True)
 class PreparedRequest:
-    """A signed request ready for any HTTP client."""
+    """A signed request ready for any HTTP client; the headers (signature, token) are kept out of ``repr``."""
 
     method: str
     url: str
-    headers: dict[str, str]
+    headers: dict[str, str] = field(repr=False)
     body: bytes = b""
 
 
