@@ -299,7 +299,7 @@ class ExportPoller:
             return {obj["key"]: obj for obj in listed}
         heads: dict[str, dict[str, Any] | None] = {}
         for key in waiter.pending_keys():
-            heads[key] = await self._head(waiter.export["bucket_name"], key)
+            heads[key] = await self._head(bucket, key)
             if heads[key] is None:
                 break
         return heads
@@ -362,11 +362,12 @@ class ExportImagesTrigger(BaseTrigger):
 
     :param export: the export record pushed by the operator (``task_id``, ``cos_paths``,
         ``image_ids``, ``bucket_name``, ``region``, ``file_name_prefixes``, ``export_format``,
-        ``request_id``, ``started_at`` as an ISO UTC time).
+        ``only_export_root_disk``, ``request_id``, ``started_at`` as an ISO UTC time, ``recovered``).
     :param tencentcloud_conn_id: the ``tencentcloud`` connection to check with.
     :param region: overrides the connection's ``region`` extra; defaults to the export's region.
     :param poll_interval: seconds between checks.
-    :param end_time: deadline as a Unix timestamp (the sensor's ``timeout``), or None for none.
+    :param end_time: deadline as a Unix timestamp (the sensor's ``timeout``, the operator's
+        ``wait_timeout``), or None for none.
     """
 
     def __init__(
@@ -460,4 +461,3 @@ def _new_client() -> httpx.AsyncClient:
 
 def _iso(timestamp: float | None) -> str:
     return "-" if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
-
