@@ -247,7 +247,10 @@ class ExportImagesSensor(BaseSensorOperator):
         if self._given_export["dry_run"]:
             raise AirflowSkipException("the export record is from a dry run: nothing was exported")
         if not self.deferrable:
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            finally:
+                self.hook.close()  # the keep-alive session served every poke; release it with the task
         from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
 
         self.defer(
