@@ -24,6 +24,7 @@ from airflow_cvm_export.utils.signing import (
 )
 
 MAX_SKEW_SECONDS = 300
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 SERVICE = "cvm"
 _AUTHORIZATION_RE = re.compile(
     TC3_ALGORITHM + r" Credential=(?P<id>[^/\s]+)/(?P<date>\d{4}-\d{2}-\d{2})/(?P<service>[\w-]+)/tc3_request,"
@@ -73,8 +74,9 @@ def verify_tc3(credentials: Credentials, headers: Mapping[str, str], body: bytes
     date = time.strftime("%Y-%m-%d", time.gmtime(timestamp))
     if match["date"] != date or match["service"] != SERVICE or not {"content-type", "host"} <= set(signed):
         raise ApiError("AuthFailure.SignatureFailure")
-    unsigned = headers.get("x-tc-content-sha256") == "UNSIGNED-PAYLOAD"
-    payload_hash = "UNSIGNED-PAYLOAD" if unsigned else hashlib.sha256(body).hexdigest()
+    # As the official SDKs do: with unsignedPayload the *string* "UNSIGNED-PAYLOAD" is hashed instead of the body.
+    unsigned = headers.get("x-tc-content-sha256") == UNSIGNED_PAYLOAD
+    payload_hash = hashlib.sha256(UNSIGNED_PAYLOAD.encode() if unsigned else body).hexdigest()
     request = canonical_request("POST", "/", "", headers, signed, payload_hash)
     string_to_sign = tc3_string_to_sign(canonical_request=request, service=SERVICE, timestamp=timestamp)
     expected = tc3_signature(

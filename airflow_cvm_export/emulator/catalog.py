@@ -64,6 +64,11 @@ class Image:
     image_type: str = "PRIVATE_IMAGE"
     state: str = "NORMAL"
     region: str = REGION
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def tag_list(self) -> list[dict[str, str]]:
+        """The image's tags as API 3.0 shows them: ``[{"Key", "Value"}]``."""
+        return [{"Key": key, "Value": value} for key, value in self.tags]
 
     def describe(self, state: str) -> dict[str, Any]:
         """The ``ImageSet`` entry of DescribeImages, with the image's current ``state``."""
@@ -83,7 +88,7 @@ class Image:
             "SyncPercent": None,
             "IsSupportCloudinit": True,
             "SnapshotSet": [disk.describe() for disk in self.disks],
-            "Tags": [],
+            "Tags": self.tag_list(),
             "LicenseType": "TencentCloud",
             "ImageFamily": "",
             "ImageDeprecated": False,
@@ -118,11 +123,20 @@ def _image(image_id: str, name: str, platform: str, os_name: str, sizes: tuple[i
 _CENTOS7 = ("CentOS", "CentOS 7.9 64位")
 _UBUNTU22 = ("Ubuntu", "Ubuntu Server 22.04 LTS 64位")
 
+# Tags to select images by (DescribeImages filters tag-key, tag-value, tag:<key>): `env` on four,
+# `backup=nightly` on two, `backup=weekly` on one, `team=db` on one; img-ubuntu03 has none.
 _EXPORTABLE_IMAGES = (
-    _image("img-centos01", "web-centos7", *_CENTOS7, (50,)),
-    _image("img-centos02", "db-centos8", "CentOS", "CentOS 8.2 64位", (50, 100)),
-    _image("img-ubuntu01", "app-ubuntu22", *_UBUNTU22, (40, 200, 300)),
-    _image("img-ubuntu02", "ci-ubuntu20", "Ubuntu", "Ubuntu Server 20.04 LTS 64位", (60,)),
+    _image("img-centos01", "web-centos7", *_CENTOS7, (50,), tags=(("env", "prod"), ("backup", "nightly"))),
+    _image(
+        "img-centos02",
+        "db-centos8",
+        "CentOS",
+        "CentOS 8.2 64位",
+        (50, 100),
+        tags=(("env", "prod"), ("backup", "nightly"), ("team", "db")),
+    ),
+    _image("img-ubuntu01", "app-ubuntu22", *_UBUNTU22, (40, 200, 300), tags=(("env", "staging"), ("backup", "weekly"))),
+    _image("img-ubuntu02", "ci-ubuntu20", "Ubuntu", "Ubuntu Server 20.04 LTS 64位", (60,), tags=(("env", "dev"),)),
     _image("img-ubuntu03", "cache-ubuntu24", "Ubuntu", "Ubuntu Server 24.04 LTS 64位", (50, 50)),
 )
 
@@ -226,7 +240,7 @@ def extra_image_id(index: int) -> str:
 def _extra_image(index: int) -> Image:
     platform, os_name = _CENTOS7 if index % 2 else _UBUNTU22
     sizes = (50,) if index % 3 else (50, 100)
-    return _image(extra_image_id(index), f"scale-{index}", platform, os_name, sizes)
+    return _image(extra_image_id(index), f"scale-{index}", platform, os_name, sizes, tags=(("env", "scale"),))
 
 
 @dataclass
@@ -258,7 +272,8 @@ class Catalog:
         """The ``GET /_emulator/catalog`` document."""
         return {
             "images": [
-                {"ImageId": i.image_id, "Region": i.region, "triggers": i.triggers} for i in self.images.values()
+                {"ImageId": i.image_id, "Region": i.region, "triggers": i.triggers, "Tags": i.tag_list()}
+                for i in self.images.values()
             ],
             "buckets": [
                 {"BucketName": b.name, "Region": b.region, "triggers": b.triggers} for b in self.buckets.values()

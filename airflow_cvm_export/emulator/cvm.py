@@ -23,7 +23,21 @@ _REQUIRED_HEADERS = (
     ("x-tc-timestamp", "Timestamp"),
     ("authorization", "Authorization"),
 )
-_IMAGE_FILTERS = {"image-id": "ImageId", "image-type": "ImageType", "image-name": "ImageName", "platform": "Platform"}
+# The documented DescribeImages filters (and their documented limits).
+IMAGE_FILTERS = (
+    "image-id",
+    "image-type",
+    "image-name",
+    "platform",
+    "tag-key",
+    "tag-value",
+    "tag:<key>",
+    "dedicated-cluster-id",
+    "cdc-cache-status",
+)
+_CDC_FILTERS = ("dedicated-cluster-id", "cdc-cache-status")
+MAX_FILTERS = 10
+MAX_FILTER_VALUES = 5
 
 
 def action_name(request: Request) -> str:
@@ -160,13 +174,41 @@ class CvmApi:
         return {"TotalCount": len(regions), "RegionSet": regions}
 
 
+def _matcher(name: str, values: list[str]) -> Callable[[Image], bool]:
+    """The test of one documented DescribeImages filter; several values match any of them."""
+    if name == "image-id":
+        return lambda image: image.image_id in values
+    if name == "image-type":
+        return lambda image: image.image_type in values
+    if name in ("image-name", "platform"):  # "fuzzy": a case-insensitive substring, the emulator's reading
+        needles = [value.lower() for value in values]
+        attribute = "name" if name == "image-name" else "platform"
+        return lambda image: any(needle in getattr(image, attribute).lower() for needle in needles)
+    if name == "tag-key":
+        return lambda image: any(key in values for key, _ in image.tags)
+    if name == "tag-value":
+        return lambda image: any(value in values for _, value in image.tags)
+    if name.startswith("tag:") and len(name) > len("tag:"):
+        tag_key = name[len("tag:") :]
+        return lambda image: any(key == tag_key and value in values for key, value in image.tags)
+    if name in _CDC_FILTERS:  # no emulated image lives in a CDC (dedicated cluster)
+        return lambda image: False
+    raise ApiError("InvalidFilter", f"`{name}` is not a DescribeImages filter; use one of {', '.join(IMAGE_FILTERS)}.")
+
+
 def _filtered(images: list[Image], filters: Any) -> list[Image]:
+    """Images matching every filter (each filter matches any of its values)."""
     if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
         raise ApiError("InvalidParameter", "Filters must be a list of {Name, Values}.")
+    if len(filters) > MAX_FILTERS:
+        raise ApiError("InvalidParameterValue.LimitExceeded", f"Filters accepts at most {MAX_FILTERS}.")
     for item in filters:
-        field = _IMAGE_FILTERS.get(item.get("Name", ""))
-        values = item.get("Values")
-        if field is None or not isinstance(values, list):
-            raise ApiError("InvalidFilter", f"`{item.get('Name')}` is not a filter the emulator supports.")
-        images = [image for image in images if image.describe(image.state)[field] in values]
+        name, values = item.get("Name"), item.get("Values")
+        if not isinstance(name, str) or not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ApiError("InvalidParameter", "Each filter needs a string Name and a list of string Values.")
+        if len(values) > MAX_FILTER_VALUES:
+            message = f"Filters.Values accepts at most {MAX_FILTER_VALUES}."
+            raise ApiError("InvalidParameterValue.LimitExceeded", message)
+        matches = _matcher(name, values)
+        images = [image for image in images if matches(image)]
     return images

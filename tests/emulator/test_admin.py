@@ -19,7 +19,7 @@ def test_catalog_document(client):
     document = client.session.get(client.emu.url + "/_emulator/catalog", timeout=10).json()
     assert document == client.emu.catalog()
     assert set(document) == {"images", "buckets"}
-    assert all(set(entry) == {"ImageId", "Region", "triggers"} for entry in document["images"])
+    assert all(set(entry) == {"ImageId", "Region", "triggers", "Tags"} for entry in document["images"])
     assert all(set(entry) == {"BucketName", "Region", "triggers"} for entry in document["buckets"])
     exportable = [i for i in document["images"] if i["triggers"] == "exportable"]
     writable = [b for b in document["buckets"] if b["triggers"] == "writable"]

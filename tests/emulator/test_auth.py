@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+from tencentcloud.cvm.v20170312 import models
 
 from airflow_cvm_export.emulator.auth import canonical_request
 from airflow_cvm_export.emulator.catalog import REGION
@@ -117,6 +118,48 @@ def test_any_signed_header_list_is_verified(client):
     assert client.post(headers, BODY).json()["Response"]["TotalCount"] == 1
     headers["X-TC-Region"] = "ap-shanghai"  # a signed header changed in transit
     assert _code(client.post(headers, BODY)) == "AuthFailure.SignatureFailure"
+
+
+def test_sdk_unsigned_payload(client):
+    """The SDK's unsignedPayload mode hashes the string UNSIGNED-PAYLOAD, not the body; the emulator agrees."""
+    sdk = client.sdk()
+    sdk.profile.unsignedPayload = True
+    request = models.DescribeImagesRequest()
+    request.ImageIds = ["img-centos01"]
+    assert sdk.DescribeImages(request).TotalCount == 1
+
+
+def test_unsigned_payload_is_not_the_literal_hash(client):
+    """The literal ``UNSIGNED-PAYLOAD`` as HashedRequestPayload is refused: the SDKs sign its sha256."""
+    timestamp = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "host": client.host,
+        "x-tc-content-sha256": "UNSIGNED-PAYLOAD",
+    }
+    signed = ["content-type", "host"]
+    date = time.strftime("%Y-%m-%d", time.gmtime(timestamp))
+
+    def authorization(payload_hash: str) -> str:
+        request = canonical_request("POST", "/", "", headers, signed, payload_hash)
+        string_to_sign = tc3_string_to_sign(canonical_request=request, service="cvm", timestamp=timestamp)
+        signature = tc3_signature(
+            secret_key=client.secret_key, service="cvm", timestamp=timestamp, string_to_sign=string_to_sign
+        )
+        scope = f"{client.secret_id}/{date}/cvm/tc3_request"
+        return f"TC3-HMAC-SHA256 Credential={scope}, SignedHeaders=content-type;host, Signature={signature}"
+
+    common = {
+        **headers,
+        "X-TC-Action": "DescribeImages",
+        "X-TC-Version": "2017-03-12",
+        "X-TC-Timestamp": str(timestamp),
+        "X-TC-Region": REGION,
+    }
+    literal = {**common, "Authorization": authorization("UNSIGNED-PAYLOAD")}
+    assert _code(client.post(literal, BODY)) == "AuthFailure.SignatureFailure"
+    hashed = {**common, "Authorization": authorization(hashlib.sha256(b"UNSIGNED-PAYLOAD").hexdigest())}
+    assert client.post(hashed, BODY + b" ").json()["Response"]["TotalCount"] == 1  # the body is not signed
 
 
 def test_non_post_is_rejected(client):

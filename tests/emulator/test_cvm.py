@@ -75,6 +75,66 @@ def test_describe_images_limits_and_paging(client):
     assert [i["ImageId"] for i in private["ImageSet"]] == ["img-public01"]
 
 
+def _filter_sdk(client, *filters: tuple[str, list[str]]) -> list[str]:
+    """Image ids DescribeImages answers the official SDK for these (Name, Values) filters."""
+    request = models.DescribeImagesRequest()
+    request.Filters = []
+    for name, values in filters:
+        item = models.Filter()
+        item.Name, item.Values = name, values
+        request.Filters.append(item)
+    request.Limit = 100
+    return [image.ImageId for image in client.sdk().DescribeImages(request).ImageSet]
+
+
+def test_sdk_tag_filters(client):
+    assert _filter_sdk(client, ("tag:backup", ["nightly"])) == ["img-centos01", "img-centos02"]
+    assert _filter_sdk(client, ("tag-key", ["team"])) == ["img-centos02"]
+    assert _filter_sdk(client, ("tag-value", ["staging", "dev"])) == ["img-ubuntu01", "img-ubuntu02"]
+    both = _filter_sdk(client, ("tag:env", ["prod"]), ("tag:team", ["db"]))  # filters combine with AND
+    assert both == ["img-centos02"]
+    assert _filter_sdk(client, ("tag:env", ["nightly"])) == []  # tag:<key> matches the value of that key only
+    request = models.DescribeImagesRequest()
+    request.ImageIds = ["img-centos02"]
+    [image] = client.sdk().DescribeImages(request).ImageSet
+    assert {(tag.Key, tag.Value) for tag in image.Tags} == {("env", "prod"), ("backup", "nightly"), ("team", "db")}
+
+
+def test_fuzzy_and_exact_filters(client):
+    assert _filter_sdk(client, ("image-name", ["CI-UBUNTU", "cache-"]), ("platform", ["ubun"])) == [
+        "img-ubuntu02",
+        "img-ubuntu03",
+    ]
+    assert _filter_sdk(client, ("platform", ["redhat"])) == ["img-redhat01"]
+    assert _filter_sdk(client, ("image-id", ["img-centos01", "img-zzzzzzzz"])) == ["img-centos01"]
+    assert _filter_sdk(client, ("image-type", ["SHARED_IMAGE"])) == ["img-shared01"]
+    assert _filter_sdk(client, ("dedicated-cluster-id", ["cluster-1"])) == []
+    assert _filter_sdk(client, ("cdc-cache-status", ["CACHED"])) == []
+
+
+@pytest.mark.parametrize(
+    ("filters", "code"),
+    [
+        ([{"Name": "image-state", "Values": ["NORMAL"]}], "InvalidFilter"),  # no state filter is documented
+        ([{"Name": "tag:", "Values": ["x"]}], "InvalidFilter"),
+        ([{"Name": "image-id", "Values": [f"img-{i:08d}" for i in range(6)]}], "InvalidParameterValue.LimitExceeded"),
+        ([{"Name": "tag-key", "Values": ["env"]}] * 11, "InvalidParameterValue.LimitExceeded"),
+        ([{"Name": "tag-key", "Values": "env"}], "InvalidParameter"),
+        ({"Name": "tag-key"}, "InvalidParameter"),
+    ],
+)
+def test_filter_errors(client, filters, code):
+    assert client.error("DescribeImages", {"Filters": filters}) == code
+
+
+def test_catalog_images_carry_their_tags(client):
+    images = {image["ImageId"]: image for image in client.emu.catalog()["images"]}
+    assert images["img-centos01"]["Tags"] == [{"Key": "env", "Value": "prod"}, {"Key": "backup", "Value": "nightly"}]
+    assert images["img-ubuntu03"]["Tags"] == []
+    described = client.call("DescribeImages", {"ImageIds": ["img-centos01"]})["ImageSet"][0]
+    assert described["Tags"] == images["img-centos01"]["Tags"]
+
+
 def test_export_lifecycle_objects_appear(client):
     answer = client.export(["img-ubuntu01", "img-centos01"], FileNamePrefixList=["nightly", "nightly"])
     assert len(answer["CosPaths"]) == 4
