@@ -1,13 +1,16 @@
-# Entry points: make demo, make test, make bench, make system-test.
+# Entry points: make demo, make test, make bench, make system-test, make test-matrix.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Older Airflow lines tested by make test-matrix beside the default .venv (constraints.txt, 3.3).
+# Each X.Y gets .venv-X.Y from constraints-airflow-X.Y.txt: a new line is one file and one word here.
+AIRFLOW_MATRIX := 3.1 3.2
 export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: venv demo test bench system-test lint clean
+.PHONY: venv demo test unit-test bench system-test test-matrix test-matrix-older lint clean
 
 venv: $(STAMP)
 
@@ -21,8 +24,26 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check airflow_cvm_export dags tests bench
-	$(BIN)/python -m pytest -q
+	$(MAKE) unit-test
 	$(MAKE) system-test
+
+# The whole non-system suite (unit tests and the end-to-end airflow dags test runs).
+unit-test: venv
+	$(BIN)/python -m pytest -q
+
+# The non-system suite on every supported Airflow line: the default .venv and each of AIRFLOW_MATRIX.
+test-matrix: unit-test test-matrix-older
+
+test-matrix-older: $(AIRFLOW_MATRIX:%=test-airflow-%)
+
+test-airflow-%: .venv-%/.installed
+	AIRFLOW_HOME=$(CURDIR)/.airflow-$* .venv-$*/bin/python -m pytest -q
+
+.venv-%/.installed: setup.cfg pyproject.toml constraints-airflow-%.txt
+	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$* || python3 -m venv .venv-$*
+	.venv-$*/bin/python -m pip install -q -c constraints-airflow-$*.txt -e '.[test]'
+	.venv-$*/bin/python -m pip check
+	touch $@
 
 system-test: venv
 	$(BIN)/python -m pytest -q -m system tests/system
@@ -35,4 +56,4 @@ lint: venv
 	$(BIN)/ruff format airflow_cvm_export dags tests bench
 
 clean:
-	rm -rf .airflow build *.egg-info
+	rm -rf .airflow .airflow-* build *.egg-info
