@@ -114,7 +114,7 @@ class CvmHook(BaseHook):
     @cached_property
     def config(self) -> ClientConfig:
         """Connection settings, read lazily on first use and validated."""
-        from airflow.sdk.exceptions import AirflowNotFoundException
+        from airflow_cvm_export.version_compat import AirflowNotFoundException
 
         try:
             conn = self.get_connection(self.tencentcloud_conn_id)

@@ -7,8 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow.sdk import BaseOperator
 
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_cos_link
 from airflow_cvm_export.utils.completion import (
@@ -26,26 +25,10 @@ from airflow_cvm_export.utils.errors import (
     TencentCloudServerError,
 )
 from airflow_cvm_export.utils.validation import DEFAULT_EXPORT_FORMAT, ExportArgs, validate_export_args
+from airflow_cvm_export.version_compat import AirflowSensorTimeout, ResumableJobMixin, conf
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
-
-try:
-    from airflow.sdk import ResumableJobMixin
-except ImportError:  # Airflow < 3.3: no task state store
-
-    class ResumableJobMixin:  # type: ignore[no-redef]
-        """Stand-in without a task state store: every try runs ``submit_job``, which detects a running export."""
-
-        external_id_key = "remote_job_id"
-
-        def __init__(self, *, durable: bool = True, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.durable = False
-
-        def execute_resumable(self, context: Context) -> Any:
-            return self.poll_until_complete(self.submit_job(context), context)
-
 
 # The answer to a second export of an image that is still exporting (see the README's "Failure modes").
 IMAGE_BUSY_CODE = "InvalidParameterValue.InvalidImageState"

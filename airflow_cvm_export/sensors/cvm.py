@@ -7,14 +7,14 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, AssetAlias, BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+from airflow.sdk import Asset, AssetAlias, BaseSensorOperator, PokeReturnValue
 
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_cos_link
 from airflow_cvm_export.utils.completion import ExportProgress, assess, listing_prefixes
 from airflow_cvm_export.utils.connection import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
 from airflow_cvm_export.utils.validation import validate_export_record
+from airflow_cvm_export.version_compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException, conf
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator

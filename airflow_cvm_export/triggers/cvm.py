@@ -25,7 +25,6 @@ from typing import Any
 
 import httpx
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_cvm_export.hooks.cvm import DESCRIBE_BATCH, RETRYABLE, _mask
@@ -44,6 +43,7 @@ from airflow_cvm_export.utils.protocol import (
     parse_head,
 )
 from airflow_cvm_export.utils.ratelimit import limiter_for
+from airflow_cvm_export.version_compat import AirflowNotFoundException
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import DAG, AssetAlias
-from airflow.sdk.exceptions import ParamValidationError
 
 from airflow_cvm_export.operators.cvm import ExportImagesOperator
 from airflow_cvm_export.sensors.cvm import DEFAULT_ASSET_ALIAS, ExportImagesSensor
+from airflow_cvm_export.version_compat import DagBag, ParamValidationError
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(str(path) for path in DAGS_FOLDER.glob("*.py"))
@@ -31,7 +30,7 @@ def refuse(*args, **kwargs):
 socket.socket.connect = refuse
 socket.create_connection = refuse
 
-from airflow.dag_processing.dagbag import DagBag
+from airflow_cvm_export.version_compat import DagBag
 
 bag = DagBag(sys.argv[1])
 print(json.dumps({

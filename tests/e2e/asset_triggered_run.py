@@ -15,13 +15,14 @@ from unittest.mock import patch
 from airflow.jobs.job import Job
 from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 from airflow.models.dagrun import DagRun
-from airflow.serialization.definitions.dag import SerializedDAG
 from airflow.utils.cli import get_bagged_dag
 from airflow.utils.session import create_session
 from airflow.utils.sqlalchemy import prohibit_commit
 from airflow.utils.state import DagRunState
 from airflow.utils.types import DagRunType
 from sqlalchemy import select
+
+from airflow_cvm_export.version_compat import SerializedDAG
 
 
 def main(dag_id: str) -> int:

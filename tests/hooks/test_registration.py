@@ -13,8 +13,10 @@ import pytest
 
 from airflow_cvm_export import get_provider_info
 from airflow_cvm_export.hooks.cvm import CvmHook
+from airflow_cvm_export.version_compat import AIRFLOW_V_3_2_PLUS, AIRFLOW_V_3_3_PLUS
 
 EXTRAS = ["allow_http", "cos_endpoint", "endpoint", "rate_limits", "region", "token"]
+CONN_FIELDS_SINCE = "Airflow reads the provider info's conn-fields from 3.2 on (on 3.1: the Extra JSON field)"
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,7 @@ def test_providers_hooks_registers_the_connection_type(airflow_cli: Any):
     assert hook["package_name"] == "airflow-cvm-export"
 
 
+@pytest.mark.skipif(not AIRFLOW_V_3_2_PLUS, reason=CONN_FIELDS_SINCE)
 def test_connection_form_has_the_extras(airflow_cli: Any):
     widgets = [
         w for w in airflow_cli("widgets") if w.get("connection_parameter_name", "").startswith("extra__tencentcloud__")
@@ -77,20 +80,25 @@ def test_ui_connection_form():
     assert (standard.login.title, standard.password.title) == ("SecretId", "SecretKey")
     assert standard.login.placeholder == "AKID..."
     assert standard.host.hidden and standard.port.hidden and standard.url_schema.hidden
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_2_PLUS, reason=CONN_FIELDS_SINCE)
+def test_ui_connection_form_extras():
+    """The extras' own fields in the UI's connection form."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "tencentcloud"]
     assert sorted(meta.extra_fields) == EXTRAS
     region = meta.extra_fields["region"]["schema"]
     assert region["title"] == "Region" and "ap-guangzhou" in region["examples"]  # placeholder and suggestions
     assert meta.extra_fields["token"]["schema"]["format"] == "password"
 
 
-def test_ui_test_button(monkeypatch: pytest.MonkeyPatch):
-    """The UI's Test button: refused unless ``[core] test_connection = Enabled``, then a signed DescribeRegions."""
+@pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="the route's check is its own function from Airflow 3.3 on")
+def test_ui_test_button_is_gated(monkeypatch: pytest.MonkeyPatch):
+    """The UI's Test button is refused unless ``[core] test_connection = Enabled``."""
     from airflow.api_fastapi.core_api.routes.public.connections import _ensure_test_connection_enabled
-    from airflow.models.connection import Connection
     from fastapi import HTTPException
-
-    from airflow_cvm_export.emulator import Emulator
-    from tests.credentials import SECRET_ID, SECRET_KEY
 
     monkeypatch.delenv("AIRFLOW__CORE__TEST_CONNECTION", raising=False)
     with pytest.raises(HTTPException):
@@ -98,6 +106,15 @@ def test_ui_test_button(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AIRFLOW__CORE__TEST_CONNECTION", "Enabled")
     _ensure_test_connection_enabled()
 
+
+def test_ui_test_button(monkeypatch: pytest.MonkeyPatch):
+    """The UI's Test button: a signed DescribeRegions with the form's values."""
+    from airflow.models.connection import Connection
+
+    from airflow_cvm_export.emulator import Emulator
+    from tests.credentials import SECRET_ID, SECRET_KEY
+
+    monkeypatch.setenv("AIRFLOW__CORE__TEST_CONNECTION", "Enabled")
     # As the route does it: the form's values (unset extras as null) as a transient env connection.
     emulator = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY).start()
     try:

@@ -6,14 +6,14 @@ import time
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
 from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.operators.cvm import EXPORT_XCOM_KEY, ExportImagesOperator
 from airflow_cvm_export.sensors.cvm import OBJECTS_XCOM_KEY
 from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
-from tests.operators.conftest import BUCKET, CONN_ID
+from airflow_cvm_export.version_compat import AirflowFailException, AirflowSensorTimeout, TaskDeferred
+from tests.operators.conftest import BUCKET, CONN_ID, needs_task_state_store
 
 IMAGES = ["img-centos02", "img-ubuntu01"]
 
@@ -102,6 +102,7 @@ def retry(context: dict[str, Any]) -> dict[str, Any]:
     return context
 
 
+@needs_task_state_store
 def test_a_retry_reattaches_to_a_running_export_and_waits_again(start_emulator: Any, context: dict[str, Any]) -> None:
     emulator = start_emulator(export_seconds=0.6)
     with pytest.raises(AirflowSensorTimeout):
@@ -113,6 +114,7 @@ def test_a_retry_reattaches_to_a_running_export_and_waits_again(start_emulator: 
     assert cos_paths == export["CosPaths"]
 
 
+@needs_task_state_store
 def test_a_deferred_retry_of_a_running_export_defers_again(emulator: Emulator, context: dict[str, Any]) -> None:
     with pytest.raises(TaskDeferred):
         waiting_operator(deferrable=True).execute(context)
@@ -123,6 +125,7 @@ def test_a_deferred_retry_of_a_running_export_defers_again(emulator: Emulator, c
     assert deferred.value.trigger.serialize()[1]["export"]["task_id"] == export["TaskId"]
 
 
+@needs_task_state_store
 def test_a_retry_of_a_finished_export_hands_it_on_without_waiting(emulator: Emulator, context: dict[str, Any]) -> None:
     with pytest.raises(TaskDeferred):
         waiting_operator(deferrable=True).execute(context)
@@ -135,6 +138,7 @@ def test_a_retry_of_a_finished_export_hands_it_on_without_waiting(emulator: Emul
     assert [obj["cos_path"] for obj in context["ti"].xcoms[OBJECTS_XCOM_KEY]] == cos_paths
 
 
+@needs_task_state_store
 def test_a_retry_of_an_export_that_failed_in_the_cloud_exports_again(
     start_emulator: Any, context: dict[str, Any]
 ) -> None:

@@ -14,11 +14,12 @@ from unittest.mock import patch
 
 from airflow.models.dagrun import DagRun
 from airflow.sdk import timezone
-from airflow.serialization.definitions.dag import SerializedDAG
 from airflow.utils.cli import get_bagged_dag
 from airflow.utils.session import create_session
 from airflow.utils.state import DagRunState, TaskInstanceState
 from sqlalchemy import select
+
+from airflow_cvm_export.version_compat import SerializedDAG
 
 
 def _find_run(dag_id: str, logical_date: object, session: object) -> DagRun | None:

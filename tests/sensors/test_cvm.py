@@ -8,13 +8,18 @@ from typing import Any
 
 import pytest
 from airflow.sdk import DAG, Asset, AssetAlias, PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 
 from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.links.cvm import LINK_XCOM_KEY
 from airflow_cvm_export.operators.cvm import ExportImagesOperator
 from airflow_cvm_export.sensors.cvm import DEFAULT_ASSET_ALIAS, OBJECTS_XCOM_KEY, ExportImagesSensor, export_assets
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from airflow_cvm_export.version_compat import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    TaskDeferred,
+)
 from tests.credentials import SECRET_KEY
 from tests.operators.conftest import BUCKET, CONN_ID, REGION, FakeTaskInstance
 

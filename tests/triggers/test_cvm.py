@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from airflow._shared.module_loading import import_string
+from airflow.sdk.module_loading import import_string
 
 from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.emulator.catalog import REGION, WRITABLE_BUCKETS, extra_image_id

@@ -1,0 +1,93 @@
+"""Every Airflow name that moved between the supported lines (3.1, 3.2, 3.3), in one place.
+
+The package, its example DAGs and its tests import these names from here; nothing else branches on
+the Airflow version (as in the official providers' ``version_compat.py``). A feature that only a
+newer line has degrades here to its documented fallback: the README's "Airflow versions" table.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+
+def get_base_airflow_version_tuple() -> tuple[int, int, int]:
+    """The installed Airflow's ``(major, minor, micro)``, pre-release and local parts dropped."""
+    from airflow import __version__
+    from packaging.version import Version
+
+    version = Version(__version__)
+    return version.major, version.minor, version.micro
+
+
+AIRFLOW_V_3_2_PLUS = get_base_airflow_version_tuple() >= (3, 2, 0)
+AIRFLOW_V_3_3_PLUS = get_base_airflow_version_tuple() >= (3, 3, 0)
+
+if AIRFLOW_V_3_2_PLUS:
+    from airflow.sdk import conf
+    from airflow.sdk.exceptions import (
+        AirflowFailException,
+        AirflowNotFoundException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+        ParamValidationError,
+        TaskDeferred,
+    )
+else:  # 3.1: the Task SDK re-exports neither the configuration nor these exceptions yet
+    from airflow.configuration import conf
+    from airflow.exceptions import (
+        AirflowFailException,
+        AirflowNotFoundException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+        ParamValidationError,
+        TaskDeferred,
+    )
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
+
+if AIRFLOW_V_3_3_PLUS:
+    from airflow.sdk import ResumableJobMixin
+else:  # before 3.3: no task state store
+
+    class ResumableJobMixin:  # type: ignore[no-redef]
+        """Stand-in without a task state store: every try runs ``submit_job``, which detects a running export."""
+
+        external_id_key = "remote_job_id"
+
+        def __init__(self, *, durable: bool = True, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.durable = False
+
+        def execute_resumable(self, context: Context) -> Any:
+            return self.poll_until_complete(self.submit_job(context), context)
+
+
+# Scheduler-side classes the tests use, imported on first use (a task never needs them):
+# name -> (module from Airflow 3.2 on, module on 3.1).
+_SERVER_SIDE = {
+    "DagBag": ("airflow.dag_processing.dagbag", "airflow.models.dagbag"),
+    "SerializedDAG": ("airflow.serialization.definitions.dag", "airflow.serialization.serialized_objects"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SERVER_SIDE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    new, old = _SERVER_SIDE[name]
+    return getattr(importlib.import_module(new if AIRFLOW_V_3_2_PLUS else old), name)
+
+
+__all__ = [
+    "AIRFLOW_V_3_2_PLUS",
+    "AIRFLOW_V_3_3_PLUS",
+    "AirflowFailException",
+    "AirflowNotFoundException",
+    "AirflowSensorTimeout",
+    "AirflowSkipException",
+    "ParamValidationError",
+    "ResumableJobMixin",
+    "TaskDeferred",
+    "conf",
+]
