@@ -36,6 +36,8 @@ with DAG(
     catchup=False,
     doc_md=__doc__,
     tags=["tencentcloud", "cvm", "export"],
+    # The trigger form: a typed Param is required unless its type allows "null". Airflow checks the
+    # schema (patterns, lengths, enums) on submit; a bad value is refused with the param's name.
     params={
         "image_ids": Param(
             type="array",
@@ -43,34 +45,52 @@ with DAG(
             minItems=1,
             uniqueItems=True,
             title="Image ids",
-            description="Custom images to export, one per line (img- and 8 lowercase letters or digits)",
+            description="Custom images to export, one per line: img- and 8 lowercase letters or digits",
         ),
         "bucket_name": Param(
             type="string",
             pattern=BUCKET_NAME_PATTERN,
             maxLength=BUCKET_NAME_MAX,
             title="COS bucket",
-            description="Full bucket name <name>-<APPID>, in the images' region",
+            description="Full bucket name <name>-<APPID>, e.g. exports-1250000000, in the images' region",
         ),
-        "export_format": Param(DEFAULT_EXPORT_FORMAT, type="string", enum=list(EXPORT_FORMATS), title="Format"),
+        "export_format": Param(
+            DEFAULT_EXPORT_FORMAT,
+            type="string",
+            enum=list(EXPORT_FORMATS),
+            title="Export format",
+            description="Format of the exported disk files",
+        ),
         "file_name_prefixes": Param(
-            [],
-            type="array",
+            None,
+            type=["null", "array"],
             items={"type": "string", "pattern": FILE_NAME_PREFIX_PATTERN},
             title="File name prefixes",
-            description="One per image, or none",
+            description="Optional: one per image, one per line (letters, digits, . _ -; up to 64)",
         ),
         "region": Param(
             None,
             type=["null", "string"],
             pattern=REGION_PATTERN,
             title="Region",
-            description="e.g. ap-guangzhou; empty for the connection's region",
+            description="Optional: e.g. ap-guangzhou; empty for the connection's region",
         ),
         "poke_interval": Param(
-            DEFAULT_POKE_INTERVAL, type="integer", minimum=1, title="Seconds between checks of the export"
+            DEFAULT_POKE_INTERVAL,
+            type="integer",
+            minimum=1,
+            title="Check interval (s)",
+            description="Seconds between two checks of the export",
+            section="Waiting for the files",
         ),
-        "mode": Param("poke", type="string", enum=list(SENSOR_MODES), title="Sensor mode"),
+        "mode": Param(
+            "poke",
+            type="string",
+            enum=list(SENSOR_MODES),
+            title="Sensor mode",
+            description="poke holds a worker slot for the whole wait; reschedule frees it between checks",
+            section="Waiting for the files",
+        ),
     },
 ):
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_cos_link
+from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
 from airflow_cvm_export.utils.completion import (
     ExportProgress,
     count_expected_objects,
@@ -407,7 +407,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             record["bucket_name"],
             ", ".join(record["cos_paths"]),
         )
-        persist_cos_link(context, bucket=record["bucket_name"], region=record["region"], cos_paths=record["cos_paths"])
+        persist_export_links(context, record)
 
 
 def _run_started_at(context: Context) -> str:

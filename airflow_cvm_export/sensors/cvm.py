@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, BaseSensorOperator, PokeReturnValue
 
-from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_cos_link
+from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
 from airflow_cvm_export.utils.completion import ExportProgress, assess, listing_prefixes
 from airflow_cvm_export.utils.connection import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
@@ -52,12 +52,11 @@ def publish_export(
 ) -> list[str]:
     """Hand a finished export downstream; return its CosPaths (the task's XCom ``return_value``).
 
-    Pushes ``objects`` under XCom key ``objects``, stores the console links' values, and adds one
-    asset event per bucket prefix to every :class:`~airflow.sdk.AssetAlias` in ``task.outlets``.
+    Pushes ``objects`` under XCom key ``objects`` and adds one asset event per bucket prefix to every
+    :class:`~airflow.sdk.AssetAlias` in ``task.outlets``.
     """
     cos_paths = [obj["cos_path"] for obj in objects]
     context["ti"].xcom_push(key=OBJECTS_XCOM_KEY, value=objects)
-    persist_cos_link(context, bucket=export["bucket_name"], region=export.get("region"), cos_paths=cos_paths)
     aliases = [outlet for outlet in task.outlets if isinstance(outlet, AssetAlias)]
     for uri, keys in export_assets(export, objects).items():
         for alias in aliases:
@@ -114,6 +113,8 @@ def finish_from_event(
     Returns the CosPaths (see :func:`publish_export`) on success; raises ``AirflowSensorTimeout`` or
     ``AirflowFailException`` with the trigger's message otherwise.
     """
+    if export:
+        persist_export_links(context, export)  # a resumed task runs in a new process
     status = event.get("status")
     message = event.get("message") or f"the export trigger ended with status {status!r}"
     if status == "success":
@@ -246,6 +247,7 @@ class ExportImagesSensor(BaseSensorOperator):
         """Wait in ``poke``/``reschedule`` mode, or defer to the triggerer when ``deferrable``."""
         if self._given_export["dry_run"]:
             raise AirflowSkipException("the export record is from a dry run: nothing was exported")
+        persist_export_links(context, self.export_record)  # the links show while the sensor waits
         if not self.deferrable:
             try:
                 return super().execute(context)

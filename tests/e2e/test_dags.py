@@ -14,6 +14,7 @@ pytestmark = pytest.mark.e2e
 
 IMAGES = ["img-centos01", "img-centos02", "img-ubuntu01"]
 BUCKET = "exports-1250000000"
+CONSOLE = f"https://console.cloud.tencent.com/cos/bucket?bucket={BUCKET}&region=ap-guangzhou"
 # Two images per ExportImages call: three images make two mapped batches.
 CONFIG = {
     "image_ids": IMAGES,
@@ -62,6 +63,11 @@ def test_exports_each_image_once_and_hands_the_cos_paths_downstream(
         assert cos_paths == exports[record["task_id"]]["CosPaths"] == record["cos_paths"]
     objects = run.xcoms("wait_for_export", "objects")
     assert [[obj["cos_path"] for obj in batch] for batch in objects] == waited
+    # Each task's console links, built when each of its runs ended; never from a missing XCom.
+    assert "XCom not found" not in run.output
+    for task_id in ("start_export", "wait_for_export"):
+        assert run.xcoms(task_id, "_link_CosBucketLink") == [f"{CONSOLE}&type=basicconfig"] * len(exports)
+        assert run.xcoms(task_id, "_link_CosObjectsLink") == [f"{CONSOLE}&path=%252F"] * len(exports)
     if dag_id == "cvm_export_nightly":
         (manifest,) = run.xcoms("write_manifest")
         assert manifest["cos_paths"] == [path for batch in waited for path in batch]
@@ -76,6 +82,7 @@ def test_unexportable_image_fails_start_export_with_its_code(run_dag: Any, start
     assert image["triggers"] in run.output
     assert run.states("start_export") == ["failed"]
     assert emulator.state()["exports"] == []
+    assert "XCom not found" not in run.output  # no console links to build: nothing read
 
 
 def test_export_failing_in_the_cloud_fails_wait_for_export_fast(run_dag: Any, start_emulator: Any) -> None:

@@ -1,8 +1,7 @@
-"""Console links: URL shapes, the folder holding the objects, and reading the values back from XCom."""
+"""Console links: URL shapes as the COS console writes them, the folder holding the objects, and the
+values each run of a task gives its links (read in the same process, never from XCom)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 
@@ -13,15 +12,20 @@ from airflow_cvm_export.links.cvm import (
     common_folder,
     cos_console_url,
     persist_cos_link,
+    persist_export_links,
 )
 from tests.operators.conftest import FakeTaskInstance
 
+BUCKET, REGION = "exports-1250000000", "ap-guangzhou"
+CONSOLE = "https://console.cloud.tencent.com/cos/bucket"
+
 
 def test_console_url() -> None:
-    assert cos_console_url("exports-1250000000", "ap-guangzhou") == (
-        "https://console.cloud.tencent.com/cos/bucket?bucket=exports-1250000000&region=ap-guangzhou"
-    )
-    assert cos_console_url("exports-1250000000", "ap-guangzhou", "a/b/").endswith("&path=%2Fa%2Fb%2F")
+    assert cos_console_url(BUCKET, REGION) == f"{CONSOLE}?bucket={BUCKET}&region={REGION}"
+    assert cos_console_url(BUCKET, REGION, page="basicconfig").endswith(f"region={REGION}&type=basicconfig")
+    # The console encodes the folder twice: /a/b/ is %252Fa%252Fb%252F.
+    assert cos_console_url(BUCKET, REGION, path="a/b/").endswith("&path=%252Fa%252Fb%252F")
+    assert cos_console_url(BUCKET, REGION, path="").endswith("&path=%252F")
 
 
 @pytest.mark.parametrize(
@@ -37,25 +41,46 @@ def test_common_folder(paths: list[str], folder: str) -> None:
     assert common_folder(paths) == folder
 
 
-@pytest.fixture
-def stored(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """XCom of one task instance, as the links read it back."""
+def test_links_are_distinct_and_come_from_this_run() -> None:
+    ti = FakeTaskInstance()
+    ti.try_number = 101  # a try no other test persists
+    persist_cos_link({"ti": ti}, bucket=BUCKET, region=REGION, cos_paths=["/img-centos01_system_snap-1.raw"])
+    assert ti.xcoms[LINK_XCOM_KEY] == {"bucket": BUCKET, "region": REGION, "folder": ""}
+    bucket, objects = CosBucketLink().get_link(None, ti_key=ti), CosObjectsLink().get_link(None, ti_key=ti)
+    assert bucket == f"{CONSOLE}?bucket={BUCKET}&region={REGION}&type=basicconfig"
+    assert objects == f"{CONSOLE}?bucket={BUCKET}&region={REGION}&path=%252F"
+
+
+def test_links_from_an_export_record() -> None:
+    ti = FakeTaskInstance()
+    ti.try_number = 102
+    persist_export_links({"ti": ti}, {"bucket_name": BUCKET, "region": REGION, "cos_paths": ["/x/y/a.raw"]})
+    assert CosObjectsLink().get_link(None, ti_key=ti).endswith("&path=%252Fx%252Fy%252F")
+    recovered = FakeTaskInstance()
+    recovered.try_number = 103
+    persist_export_links({"ti": recovered}, {"bucket_name": BUCKET, "region": None, "cos_paths": []})
+    assert CosObjectsLink().get_link(None, ti_key=recovered) == f"{CONSOLE}?bucket={BUCKET}&region=&path=%252F"
+
+
+def test_no_link_and_no_xcom_read_before_the_export_is_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deferral or a failed start ends a run without link values: no XCom read (it would log an error)."""
     from airflow.sdk.execution_time import xcom
 
-    store: dict[str, Any] = {}
-    monkeypatch.setattr(xcom.XCom, "get_value", classmethod(lambda cls, *, ti_key, key: store.get(key)))
-    return store
+    def read(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the links read XCom")
 
-
-def test_links_from_the_persisted_values(stored: dict[str, Any]) -> None:
+    monkeypatch.setattr(xcom.XCom, "get_value", read)
+    monkeypatch.setattr(xcom.XCom, "get_one", read)
     ti = FakeTaskInstance()
-    persist_cos_link({"ti": ti}, bucket="exports-1250000000", region="ap-guangzhou", cos_paths=["/x/a.raw"])
-    stored.update(ti.xcoms)
-    assert CosBucketLink().get_link(None, ti_key=None).endswith("bucket=exports-1250000000&region=ap-guangzhou")
-    assert CosObjectsLink().get_link(None, ti_key=None).endswith("&path=%2Fx%2F")
+    ti.try_number = 104
+    assert CosBucketLink().get_link(None, ti_key=ti) == ""
+    assert CosObjectsLink().get_link(None, ti_key=ti) == ""
 
 
-def test_no_link_before_the_export_started(stored: dict[str, Any]) -> None:
-    assert LINK_XCOM_KEY not in stored
-    assert CosBucketLink().get_link(None, ti_key=None) == ""
-    assert CosObjectsLink().get_link(None, ti_key=None) == ""
+def test_a_later_try_does_not_show_an_earlier_try_s_links() -> None:
+    first = FakeTaskInstance()
+    first.try_number = 105
+    persist_cos_link({"ti": first}, bucket=BUCKET, region=REGION, cos_paths=[])
+    second = FakeTaskInstance()
+    second.try_number = 106
+    assert CosBucketLink().get_link(None, ti_key=second) == ""

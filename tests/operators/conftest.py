@@ -32,6 +32,8 @@ class FakeTaskInstance:
         self.try_number = 1
         self.stats_tags: dict[str, str] = {}
 
+    dag_id = "cvm_export_adhoc"
+    run_id = "manual__2026-01-01T00:00:00+00:00"
     task_id = "start_export"
     map_index = -1
 

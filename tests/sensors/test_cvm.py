@@ -161,8 +161,10 @@ def test_execute_complete_success(emulator: Emulator, context: dict[str, Any]) -
 @pytest.mark.parametrize(("status", "error"), [("error", AirflowFailException), ("timeout", AirflowSensorTimeout)])
 def test_execute_complete_failure(emulator: Emulator, status: str, error: type[Exception]) -> None:
     record = start({"ti": FakeTaskInstance()}, ["img-centos01"])
+    resumed = {"ti": FakeTaskInstance()}  # a resumed task runs in a new process
     with pytest.raises(error, match="image img-centos01 is in state"):
-        sensor(record).execute_complete({}, {"status": status, "message": "image img-centos01 is in state X"})
+        sensor(record).execute_complete(resumed, {"status": status, "message": "image img-centos01 is in state X"})
+    assert resumed["ti"].xcoms[LINK_XCOM_KEY]["bucket"] == BUCKET  # the failed task keeps its console links
 
 
 def test_assets_grouped_by_prefix_or_key() -> None:
