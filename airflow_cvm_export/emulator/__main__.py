@@ -11,6 +11,7 @@ import sys
 import threading
 
 from airflow_cvm_export.emulator.catalog import REGION
+from airflow_cvm_export.emulator.cvm.models import PROGRESSIONS
 from airflow_cvm_export.emulator.faults import FAULT_KINDS
 from airflow_cvm_export.emulator.server import DEFAULT_MAX_RUNNING_EXPORTS, Emulator
 
@@ -32,6 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--extra-images", type=int, default=0, help="more exportable images, for scale tests")
     parser.add_argument("--region", default=REGION)
     parser.add_argument("--no-rate-limits", action="store_true", help="switch off the 20/s and 40/s limits")
+    parser.add_argument(
+        "--progression", choices=PROGRESSIONS, default="time", help="how exports move on (see docs/emulator.md)"
+    )
     return parser.parse_args(argv)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from airflow_cvm_export.emulator.errors import ApiError
+from airflow_cvm_export.emulator.errors import ApiError, CosError
 from airflow_cvm_export.utils.signing import (
     TC3_ALGORITHM,
     cos_signature,
@@ -88,17 +88,8 @@ def verify_tc3(credentials: Credentials, headers: Mapping[str, str], body: bytes
         raise ApiError("AuthFailure.TokenFailure")
 
 
-class CosDenied(Exception):
-    """A COS 403: ``code`` and ``message`` of the XML error.
-
-    :param code: COS error code, e.g. ``SignatureDoesNotMatch``.
-    :param message: the error's ``Message``.
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+def _denied(code: str, message: str) -> CosError:
+    return CosError(403, code, message)
 
 
 def _key_time(value: str) -> tuple[int, int]:
@@ -106,7 +97,7 @@ def _key_time(value: str) -> tuple[int, int]:
     try:
         return int(start), int(end)
     except ValueError:
-        raise CosDenied("AccessDenied", "q-sign-time is malformed.") from None
+        raise _denied("AccessDenied", "q-sign-time is malformed.") from None
 
 
 def verify_cos(
@@ -117,22 +108,31 @@ def verify_cos(
     headers: Mapping[str, str],
     now: float,
 ) -> None:
-    """Check a COS request's q-sign ``Authorization`` and token; raise :class:`CosDenied` if rejected.
+    """Check a COS request's q-sign signature and token; raise :class:`CosError` (403) if rejected.
 
-    ``path`` is the decoded request path; ``headers`` has lower-case names.
+    The signature is the ``Authorization`` header or, for a presigned URL, the ``q-sign-*`` query
+    parameters (then ``x-cos-security-token`` may be a query parameter too). ``path`` is the
+    decoded path the client signed (``/<key>`` virtual-hosted, ``/<bucket>/<key>`` path-style);
+    ``headers`` has lower-case names.
     """
-    authorization = headers.get("authorization")
-    if not authorization:
-        raise CosDenied("AccessDenied", "Access Denied: the request carries no Authorization.")
-    fields = dict(parse_qsl(authorization, keep_blank_values=True))
+    params = {key.lower(): value for key, value in parse_qsl(query, keep_blank_values=True)}
+    presigned = "q-sign-algorithm" in params
+    if presigned:
+        fields = {name: params.pop(name) for name in _COS_FIELDS if name in params}
+        token = headers.get("x-cos-security-token") or params.get("x-cos-security-token")
+    else:
+        authorization = headers.get("authorization")
+        if not authorization:
+            raise _denied("AccessDenied", "Access Denied: the request carries no Authorization.")
+        fields = dict(parse_qsl(authorization, keep_blank_values=True))
+        token = headers.get("x-cos-security-token")
     if any(name not in fields for name in _COS_FIELDS) or fields["q-sign-algorithm"] != "sha1":
-        raise CosDenied("AccessDenied", "Authorization is malformed.")
+        raise _denied("AccessDenied", "Authorization is malformed.")
     if fields["q-ak"] != credentials.secret_id:
-        raise CosDenied("InvalidAccessKeyId", "The access key Id you provided does not exist.")
+        raise _denied("InvalidAccessKeyId", "The access key Id you provided does not exist.")
     start, end = _key_time(fields["q-sign-time"])
     if now > end or now < start - MAX_SKEW_SECONDS:
-        raise CosDenied("AccessDenied", "Request has expired.")
-    params = {key.lower(): value for key, value in parse_qsl(query, keep_blank_values=True)}
+        raise _denied("AccessDenied", "Request has expired.")
     signed_params = {name: params.get(name, "") for name in filter(None, fields["q-url-param-list"].split(";"))}
     signed_headers = {name: headers.get(name, "") for name in filter(None, fields["q-header-list"].split(";"))}
     string_to_sign, _, _ = cos_string_to_sign(
@@ -142,6 +142,6 @@ def verify_cos(
         secret_key=credentials.secret_key, key_time=fields["q-key-time"], string_to_sign=string_to_sign
     )
     if not hmac.compare_digest(expected, fields["q-signature"]):
-        raise CosDenied("SignatureDoesNotMatch", "The request signature we calculated does not match.")
-    if credentials.token is not None and headers.get("x-cos-security-token") != credentials.token:
-        raise CosDenied("AccessDenied", "The security token is missing or invalid.")
+        raise _denied("SignatureDoesNotMatch", "The request signature we calculated does not match.")
+    if credentials.token is not None and token != credentials.token:
+        raise _denied("AccessDenied", "The security token is missing or invalid.")

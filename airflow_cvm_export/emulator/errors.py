@@ -1,4 +1,4 @@
-"""The API 3.0 error the emulator answers, with the documented description of each code."""
+"""The errors the emulator answers: API 3.0 (with the documented description of each code) and COS."""
 
 from __future__ import annotations
 
@@ -66,3 +66,20 @@ class ApiError(Exception):
         base = MESSAGES.get(code, code)
         self.message = f"{base} {detail}".strip() if detail else base
         super().__init__(f"[{code}] {self.message}")
+
+
+class CosError(Exception):
+    """A COS error answer: HTTP ``status`` and the XML error's ``Code`` and ``Message``.
+
+    :param status: HTTP status, e.g. 403 or 404.
+    :param code: COS error code, e.g. ``SignatureDoesNotMatch`` or ``NoSuchKey``.
+    :param message: the error's ``Message``.
+    :param headers: more response headers, e.g. ``Content-Range`` of a 416.
+    """
+
+    def __init__(self, status: int, code: str, message: str, headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or []

@@ -20,11 +20,14 @@ MAX_LINE = 65536
 MAX_HEADERS = 100
 REASONS = {
     200: "OK",
+    204: "No Content",
+    206: "Partial Content",
     400: "Bad Request",
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     411: "Length Required",
+    416: "Range Not Satisfiable",
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",

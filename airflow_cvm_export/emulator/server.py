@@ -1,4 +1,9 @@
-"""The emulator: one HTTP server for API 3.0, COS and ``/_emulator/*``, with faults and counters."""
+"""The emulator: one HTTP server for API 3.0, COS and the ``/_emulator/*`` control API.
+
+Wiring only: one backend per service (:mod:`.cvm.models`, :mod:`.cos.models`), thin request
+handlers (:mod:`.cvm.responses`, :mod:`.cos.responses`, :mod:`.control`), one routing table
+(:mod:`.urls`); faults and request counts are decided here, around the handlers.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,20 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from airflow_cvm_export.emulator import cos, cvm
+from airflow_cvm_export.emulator import urls
 from airflow_cvm_export.emulator.auth import Credentials
 from airflow_cvm_export.emulator.catalog import REGION, Catalog
-from airflow_cvm_export.emulator.errors import ApiError
-from airflow_cvm_export.emulator.exports import ExportManager
+from airflow_cvm_export.emulator.control import ControlResponse
+from airflow_cvm_export.emulator.cos.models import CosBackend, CosObject
+from airflow_cvm_export.emulator.cos.responses import CosResponse
+from airflow_cvm_export.emulator.cvm.models import CvmBackend, check_progression
+from airflow_cvm_export.emulator.cvm.responses import CvmResponse
 from airflow_cvm_export.emulator.faults import (
     DEFAULT_RATE_LIMITS,
     FAULT_KINDS,
-    SLOW_SECONDS,
     FaultInjector,
+    FaultRule,
+    FaultRules,
     RateLimiter,
 )
 from airflow_cvm_export.emulator.httpserver import Request, Response, ThreadedHttpServer
@@ -36,7 +45,7 @@ class Emulator:
     :param secret_key: its SecretKey.
     :param token: if set, CVM requests must send it in ``X-TC-Token`` and COS requests in
         ``x-cos-security-token``.
-    :param export_seconds: how long an export takes until its last object appears.
+    :param export_seconds: with the ``time`` progression, how long an export takes until its last object appears.
     :param fail_rate: share of accepted exports that fail.
     :param fault_rate: share of CVM and COS requests that get an injected fault.
     :param seed: seed of the failure and fault draws.
@@ -45,6 +54,8 @@ class Emulator:
     :param region: the catalog's region.
     :param rate_limits: requests/second per action and SecretId; 0 or None disables one, ``{}`` all.
     :param fault_kinds: restrict injected faults to these kinds (see ``faults.FAULT_KINDS``).
+    :param progression: how accepted exports move on: ``time`` (by ``export_seconds``), ``manual``
+        (only by :meth:`advance` / :meth:`finish`) or ``immediate`` (finished when accepted).
     """
 
     def __init__(
@@ -63,23 +74,35 @@ class Emulator:
         region: str = REGION,
         rate_limits: Mapping[str, float | None] | None = None,
         fault_kinds: Iterable[str] | None = None,
+        progression: str = "time",
     ) -> None:
         self.host = host
         self.port = port
+        self.secret_id = secret_id
+        self.secret_key = secret_key
+        self.token = token
+        self.region = region
         credentials = Credentials(secret_id, secret_key, token)
         self._catalog = Catalog(region, extra_images)
-        self.exports = ExportManager(
+        self.objects = CosBackend(self._catalog)
+        self.exports = CvmBackend(
             self._catalog,
+            self.objects,
             export_seconds=export_seconds,
             fail_rate=fail_rate,
             seed=seed,
             max_running_exports=max_running_exports,
+            progression=progression,
         )
+        self.objects.settle = self.exports.settle
+        self._defaults = {"progression": progression, "fail_rate": fail_rate, "export_seconds": export_seconds}
         self.faults = FaultInjector(fault_rate, seed, fault_kinds)
+        self.rules = FaultRules(seed)
         limiter = RateLimiter(DEFAULT_RATE_LIMITS if rate_limits is None else rate_limits)
-        self.cvm = cvm.CvmApi(credentials, self._catalog, self.exports, limiter)
-        self.cos = cos.CosApi(credentials, self._catalog, self.exports)
-        self._planned: dict[str, list[str]] = {}
+        self.cvm = CvmResponse(credentials, self.exports, limiter)
+        self.cos = CosResponse(credentials, self.objects)
+        self.control = ControlResponse(self)
+        self._handlers: dict[str, CvmResponse | CosResponse] = {"cvm": self.cvm, "cos": self.cos}
         self._counts: dict[str, dict[str, int]] = {}
         self._counts_lock = threading.Lock()
         self._server: ThreadedHttpServer | None = None
@@ -109,15 +132,96 @@ class Emulator:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def catalog(self) -> dict[str, list[dict[str, str]]]:
+    # Documents
+
+    def catalog(self) -> dict[str, list[dict[str, Any]]]:
         """The ``GET /_emulator/catalog`` document."""
         return self._catalog.to_json()
 
     def state(self) -> dict[str, Any]:
-        """The ``GET /_emulator/state`` document: exports and request outcomes by action."""
+        """The ``GET /_emulator/state`` document: exports, request outcomes by action, and the controls."""
         with self._counts_lock:
             requests = {action: dict(outcomes) for action, outcomes in self._counts.items()}
-        return {"exports": self.exports.to_json(), "requests": requests}
+        return {
+            "exports": self.exports.to_json(),
+            "requests": requests,
+            "progression": self.progression,
+            "faults": self.rules.to_json(),
+            "deleted_images": self.exports.deleted_images(),
+        }
+
+    # Control
+
+    @property
+    def progression(self) -> str:
+        """How exports accepted from now on move on: ``time``, ``manual`` or ``immediate``."""
+        return self.exports.progression
+
+    @progression.setter
+    def progression(self, value: str) -> None:
+        self.exports.progression = check_progression(value)
+
+    def reset(self, progression: str | None = None) -> None:
+        """Back to a freshly started emulator: no exports, empty buckets, no fault rules, no counts, every
+        image back; progression, ``fail_rate`` and ``export_seconds`` as constructed (or ``progression``).
+
+        TaskIds keep counting up, so an id is never given to two exports of one emulator.
+        """
+        new_progression = check_progression(progression or self._defaults["progression"])
+        self.exports.reset()
+        self.objects.reset()
+        self.exports.fail_rate = self._defaults["fail_rate"]
+        self.exports.export_seconds = self._defaults["export_seconds"]
+        self.exports.progression = new_progression
+        self.clear_faults()
+        self.reset_counters()
+
+    def advance(self, task_id: int | None = None, objects: int = 1) -> list[dict[str, Any]]:
+        """The next ``objects`` objects of export ``task_id`` (or of every running export) appear; an
+        export whose last object appears is finished. Returns the exports moved, as ``state()`` shows them."""
+        return self.exports.advance(task_id, objects)
+
+    def finish(self, task_id: int | None = None, *, failed: bool = False) -> list[dict[str, Any]]:
+        """Finish export ``task_id`` (or every running export) now: succeeded with all its objects, or
+        ``failed`` (no more objects, image state ``EXPORTFAILED``). Returns the exports finished."""
+        return self.exports.finish(task_id, failed=failed)
+
+    def delete_image(self, image_id: str) -> None:
+        """Delete a catalog image, as a user might mid-run (a running export of it fails)."""
+        self.exports.delete_image(image_id)
+
+    def put_object(self, bucket: str, key: str, body: bytes = b"") -> CosObject:
+        """Put an object into a bucket, e.g. files someone else exported."""
+        self.objects.bucket(bucket)
+        return self.objects.put_object(bucket, key, body, time.time())
+
+    def delete_object(self, bucket: str, key: str) -> bool:
+        """Delete an object, as a user might mid-run; True if it existed."""
+        self.objects.bucket(bucket)
+        return self.objects.delete_object(bucket, key)
+
+    def add_fault(
+        self,
+        kinds: Iterable[str] = (),
+        *,
+        service: str | None = None,
+        action: str | None = None,
+        rate: float = 1.0,
+        count: int | None = None,
+        latency: float = 0.0,
+    ) -> dict[str, Any]:
+        """Add a runtime fault rule (see :class:`~airflow_cvm_export.emulator.faults.FaultRule`); returns it.
+
+        Rules are tried in the order added, before the random faults of ``fault_rate``.
+        """
+        if isinstance(kinds, str):
+            kinds = (kinds,)
+        rule = FaultRule(tuple(kinds), service, action, rate, count, latency)
+        return self.rules.add(rule).to_json()
+
+    def clear_faults(self) -> None:
+        """Remove every fault rule (``fault_rate`` stays)."""
+        self.rules.clear()
 
     def inject(self, action: str, *kinds: str) -> None:
         """Give the next requests of ``action`` (``ExportImages``, ``COS HEAD``...) these faults, in order.
@@ -128,59 +232,46 @@ class Emulator:
         unknown = sorted(set(kinds) - set(FAULT_KINDS))
         if unknown:
             raise ValueError(f"fault kinds must be among {', '.join(FAULT_KINDS)}, got {unknown}")
-        with self._counts_lock:
-            self._planned.setdefault(action, []).extend(kinds)
-
-    def _next_fault(self, action: str) -> tuple[str, float] | None:
-        with self._counts_lock:
-            planned = self._planned.get(action)
-            kind = planned.pop(0) if planned else None
-        if kind is None:
-            return self.faults.draw()
-        return kind, SLOW_SECONDS[1] if kind == "slow" else 0.0
+        for kind in kinds:
+            self.rules.add(FaultRule((kind,), action=action, count=1))
 
     def reset_counters(self) -> None:
         """Forget the request counts (exports and objects stay)."""
         with self._counts_lock:
             self._counts.clear()
 
+    # Serving
+
     def handle(self, request: Request) -> Response:
         """Answer one request (the server calls this from its connection threads)."""
-        if request.path.startswith("/_emulator/"):
-            return self._admin(request)
-        is_cvm = request.path == "/"
-        action = cvm.action_name(request) if is_cvm else cos.action_name(request)
-        outcome, response = self._serve(request, is_cvm, self._next_fault(action))
+        service = urls.route(request)
+        if service == "emulator":
+            return self.control.handle(request)
+        handler = self._handlers[service]
+        action = handler.action_name(request)
+        fault = self.rules.draw(service, action) or self.faults.draw()
+        outcome, response = self._serve(handler, request, fault)
         with self._counts_lock:
             outcomes = self._counts.setdefault(action, {})
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         return response
 
-    def _serve(self, request: Request, is_cvm: bool, fault: tuple[str, float] | None) -> tuple[str, Response]:
-        api: cvm.CvmApi | cos.CosApi = self.cvm if is_cvm else self.cos
+    @staticmethod
+    def _serve(
+        handler: CvmResponse | CosResponse, request: Request, fault: tuple[str | None, float] | None
+    ) -> tuple[str, Response]:
         if fault is None:
-            return api.handle(request)
+            return handler.handle(request)
         kind, delay = fault
-        outcome = f"fault:{kind}"
-        if kind == "slow":
+        if delay:
             time.sleep(delay)
-            return outcome, api.handle(request)[1]
+        if kind in (None, "slow"):
+            return f"fault:{kind or 'latency'}", handler.handle(request)[1]
+        outcome = f"fault:{kind}"
         if kind == "drop_after":
-            api.handle(request)
+            handler.handle(request)
         if kind in ("drop_before", "drop_after"):
             return outcome, Response(drop=True)
         if kind == "http5xx":
             return outcome, Response(502, _BAD_GATEWAY, [("Content-Type", "text/html")])
-        if is_cvm:
-            code = "RequestLimitExceeded" if kind == "throttle" else "InternalError"
-            return outcome, cvm.error_response(ApiError(code))
-        status, code = (503, "SlowDown") if kind == "throttle" else (500, "InternalError")
-        message = "Please reduce your request rate." if kind == "throttle" else "Internal error."
-        return outcome, cos.error_response(status, code, message, request.path, request.method == "HEAD")
-
-    def _admin(self, request: Request) -> Response:
-        documents = {"/_emulator/catalog": self.catalog, "/_emulator/state": self.state}
-        document = documents.get(request.path.rstrip("/"))
-        if request.method != "GET" or document is None:
-            return cvm.json_response({"error": f"no such emulator endpoint: {request.method} {request.path}"}, 404)
-        return cvm.json_response(document())
+        return outcome, handler.fault_response(kind, request)

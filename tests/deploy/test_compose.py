@@ -25,7 +25,7 @@ import yaml
 
 from airflow_cvm_export.emulator.__main__ import parse_args
 from airflow_cvm_export.emulator.catalog import EXPORTABLE_IMAGE_IDS, WRITABLE_BUCKETS
-from airflow_cvm_export.emulator.exports import EXPORT_FORMATS
+from airflow_cvm_export.emulator.cvm.models import EXPORT_FORMATS
 from airflow_cvm_export.utils.signing import sign_tc3
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -94,11 +94,12 @@ class Client:
         secret_key: str = SECRET_KEY,
         start: int | None = None,
         sign: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> requests.Response:
-        """A COS request signed like the hook does: decoded path ``/<bucket>/<key>``, Host signed."""
+        """A COS request signed like the hook does: decoded path ``/<bucket>/<key>``, Host (and ``headers``) signed."""
         params = params or {}
         path = f"/{bucket}/{key}"
-        headers = {"Host": self.host}
+        headers = {"Host": self.host, **(headers or {})}
         if token:
             headers["x-cos-security-token"] = token
         begin = int(time.time()) - 60 if start is None else start

@@ -36,8 +36,9 @@ def test_state_document(client):
     client.cos("GET", catalog.WRITABLE_BUCKETS[0])
     state = client.session.get(client.emu.url + "/_emulator/state", timeout=10).json()
     [export] = state["exports"]
-    assert set(export) == {"TaskId", "ImageIds", "BucketName", "CosPaths", "status"}
-    assert export["status"] in ("running", "succeeded")
+    assert set(export) == {"TaskId", "ImageIds", "BucketName", "CosPaths", "status", "progression", "written"}
+    assert export["status"] in ("running", "succeeded") and export["progression"] == "time"
+    assert set(state) == {"exports", "requests", "progression", "faults", "deleted_images"}
     assert state["requests"] == {"ExportImages": {"ok": 1}, "COS HEAD": {"NoSuchKey": 1}, "COS LIST": {"ok": 1}}
     client.emu.reset_counters()
     assert client.emu.state()["requests"] == {}
@@ -80,6 +81,8 @@ def test_cli_prints_url_first_and_stops_on_sigterm():
             "0.5",
             "--seed",
             "3",
+            "--progression",
+            "manual",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -90,6 +93,7 @@ def test_cli_prints_url_first_and_stops_on_sigterm():
         assert url.startswith("http://127.0.0.1:")
         images = requests.get(url + "/_emulator/catalog", timeout=10).json()["images"]
         assert catalog.extra_image_id(2) in {i["ImageId"] for i in images}
+        assert requests.get(url + "/_emulator/state", timeout=10).json()["progression"] == "manual"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:

@@ -136,3 +136,23 @@ def test_cos_token(start_emulator):
 
 def test_other_methods_are_refused(client):
     assert client.cos("PUT", BUCKET, "x.raw").status_code == 405
+    assert client.cos("DELETE", BUCKET).status_code == 405
+
+
+def test_path_style_errors_carry_trace_ids(client):
+    response = client.cos("GET", BUCKET, "nothing.raw")
+    root = ET.fromstring(response.content)
+    assert root.findtext("RequestId") == response.headers["x-cos-request-id"]
+    assert root.findtext("TraceId") == response.headers["x-cos-trace-id"]
+    assert root.findtext("Resource") == f"/{BUCKET}/nothing.raw"
+
+
+def test_path_style_range_delimiter_and_encoding(client):
+    client.emu.put_object(BUCKET, "a/b c.raw", b"0123456789")
+    client.emu.put_object(BUCKET, "top.raw", b"x")
+    ranged = client.cos("GET", BUCKET, "a/b c.raw", headers={"Range": "bytes=2-4"})
+    assert (ranged.status_code, ranged.content, ranged.headers["Content-Range"]) == (206, b"234", "bytes 2-4/10")
+    listing = ET.fromstring(client.cos("GET", BUCKET, params={"delimiter": "/", "encoding-type": "url"}).content)
+    assert [e.text for e in listing.iter("Key")] == ["top.raw"]
+    assert [p.findtext("Prefix") for p in listing.iter("CommonPrefixes")] == ["a/"]
+    assert client.cos("GET", BUCKET, params={"encoding-type": "xml"}).status_code == 400

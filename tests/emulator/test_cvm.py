@@ -7,7 +7,7 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 from tencentcloud.cvm.v20170312 import models
 
 from airflow_cvm_export.emulator import catalog
-from airflow_cvm_export.emulator.exports import EXPORT_FAILED_STATE
+from airflow_cvm_export.emulator.cvm.models import EXPORT_FAILED_STATE
 
 BUCKET = catalog.WRITABLE_BUCKETS[0]
 

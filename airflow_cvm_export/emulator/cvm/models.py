@@ -1,12 +1,16 @@
-"""ExportImages: argument checks, the export lifecycle, and the COS objects exports leave behind.
+"""The CVM backend: images (the catalog's, less those deleted) and export tasks with their progression.
 
 Exports play out lazily: nothing runs in the background; every read first settles whatever has
-come due by now (objects written, tasks finished), under one lock.
+come due (objects written through the COS backend, tasks finished), under one lock. How an export
+moves on is its progression, chosen when it is accepted, in the spirit of moto's managed state:
+
+- ``time``: its objects appear one after another, the last ``export_seconds`` after acceptance;
+- ``manual``: nothing happens until :meth:`CvmBackend.advance` or :meth:`CvmBackend.finish`;
+- ``immediate``: it is finished when accepted.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import threading
 import time
@@ -24,6 +28,7 @@ from airflow_cvm_export.emulator.catalog import (
     Catalog,
     Image,
 )
+from airflow_cvm_export.emulator.cos.models import CosBackend
 from airflow_cvm_export.emulator.errors import ApiError
 
 EXPORT_FORMATS = ("RAW", "QCOW2", "VHD", "VMDK")
@@ -33,16 +38,7 @@ EXPORT_PARAMS = frozenset(
 # Undocumented by Tencent Cloud: the state a failed export leaves the image in (see docs/emulator.md).
 EXPORT_FAILED_STATE = "EXPORTFAILED"
 FIRST_TASK_ID = 105591590
-
-
-@dataclass(frozen=True)
-class CosObject:
-    """An object in an emulated bucket."""
-
-    key: str
-    body: bytes
-    etag: str
-    last_modified: float
+PROGRESSIONS = ("time", "manual", "immediate")
 
 
 @dataclass(frozen=True)
@@ -60,16 +56,37 @@ class ExportRequest:
 
 @dataclass
 class Export:
-    """One accepted export task; ``pending`` holds (due time, path, body) of objects not yet written."""
+    """One accepted export task: the objects it writes (``files``, none if it ``fails``) and how far it got."""
 
     task_id: int
     image_ids: tuple[str, ...]
     bucket: str
     cos_paths: list[str]
-    done_at: float
+    progression: str
+    accepted_at: float
+    seconds: float
     fails: bool
-    pending: list[tuple[float, str, bytes]] = field(default_factory=list)
+    files: list[tuple[str, bytes]] = field(default_factory=list)
+    written: int = 0
     status: str = "running"
+
+    def _step(self) -> float:
+        return self.seconds / max(len(self.files), 1)
+
+    def due(self, now: float) -> tuple[int, bool]:
+        """By the ``time`` progression at ``now``: (objects written, finished)."""
+        if self.progression != "time":
+            return self.written, False
+        elapsed = now - self.accepted_at
+        if elapsed >= self.seconds:
+            return len(self.files), True
+        return min(int(elapsed / self._step()), len(self.files)), False
+
+    def written_at(self, index: int, now: float) -> float:
+        """When object ``index`` appeared: its due time by the ``time`` progression, else ``now``."""
+        if self.progression != "time":
+            return now
+        return min(now, self.accepted_at + self._step() * (index + 1))
 
     def to_json(self) -> dict[str, Any]:
         """The export as ``/_emulator/state`` shows it."""
@@ -79,6 +96,8 @@ class Export:
             "BucketName": self.bucket,
             "CosPaths": list(self.cos_paths),
             "status": self.status,
+            "progression": self.progression,
+            "written": self.written,
         }
 
 
@@ -133,47 +152,58 @@ def cos_path(prefix: str | None, image_id: str, usage: str, snapshot_id: str, ex
     return f"/{prefix}_{name}" if prefix else f"/{name}"
 
 
-class ExportManager:
-    """Export tasks, image states and bucket contents; thread-safe.
+class CvmBackend:
+    """Images, export tasks and image states; thread-safe. Exports write their objects through ``cos``.
 
     :param catalog: images and buckets.
-    :param export_seconds: seconds from an accepted export to its last object.
+    :param cos: the COS backend exports write into.
+    :param export_seconds: with the ``time`` progression, seconds from acceptance to the last object.
     :param fail_rate: share of exports that fail (no objects, image state ``EXPORTFAILED``).
     :param seed: seed of the draws deciding which exports fail.
     :param max_running_exports: export tasks running at once before ExportImages is refused.
+    :param progression: ``time``, ``manual`` or ``immediate``, for exports accepted from now on.
     """
 
     def __init__(
         self,
         catalog: Catalog,
+        cos: CosBackend,
         *,
         export_seconds: float,
         fail_rate: float,
         seed: int,
         max_running_exports: int,
+        progression: str = "time",
     ) -> None:
         self.catalog = catalog
+        self.cos = cos
         self.export_seconds = export_seconds
         self.fail_rate = fail_rate
+        self.seed = seed
         self.max_running_exports = max_running_exports
-        self._rng = random.Random(seed)
+        self.progression = check_progression(progression)
         self._lock = threading.Lock()
-        self._exports: list[Export] = []
-        self._running: list[Export] = []
-        self._busy: dict[str, Export] = {}
-        self._failed_images: set[str] = set()
-        self._objects: dict[str, dict[str, CosObject]] = {
-            name: {} for name, bucket in catalog.buckets.items() if bucket.exists
-        }
+        self._next_task_id = FIRST_TASK_ID
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every export, failed state and deleted image; re-seed the failure draws."""
+        with self._lock:
+            self._rng = random.Random(self.seed)
+            self._exports: list[Export] = []
+            self._running: list[Export] = []
+            self._busy: dict[str, Export] = {}
+            self._failed_images: set[str] = set()
+            self._deleted_images: set[str] = set()
 
     def start(self, params: dict[str, Any], region: str) -> dict[str, Any]:
         """Run ExportImages: return ``{"TaskId", "CosPaths"}`` or raise :class:`ApiError`."""
         request = parse_export_request(params)
         self._check_bucket(request, region)
-        images = [self._exportable(image_id, region) for image_id in request.image_ids]
         with self._lock:
             now = time.time()
             self._settle(now)
+            images = [self._exportable(image_id, region) for image_id in request.image_ids]
             for image in images:
                 if image.image_id in self._busy:
                     raise ApiError("InvalidParameterValue.InvalidImageState", f"`{image.image_id}` is exporting.")
@@ -182,6 +212,8 @@ class ExportManager:
             if request.dry_run:
                 raise ApiError("DryRunOperation")
             export = self._create(request, images, now)
+            if export.progression == "immediate":
+                self._move(export, len(export.files), True, now)
         return {"TaskId": export.task_id, "CosPaths": list(export.cos_paths)}
 
     def _check_bucket(self, request: ExportRequest, region: str) -> None:
@@ -197,14 +229,15 @@ class ExportManager:
 
     def _exportable(self, image_id: str, region: str) -> Image:
         image = self.catalog.images.get(image_id)
-        if image is None or image.region != region:
+        if image is None or image.region != region or image_id in self._deleted_images:
             raise ApiError("InvalidImageId.NotFound", f"`{image_id}`")
         if image.triggers != EXPORTABLE:
             raise ApiError(image.triggers, f"`{image_id}`")
         return image
 
     def _create(self, request: ExportRequest, images: list[Image], now: float) -> Export:
-        task_id = FIRST_TASK_ID + len(self._exports)
+        task_id = self._next_task_id
+        self._next_task_id += 1
         files = []
         for index, image in enumerate(images):
             prefix = request.prefixes[index] if request.prefixes else None
@@ -216,17 +249,18 @@ class ExportManager:
                     f"({disk.size} GiB), task {task_id}\n"
                 ).encode()
                 files.append((path, body))
-        step = self.export_seconds / len(files)
+        fails = self._rng.random() < self.fail_rate
         export = Export(
             task_id=task_id,
             image_ids=request.image_ids,
             bucket=request.bucket,
             cos_paths=[path for path, _ in files],
-            done_at=now + self.export_seconds,
-            fails=self._rng.random() < self.fail_rate,
+            progression=self.progression,
+            accepted_at=now,
+            seconds=self.export_seconds,
+            fails=fails,
+            files=[] if fails else files,
         )
-        if not export.fails:
-            export.pending = [(now + step * (i + 1), path, body) for i, (path, body) in enumerate(files)]
         self._exports.append(export)
         self._running.append(export)
         for image_id in request.image_ids:
@@ -234,43 +268,104 @@ class ExportManager:
             self._failed_images.discard(image_id)
         return export
 
+    def _move(self, export: Export, written: int, finished: bool, now: float, failed: bool = False) -> None:
+        """Write the export's objects up to ``written``; finish it (failed if ``failed``) when ``finished``."""
+        for index in range(export.written, written):
+            path, body = export.files[index]
+            self.cos.put_object(export.bucket, path.lstrip("/"), body, export.written_at(index, now))
+        export.written = max(export.written, written)
+        if not finished:
+            return
+        fails = export.fails or failed
+        export.status = "failed" if fails else "succeeded"
+        self._running.remove(export)
+        for image_id in export.image_ids:
+            del self._busy[image_id]
+            if fails and image_id not in self._deleted_images:
+                self._failed_images.add(image_id)
+
     def _settle(self, now: float) -> None:
-        """Write the objects and finish the tasks that have come due (caller holds the lock)."""
+        """Move every ``time`` export to where it should be by ``now`` (caller holds the lock)."""
         for export in list(self._running):
-            while export.pending and export.pending[0][0] <= now:
-                due, path, body = export.pending.pop(0)
-                key = path.lstrip("/")
-                etag = '"' + hashlib.md5(body).hexdigest() + '"'
-                self._objects[export.bucket][key] = CosObject(key, body, etag, due)
-            if export.done_at <= now:
-                export.status = "failed" if export.fails else "succeeded"
-                self._running.remove(export)
-                for image_id in export.image_ids:
-                    del self._busy[image_id]
-                    if export.fails:
-                        self._failed_images.add(image_id)
+            written, finished = export.due(now)
+            if written > export.written or finished:
+                self._move(export, written, finished, now)
 
-    def image_states(self, images: list[Image]) -> list[str]:
-        """Each image's ``ImageState``: NORMAL while exporting, EXPORTFAILED after a failed export."""
+    def settle(self) -> None:
+        """Bring every export up to date (the COS backend calls this before each read)."""
         with self._lock:
             self._settle(time.time())
-            return [EXPORT_FAILED_STATE if i.image_id in self._failed_images else i.state for i in images]
 
-    def bucket_objects(self, bucket: str) -> dict[str, CosObject] | None:
-        """A snapshot of a bucket's objects by key, or None if the bucket does not exist."""
+    def _chosen(self, task_id: int | None) -> list[Export]:
+        if task_id is None:
+            return list(self._running)
+        for export in self._exports:
+            if export.task_id == task_id:
+                return [export] if export.status == "running" else []
+        raise KeyError(f"no export task {task_id}")
+
+    def advance(self, task_id: int | None = None, objects: int = 1) -> list[dict[str, Any]]:
+        """Write the next ``objects`` objects of one running export (or of each); an export whose last
+        object is written (or that fails, having none) finishes. Returns the exports moved."""
+        with self._lock:
+            now = time.time()
+            self._settle(now)
+            moved = self._chosen(task_id)
+            for export in moved:
+                written = min(export.written + objects, len(export.files))
+                self._move(export, written, written == len(export.files), now)
+            return [export.to_json() for export in moved]
+
+    def finish(self, task_id: int | None = None, *, failed: bool = False) -> list[dict[str, Any]]:
+        """Finish one running export (or each) now: all its objects written, or, with ``failed``, none more
+        and the task failed. Returns the exports finished."""
+        with self._lock:
+            now = time.time()
+            self._settle(now)
+            moved = self._chosen(task_id)
+            for export in moved:
+                self._move(export, export.written if failed else len(export.files), True, now, failed=failed)
+            return [export.to_json() for export in moved]
+
+    def delete_image(self, image_id: str) -> None:
+        """Delete an image, as a user might in the console: DescribeImages no longer shows it, exporting it
+        gives ``InvalidImageId.NotFound``, and an export of it still running fails now."""
+        if image_id not in self.catalog.images:
+            raise KeyError(f"no image {image_id}")
+        with self._lock:
+            now = time.time()
+            self._settle(now)
+            self._deleted_images.add(image_id)
+            self._failed_images.discard(image_id)
+            export = self._busy.get(image_id)
+            if export is not None:
+                self._move(export, export.written, True, now, failed=True)
+
+    def images(self, region: str) -> list[tuple[Image, str]]:
+        """The images of ``region`` that exist, each with its ``ImageState`` now: NORMAL while exporting,
+        EXPORTFAILED after a failed export."""
         with self._lock:
             self._settle(time.time())
-            objects = self._objects.get(bucket)
-            return None if objects is None else dict(objects)
+            return [
+                (image, EXPORT_FAILED_STATE if image.image_id in self._failed_images else image.state)
+                for image in self.catalog.images.values()
+                if image.region == region and image.image_id not in self._deleted_images
+            ]
 
-    def get_object(self, bucket: str, key: str) -> CosObject | None:
-        """One object, or None."""
+    def deleted_images(self) -> list[str]:
+        """Ids of the images deleted since the last reset."""
         with self._lock:
-            self._settle(time.time())
-            return self._objects.get(bucket, {}).get(key)
+            return sorted(self._deleted_images)
 
     def to_json(self) -> list[dict[str, Any]]:
         """The ``exports`` list of ``GET /_emulator/state``."""
         with self._lock:
             self._settle(time.time())
             return [export.to_json() for export in self._exports]
+
+
+def check_progression(progression: str) -> str:
+    """``progression`` if it is one of :data:`PROGRESSIONS`, else raise ``ValueError`` naming them."""
+    if progression not in PROGRESSIONS:
+        raise ValueError(f"progression must be one of {', '.join(PROGRESSIONS)}, got {progression!r}")
+    return progression

@@ -1,4 +1,7 @@
-"""API 3.0 (``POST /``): the common checks, then ExportImages, DescribeImages and DescribeRegions."""
+"""API 3.0 requests (``POST /``): the common checks, then ExportImages, DescribeImages and DescribeRegions.
+
+Parses parameters, calls the CVM backend, serializes its answer; nothing here holds state.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from airflow_cvm_export.emulator.auth import Credentials, verify_tc3
-from airflow_cvm_export.emulator.catalog import IMAGE_ID_RE, MAX_DESCRIBE_IMAGE_IDS, REGIONS, Catalog, Image
+from airflow_cvm_export.emulator.catalog import IMAGE_ID_RE, MAX_DESCRIBE_IMAGE_IDS, REGIONS, Image
+from airflow_cvm_export.emulator.cvm.models import CvmBackend
 from airflow_cvm_export.emulator.errors import ApiError
-from airflow_cvm_export.emulator.exports import ExportManager
 from airflow_cvm_export.emulator.faults import RateLimiter
 from airflow_cvm_export.emulator.httpserver import Request, Response
 
@@ -38,11 +41,7 @@ IMAGE_FILTERS = (
 _CDC_FILTERS = ("dedicated-cluster-id", "cdc-cache-status")
 MAX_FILTERS = 10
 MAX_FILTER_VALUES = 5
-
-
-def action_name(request: Request) -> str:
-    """The action a request is counted under: its ``X-TC-Action``, or ``-`` when it has none."""
-    return request.headers.get("x-tc-action") or "-"
+FAULT_ERRORS = {"throttle": "RequestLimitExceeded", "internal": "InternalError"}
 
 
 def json_response(document: dict[str, Any], status: int = 200) -> Response:
@@ -57,27 +56,33 @@ def error_response(error: ApiError) -> Response:
     )
 
 
-class CvmApi:
+class CvmResponse:
     """Answers API 3.0 requests for the CVM service; returns (outcome, response).
 
     :param credentials: the key pair (and token) requests must be signed with.
-    :param catalog: images, buckets and regions.
-    :param exports: the export manager (ExportImages, image states).
+    :param backend: images and export tasks.
     :param limiter: the per (SecretId, action) rate limits.
     """
 
-    def __init__(
-        self, credentials: Credentials, catalog: Catalog, exports: ExportManager, limiter: RateLimiter
-    ) -> None:
+    def __init__(self, credentials: Credentials, backend: CvmBackend, limiter: RateLimiter) -> None:
         self.credentials = credentials
-        self.catalog = catalog
-        self.exports = exports
+        self.backend = backend
         self.limiter = limiter
         self._actions: dict[str, Callable[[dict[str, Any], str, str], dict[str, Any]]] = {
             "ExportImages": self.export_images,
             "DescribeImages": self.describe_images,
             "DescribeRegions": self.describe_regions,
         }
+
+    @staticmethod
+    def action_name(request: Request) -> str:
+        """The action a request is counted under: its ``X-TC-Action``, or ``-`` when it has none."""
+        return request.headers.get("x-tc-action") or "-"
+
+    @staticmethod
+    def fault_response(kind: str, request: Request) -> Response:
+        """The API 3.0 answer of an injected ``throttle`` or ``internal`` fault."""
+        return error_response(ApiError(FAULT_ERRORS[kind]))
 
     def handle(self, request: Request) -> tuple[str, Response]:
         """Check, authenticate, rate-limit and dispatch one request; outcome: error code or ``ok``."""
@@ -126,7 +131,7 @@ class CvmApi:
 
     def export_images(self, params: dict[str, Any], region: str, language: str) -> dict[str, Any]:
         """``ExportImages``: start an export (``TaskId``, ``CosPaths``) or raise its documented error."""
-        return self.exports.start(params, region)
+        return self.backend.start(params, region)
 
     def describe_images(self, params: dict[str, Any], region: str, language: str) -> dict[str, Any]:
         """``DescribeImages`` by ``ImageIds`` or ``Filters``, paged by ``Offset``/``Limit``."""
@@ -141,26 +146,15 @@ class CvmApi:
             raise ApiError("InvalidParameter", "Offset and Limit must be integers.")
         if offset < 0 or not 0 <= limit <= MAX_DESCRIBE_IMAGE_IDS:
             raise ApiError("InvalidParameterValue", f"Limit must be between 0 and {MAX_DESCRIBE_IMAGE_IDS}.")
-        images = [image for image in self.catalog.images.values() if image.region == region]
+        existing = self.backend.images(region)
+        states = {image.image_id: state for image, state in existing}
+        images = [image for image, _ in existing]
         if image_ids is not None:
-            images = self._by_ids(images, image_ids)
+            images = _by_ids(images, image_ids)
         elif filters is not None:
             images = _filtered(images, filters)
-        states = self.exports.image_states(images)
-        found = [image.describe(state) for image, state in zip(images, states, strict=True)]
+        found = [image.describe(states[image.image_id]) for image in images]
         return {"TotalCount": len(found), "ImageSet": found[offset : offset + limit]}
-
-    @staticmethod
-    def _by_ids(images: list[Image], image_ids: Any) -> list[Image]:
-        if not isinstance(image_ids, list) or not all(isinstance(i, str) for i in image_ids):
-            raise ApiError("InvalidParameter", "ImageIds must be a list of strings.")
-        if len(image_ids) > MAX_DESCRIBE_IMAGE_IDS:
-            raise ApiError("InvalidParameterValue.LimitExceeded", f"ImageIds accepts at most {MAX_DESCRIBE_IMAGE_IDS}.")
-        for image_id in image_ids:
-            if not IMAGE_ID_RE.match(image_id):
-                raise ApiError("InvalidImageId.Malformed", f"`{image_id}`")
-        by_id = {image.image_id: image for image in images}
-        return [by_id[i] for i in dict.fromkeys(image_ids) if i in by_id]
 
     def describe_regions(self, params: dict[str, Any], region: str, language: str) -> dict[str, Any]:
         """``DescribeRegions``: the catalog's regions, named in ``language``."""
@@ -172,6 +166,18 @@ class CvmApi:
             for name, labels in REGIONS.items()
         ]
         return {"TotalCount": len(regions), "RegionSet": regions}
+
+
+def _by_ids(images: list[Image], image_ids: Any) -> list[Image]:
+    if not isinstance(image_ids, list) or not all(isinstance(i, str) for i in image_ids):
+        raise ApiError("InvalidParameter", "ImageIds must be a list of strings.")
+    if len(image_ids) > MAX_DESCRIBE_IMAGE_IDS:
+        raise ApiError("InvalidParameterValue.LimitExceeded", f"ImageIds accepts at most {MAX_DESCRIBE_IMAGE_IDS}.")
+    for image_id in image_ids:
+        if not IMAGE_ID_RE.match(image_id):
+            raise ApiError("InvalidImageId.Malformed", f"`{image_id}`")
+    by_id = {image.image_id: image for image in images}
+    return [by_id[i] for i in dict.fromkeys(image_ids) if i in by_id]
 
 
 def _matcher(name: str, values: list[str]) -> Callable[[Image], bool]:
