@@ -16,7 +16,7 @@ import time
 from airflow_cvm_export.emulator.catalog import EXPORTABLE_IMAGE_IDS, REGION
 from airflow_cvm_export.utils.signing import sign_tc3
 
-TARGET = 2000.0
+TARGET = 4000.0
 SECRET_ID, SECRET_KEY = "AKIDEMULATOR", "emulator-secret-key"
 
 

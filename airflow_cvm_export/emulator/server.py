@@ -95,7 +95,12 @@ class Emulator:
             progression=progression,
         )
         self.objects.settle = self.exports.settle
-        self._defaults = {"progression": progression, "fail_rate": fail_rate, "export_seconds": export_seconds}
+        self._defaults = {
+            "progression": progression,
+            "fail_rate": fail_rate,
+            "export_seconds": export_seconds,
+            "max_running_exports": max_running_exports,
+        }
         self.faults = FaultInjector(fault_rate, seed, fault_kinds)
         self.rules = FaultRules(seed)
         limiter = RateLimiter(DEFAULT_RATE_LIMITS if rate_limits is None else rate_limits)
@@ -163,15 +168,16 @@ class Emulator:
 
     def reset(self, progression: str | None = None) -> None:
         """Back to a freshly started emulator: no exports, empty buckets, no fault rules, no counts, every
-        image back; progression, ``fail_rate`` and ``export_seconds`` as constructed (or ``progression``).
+        image back; progression, ``fail_rate``, ``export_seconds`` and ``max_running_exports`` as
+        constructed (progression: or ``progression``).
 
         TaskIds keep counting up, so an id is never given to two exports of one emulator.
         """
         new_progression = check_progression(progression or self._defaults["progression"])
         self.exports.reset()
         self.objects.reset()
-        self.exports.fail_rate = self._defaults["fail_rate"]
-        self.exports.export_seconds = self._defaults["export_seconds"]
+        for name, value in self._defaults.items():
+            setattr(self.exports, name, value)
         self.exports.progression = new_progression
         self.clear_faults()
         self.reset_counters()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -129,7 +128,7 @@ def test_a_deferred_retry_of_a_running_export_defers_again(emulator: Emulator, c
 def test_a_retry_of_a_finished_export_hands_it_on_without_waiting(emulator: Emulator, context: dict[str, Any]) -> None:
     with pytest.raises(TaskDeferred):
         waiting_operator(deferrable=True).execute(context)
-    time.sleep(0.5)  # the export takes 0.3 s
+    emulator.finish()  # the export is done before the retry
 
     cos_paths = waiting_operator(deferrable=True).execute(retry(context))  # no TaskDeferred: it is finished
 

@@ -69,7 +69,7 @@ def test_recovered_export_ignores_older_and_foreign_objects(emulator: Emulator, 
     operator(image_ids=["img-centos02"]).execute(context)  # yesterday's export: same keys, older
     context["task_state_store"] = FakeTaskStateStore()  # each run of the task has its own
     operator(image_ids=["img-centos01"]).execute(context)  # another image in the same bucket
-    time.sleep(0.5)
+    emulator.finish()  # both exports done, their objects older than the next one's
     emulator.inject("ExportImages", "drop_after")
     context["task_state_store"] = FakeTaskStateStore()
     record = operator(image_ids=["img-centos02"], only_export_root_disk=True).execute(context)
@@ -129,12 +129,12 @@ def test_retry_with_a_stored_record_returns_it(emulator: Emulator, context: dict
 def test_retry_after_a_crash_before_the_record_was_stored(
     start_emulator: Any, context: dict[str, Any], finished: bool
 ) -> None:
-    emulator = start_emulator(export_seconds=0.3 if finished else 30)
+    emulator = start_emulator(progression="manual")
     first = operator().execute(context)
     del context["task_state_store"][ExportImagesOperator.external_id_key]  # killed before it was stored
     context["ti"].try_number = 2
     if finished:
-        time.sleep(0.5)
+        emulator.finish()
     record = operator().execute(context)
 
     (export,) = accepted(emulator)
