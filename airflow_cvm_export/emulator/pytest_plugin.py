@@ -5,8 +5,8 @@ Registered through the ``pytest11`` entry point, so ``pip install airflow-cvm-ex
 - ``tencentcloud_emulator``: one :class:`~airflow_cvm_export.emulator.Emulator` per test session,
   reset before each test (exports ``immediate`` unless a ``tencentcloud_emulator`` marker says otherwise);
 - ``tencentcloud_connection``: sets ``AIRFLOW_CONN_TENCENTCLOUD_DEFAULT`` to it, returns the connection id;
-- ``tencentcloud_run_dag``: ``tencentcloud_run_dag(dag, conf=None)`` runs the DAG with ``dag.test()``
-  against the emulator and returns the finished DAG run.
+- ``tencentcloud_run_dag``: ``tencentcloud_run_dag(dag_id_or_dag, conf=None)`` runs the DAG with
+  ``dag.test()`` against the emulator and returns the finished DAG run.
 
 See docs/emulator.md, "Testing your own DAGs with it".
 """
@@ -85,14 +85,19 @@ def tencentcloud_airflow_db() -> None:
 def tencentcloud_run_dag(tencentcloud_connection: str, tencentcloud_airflow_db: None) -> Callable[..., Any]:
     """``tencentcloud_run_dag(dag, conf=None)``: run the DAG once with ``dag.test()``; returns the DAG run.
 
-    The DAG's file must be in the configured DAGs folder (``AIRFLOW__CORE__DAGS_FOLDER``), since
-    ``dag.test()`` reads it from there.
+    ``dag`` is a DAG id (read from the configured DAGs folder) or a DAG object from a file in that
+    folder (``AIRFLOW__CORE__DAGS_FOLDER``), since ``dag.test()`` reads the DAG from there.
     """
 
     def run(dag: Any, conf: dict[str, Any] | None = None) -> Any:
-        from airflow.configuration import conf as airflow_conf
+        from airflow_cvm_export.version_compat import DagBag
+        from airflow_cvm_export.version_compat import conf as airflow_conf
 
         folder = Path(airflow_conf.get("core", "dags_folder")).resolve()
+        if isinstance(dag, str):
+            dag_id, dag = dag, DagBag(dag_folder=str(folder)).get_dag(dag)
+            if dag is None:
+                raise ValueError(f"no DAG {dag_id!r} in the DAGs folder {folder} (AIRFLOW__CORE__DAGS_FOLDER)")
         fileloc = Path(dag.fileloc).resolve()
         if folder not in fileloc.parents:
             raise ValueError(

@@ -6,19 +6,14 @@ The fixtures come from the pytest plugin installed with airflow-cvm-export.
 """
 
 import pytest
-from airflow.configuration import conf
-from airflow.dag_processing.dagbag import DagBag
 
 from airflow_cvm_export.emulator.catalog import WRITABLE_BUCKETS
 
-
-@pytest.fixture(scope="module")
-def dag():
-    return DagBag(dag_folder=conf.get("core", "dags_folder")).get_dag("nightly_image_export")
+DAG_ID = "nightly_image_export"  # dags/nightly_image_export.py
 
 
-def test_export_succeeds(dag, tencentcloud_emulator, tencentcloud_run_dag):
-    run = tencentcloud_run_dag(dag)
+def test_export_succeeds(tencentcloud_emulator, tencentcloud_run_dag):
+    run = tencentcloud_run_dag(DAG_ID)
     assert run.state == "success"
     [export] = tencentcloud_emulator.state()["exports"]  # exactly one export started
     assert export["status"] == "succeeded"
@@ -26,14 +21,14 @@ def test_export_succeeds(dag, tencentcloud_emulator, tencentcloud_run_dag):
     assert all(path.startswith("/nightly-") for path in export["CosPaths"])
 
 
-def test_throttled_start_is_retried_without_a_duplicate(dag, tencentcloud_emulator, tencentcloud_run_dag):
+def test_throttled_start_is_retried_without_a_duplicate(tencentcloud_emulator, tencentcloud_run_dag):
     tencentcloud_emulator.inject("ExportImages", "throttle")  # the first ExportImages is refused
-    assert tencentcloud_run_dag(dag).state == "success"
+    assert tencentcloud_run_dag(DAG_ID).state == "success"
     assert len(tencentcloud_emulator.state()["exports"]) == 1
     assert tencentcloud_emulator.state()["requests"]["ExportImages"] == {"fault:throttle": 1, "ok": 1}
 
 
 @pytest.mark.tencentcloud_emulator(fail_rate=1.0)
-def test_failed_export_fails_the_run(dag, tencentcloud_emulator, tencentcloud_run_dag):
-    assert tencentcloud_run_dag(dag).state == "failed"
+def test_failed_export_fails_the_run(tencentcloud_emulator, tencentcloud_run_dag):
+    assert tencentcloud_run_dag(DAG_ID).state == "failed"
     assert [e["status"] for e in tencentcloud_emulator.state()["exports"]] == ["failed"]
