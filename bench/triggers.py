@@ -29,8 +29,9 @@ from typing import Any
 import psutil
 
 from airflow_cvm_export.emulator.catalog import REGION, WRITABLE_BUCKETS, extra_image_id
-from airflow_cvm_export.hooks.cvm import CvmHook
-from airflow_cvm_export.triggers.cvm import ExportImagesTrigger, ExportPoller
+from airflow_cvm_export.hooks.cvm import CvmAsyncHook, CvmHook
+from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
+from airflow_cvm_export.triggers.poller import ExportPoller
 from airflow_cvm_export.utils.connection import DEFAULT_RATE_LIMITS
 
 SECRET_ID, SECRET_KEY = "AKIDBENCHTRIGGERS", "bench-secret-key"
@@ -50,7 +51,7 @@ TASK_RUNNER_PROBE = textwrap.dedent(
 
 
 class Recorder:
-    """Counts what the pollers send (by wrapping ExportPoller methods) and watches the event loop."""
+    """Counts what the pollers send (by wrapping the async hook and the poller) and watches the event loop."""
 
     def __init__(self) -> None:
         self.sends: list[tuple[str, float]] = []
@@ -61,22 +62,23 @@ class Recorder:
         self._gc_started = 0.0
 
     def install(self) -> None:
-        send, describe, check = ExportPoller._send, ExportPoller._describe, ExportPoller._check
+        send, call, check = CvmAsyncHook._send, CvmAsyncHook.call, ExportPoller._check
 
-        async def recorded_send(poller: ExportPoller, request: Any, action: str) -> Any:
+        async def recorded_send(hook: CvmAsyncHook, request: Any, *, action: str, **kwargs: Any) -> Any:
             self.sends.append((action, time.monotonic()))
-            return await send(poller, request, action)
+            return await send(hook, request, action=action, **kwargs)
 
-        async def recorded_describe(poller: ExportPoller, image_ids: list[str]) -> Any:
-            self.cycles[-1] += 1
-            return await describe(poller, image_ids)
+        async def recorded_call(hook: CvmAsyncHook, action: str, params: dict[str, Any]) -> Any:
+            if action == "DescribeImages":
+                self.cycles[-1] += 1
+            return await call(hook, action, params)
 
         async def recorded_check(poller: ExportPoller, batch: list[Any]) -> None:
             self.cycles.append(0)
             await check(poller, batch)
 
-        ExportPoller._send = recorded_send  # type: ignore[method-assign]
-        ExportPoller._describe = recorded_describe  # type: ignore[method-assign]
+        CvmAsyncHook._send = recorded_send  # type: ignore[method-assign]
+        CvmAsyncHook.call = recorded_call  # type: ignore[method-assign]
         ExportPoller._check = recorded_check  # type: ignore[method-assign]
         gc.callbacks.append(self._on_gc)
 

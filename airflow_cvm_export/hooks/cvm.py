@@ -1,103 +1,58 @@
-"""Hook for the Tencent Cloud CVM API 3.0 and the COS object checks an export needs."""
+"""Hooks for the Tencent Cloud CVM API 3.0 and the COS object checks an export needs.
+
+:class:`CvmHook` sends with ``requests`` (workers); :class:`CvmAsyncHook` with ``httpx`` (the
+triggerer). Both stand on one core, :class:`~airflow_cvm_export.hooks.client.CvmClientBase`, as the
+http provider's ``HttpHook`` and ``HttpAsyncHook`` do: same connection, signing, clock correction,
+retries, rate limits, User-Agent, TLS and proxy settings; only the sending differs.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
-import time
+import ssl
 from collections.abc import Callable, Iterator, Sequence
-from email.utils import parsedate_to_datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
-
-from airflow_cvm_export import __version__
-from airflow_cvm_export.utils.connection import (
-    CONN_TYPE,
-    DEFAULT_CONN_ID,
-    ClientConfig,
-    config_from_connection,
+from airflow_cvm_export.hooks.client import (
+    COS_HEAD_ACTION,
+    COS_LIST_ACTION,
+    RETRYABLE,
+    RETRYABLE_WRITE,
+    CvmClientBase,
+    Exchange,
+    T,
+    causes,
+    describe_batches,
+    is_read_only,
+    reason,
+    run_exchange,
+    tls_verify,
 )
+from airflow_cvm_export.utils.connection import ClientConfig
 from airflow_cvm_export.utils.errors import (
-    TencentCloudClockSkewError,
-    TencentCloudConfigError,
     TencentCloudConnectError,
     TencentCloudError,
     TencentCloudNetworkError,
     TencentCloudOutcomeUnknownError,
-    TencentCloudServerError,
-    TencentCloudThrottledError,
 )
-from airflow_cvm_export.utils.protocol import (
-    PreparedRequest,
-    bucket_listing_params,
-    build_api_request,
-    build_cos_request,
-    check_export_answer,
-    cos_error,
-    parse_api_response,
-    parse_bucket_listing,
-    parse_head,
-)
-from airflow_cvm_export.utils.ratelimit import RateLimiter, limiter_for
+from airflow_cvm_export.utils.protocol import PreparedRequest, check_export_answer
+from airflow_cvm_export.utils.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
+    import httpx
     import requests
 
-T = TypeVar("T")
-
-DESCRIBE_BATCH = 100
-# Actions that change nothing and may be re-sent freely.
-READ_ONLY_ACTIONS = frozenset({"DescribeImages", "DescribeRegions", "DescribeZones"})
-RETRYABLE = (TencentCloudThrottledError, TencentCloudServerError, TencentCloudNetworkError)
-# Other actions: only failures proving the request was not processed.
-RETRYABLE_WRITE = (TencentCloudThrottledError, TencentCloudConnectError)
-MAX_BACKOFF_FACTOR = 30
-USER_AGENT = f"airflow-cvm-export/{__version__}"
-# A server clock within this many seconds of ours is not worth re-signing for.
-CLOCK_TOLERANCE = 60
+# HTTP requests in flight per async hook (also its connection pool size).
+MAX_IN_FLIGHT = 20
 
 
-class CvmHook(BaseHook):
-    """Signs and sends Tencent Cloud CVM API 3.0 requests and checks COS objects.
+class CvmHook(CvmClientBase):
+    """Signs and sends Tencent Cloud CVM API 3.0 requests and checks COS objects (``requests``).
 
-    :param tencentcloud_conn_id: connection of type ``tencentcloud``: SecretId in login, SecretKey
-        in password, extras ``region``, ``endpoint``, ``cos_endpoint``, ``token``, ``allow_http``,
-        ``rate_limits``. Without credentials in the connection, ``TENCENTCLOUD_SECRET_ID`` /
-        ``TENCENTCLOUD_SECRET_KEY`` / ``TENCENTCLOUD_TOKEN`` are used.
-    :param region: overrides the connection's ``region`` extra.
-    :param timeout: (connect, read) timeouts in seconds of every HTTP request.
-    :param retry_limit: attempts of a retryable call (reads; ExportImages throttled or never connected), >= 1.
-    :param retry_delay: base of the exponential back-off between attempts, in seconds.
+    Arguments: see :class:`~airflow_cvm_export.hooks.client.CvmClientBase`.
     """
-
-    conn_name_attr = "tencentcloud_conn_id"
-    default_conn_name = DEFAULT_CONN_ID
-    conn_type = CONN_TYPE
-    hook_name = "Tencent Cloud"
-
-    def __init__(
-        self,
-        tencentcloud_conn_id: str = DEFAULT_CONN_ID,
-        *,
-        region: str | None = None,
-        timeout: tuple[float, float] = (5.0, 30.0),
-        retry_limit: int = 5,
-        retry_delay: float = 1.0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        if not isinstance(retry_limit, int) or retry_limit < 1:
-            raise TencentCloudConfigError(f"retry_limit must be an integer >= 1, got {retry_limit!r}")
-        self.tencentcloud_conn_id = tencentcloud_conn_id
-        self.region = region
-        self.timeout = timeout
-        self.retry_limit = retry_limit
-        self.retry_delay = retry_delay
-        self._retry_policies: dict[tuple[type[Exception], ...], Retrying] = {}
-        self._clock_offset = 0
-        self._proxy_cache: dict[str, dict[str, str]] = {}
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -118,23 +73,9 @@ class CvmHook(BaseHook):
 
         try:
             conn = self.get_connection(self.tencentcloud_conn_id)
-            login, password, extra, found = conn.login, conn.password, conn.extra, True
         except AirflowNotFoundException:
-            login = password = extra = None
-            found = False
-        try:
-            config = config_from_connection(
-                login=login, password=password, extra=extra, conn_id=self.tencentcloud_conn_id, region=self.region
-            )
-        except TencentCloudConfigError:
-            if not found:
-                raise TencentCloudConfigError(
-                    f"connection {self.tencentcloud_conn_id!r} does not exist and no credentials are set "
-                    "in TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY"
-                ) from None
-            raise
-        _mask(config)
-        return config
+            conn = None
+        return self._config_from(conn)
 
     @cached_property
     def session(self) -> requests.Session:
@@ -142,20 +83,10 @@ class CvmHook(BaseHook):
         import requests
 
         session = requests.Session()
-        # The environment (proxies, CA bundle) is read once per hook, not on every request: see _proxies.
+        # The environment (proxies, CA bundle) is read once per hook, not on every request: see _proxy.
         session.trust_env = False
-        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        session.verify = tls_verify()
         return session
-
-    def _proxies(self, url: str) -> dict[str, str]:
-        """The environment's proxies (``HTTPS_PROXY``, ``NO_PROXY``...) for ``url``'s origin, looked up once."""
-        origin = "/".join(url.split("/", 3)[:3])
-        proxies = self._proxy_cache.get(origin)
-        if proxies is None:
-            from requests.utils import get_environ_proxies
-
-            proxies = self._proxy_cache[origin] = get_environ_proxies(origin)
-        return proxies
 
     def close(self) -> None:
         """Close the HTTP session."""
@@ -163,6 +94,43 @@ class CvmHook(BaseHook):
             self.session.close()
             del self.__dict__["session"]
         self._proxy_cache.clear()
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def _run(self, action: str, read_only: bool, exchange: Callable[[ClientConfig], Exchange[T]]) -> T:
+        """Run ``exchange(config)`` to its end, with retries (tenacity) and the rate limiter of ``action``."""
+        config = self.config
+        limiter = self._limiter(config, action)
+
+        def send(request: PreparedRequest) -> requests.Response:
+            if limiter is not None:
+                limiter.wait()
+            return self._send(request, action=action, read_only=read_only)
+
+        retryable = RETRYABLE if read_only else RETRYABLE_WRITE
+        return self._retrying(retryable)(lambda: run_exchange(exchange(config), send))
+
+    def _send(self, request: PreparedRequest, *, action: str, read_only: bool) -> requests.Response:
+        """Send over the hook's session; network failures become typed errors without URLs or headers."""
+        import requests
+
+        prepared = requests.PreparedRequest()  # no cookies, auth or session-header merging: none apply
+        prepared.prepare(method=request.method, url=request.url, headers=request.headers, data=request.body or None)
+        proxy = self._proxy(request.url)
+        try:
+            return self.session.send(
+                prepared,
+                timeout=self.timeout,
+                allow_redirects=False,
+                proxies={"http": proxy, "https": proxy} if proxy else {},
+            )
+        except requests.exceptions.SSLError as exc:
+            raise TencentCloudNetworkError(f"TLS failed: {reason(exc)}", action=action) from None
+        except requests.exceptions.RequestException as exc:
+            if _never_connected(exc):
+                raise TencentCloudConnectError(f"could not connect: {reason(exc)}", action=action) from None
+            cls = TencentCloudNetworkError if read_only else TencentCloudOutcomeUnknownError
+            raise cls(f"the request was sent but no answer came back: {reason(exc)}", action=action) from None
 
     # -- API 3.0 ---------------------------------------------------------------------------------
 
@@ -174,92 +142,8 @@ class CvmHook(BaseHook):
         connection); a request that was sent but got no answer raises
         :class:`TencentCloudOutcomeUnknownError`.
         """
-        config = self.config
-        limiter = limiter_for(config.secret_id, action, config.rate_limits.get(action))
-        read_only = action in READ_ONLY_ACTIONS or params.get("DryRun") is True  # a dry run starts nothing
-        return self._with_retries(
-            lambda: self._send_api(config, action, params, limiter, read_only),
-            retryable=RETRYABLE if read_only else RETRYABLE_WRITE,
-        )
-
-    def _send_api(
-        self, config: ClientConfig, action: str, params: dict[str, Any], limiter: RateLimiter | None, read_only: bool
-    ) -> dict[str, Any]:
-        """One attempt, re-signed once with the server's clock after ``AuthFailure.SignatureExpire``."""
-        resigned = False
-        while True:
-            response = self._post_api(config, action, params, limiter, read_only)
-            try:
-                return parse_api_response(action, response.status_code, response.content)
-            except TencentCloudClockSkewError as skew:
-                offset = _server_offset(response.headers.get("Date"))
-                if offset is None:
-                    raise
-                if resigned or abs(offset - self._clock_offset) < CLOCK_TOLERANCE:
-                    raise _skew_error(skew, offset) from None
-                self.log.warning(
-                    "Tencent Cloud says this machine's clock is off by %+d s (RequestId %s); re-signing with the "
-                    "server's time. Sync this machine's clock (NTP).",
-                    -offset,
-                    skew.request_id,
-                )
-                self._clock_offset = offset
-                resigned = True
-
-    def _post_api(
-        self, config: ClientConfig, action: str, params: dict[str, Any], limiter: RateLimiter | None, read_only: bool
-    ) -> requests.Response:
-        if limiter is not None:
-            limiter.wait()
-        request = build_api_request(config, action, params, timestamp=int(time.time()) + self._clock_offset)
-        return self._send(request, action=action, read_only=read_only)
-
-    def _send(self, request: PreparedRequest, *, action: str, read_only: bool) -> requests.Response:
-        """Send over the hook's session; network failures become typed errors without URLs or headers."""
-        import requests
-
-        prepared = requests.PreparedRequest()  # no cookies, auth or session-header merging: none apply
-        prepared.prepare(
-            method=request.method,
-            url=request.url,
-            headers={**request.headers, "User-Agent": USER_AGENT},
-            data=request.body or None,
-        )
-        try:
-            return self.session.send(
-                prepared, timeout=self.timeout, allow_redirects=False, proxies=self._proxies(request.url)
-            )
-        except requests.exceptions.SSLError as exc:
-            raise TencentCloudNetworkError(f"TLS failed: {_reason(exc)}", action=action) from None
-        except requests.exceptions.RequestException as exc:
-            if _never_connected(exc):
-                raise TencentCloudConnectError(f"could not connect: {_reason(exc)}", action=action) from None
-            cls = TencentCloudNetworkError if read_only else TencentCloudOutcomeUnknownError
-            raise cls(f"the request was sent but no answer came back: {_reason(exc)}", action=action) from None
-
-    def _with_retries(self, attempt: Callable[[], T], *, retryable: tuple[type[Exception], ...]) -> T:
-        """Run ``attempt`` up to ``retry_limit`` times, with exponential back-off and jitter (tenacity)."""
-        retrying = self._retry_policies.get(retryable)
-        if retrying is None:
-            retrying = self._retry_policies[retryable] = Retrying(
-                retry=retry_if_exception_type(retryable),
-                stop=stop_after_attempt(self.retry_limit),
-                wait=wait_exponential_jitter(
-                    initial=self.retry_delay, max=MAX_BACKOFF_FACTOR * self.retry_delay, jitter=self.retry_delay
-                ),
-                sleep=_sleep,
-                before_sleep=self._log_retry,
-                reraise=True,
-            )
-        return retrying(attempt)
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        self.log.warning(
-            "Attempt %d of %d failed (%s); retrying in %.2f s",
-            state.attempt_number,
-            self.retry_limit,
-            state.outcome.exception() if state.outcome else None,
-            state.upcoming_sleep,
+        return self._run(
+            action, is_read_only(action, params), lambda config: self._api_exchange(config, action, params)
         )
 
     def export_images(
@@ -294,50 +178,21 @@ class CvmHook(BaseHook):
 
     def describe_images(self, image_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Return the ``ImageSet`` entries of ``image_ids`` (unknown ids are absent), 100 per call."""
-        images: list[dict[str, Any]] = []
-        ids = list(image_ids)
-        for start in range(0, len(ids), DESCRIBE_BATCH):
-            batch = ids[start : start + DESCRIBE_BATCH]
-            response = self.call("DescribeImages", {"ImageIds": batch, "Limit": len(batch)})
-            images.extend(response.get("ImageSet") or [])
-        return images
+        return [
+            image
+            for params in describe_batches(image_ids)
+            for image in self.call("DescribeImages", params).get("ImageSet") or []
+        ]
 
     # -- COS -------------------------------------------------------------------------------------
 
-    def _cos(self, method: str, bucket: str, key: str, params: dict[str, str] | None = None) -> requests.Response:
-        def attempt() -> requests.Response:
-            # Signed with the server's clock when an API answer showed ours is off (see _send_api).
-            now = int(time.time()) + self._clock_offset
-            request = build_cos_request(self.config, method, bucket, key, params, now=now)
-            response = self._send(request, action=f"COS {method}", read_only=True)
-            if response.status_code >= 500 or response.status_code == 403:
-                raise cos_error(response.status_code, bucket, key, response.content)
-            return response
-
-        return self._with_retries(attempt, retryable=RETRYABLE)
-
     def head_cos_object(self, bucket: str, key: str) -> dict[str, Any] | None:
         """Return ``{"size", "etag", "last_modified"}`` of an object, or None when it does not exist."""
-        key = key.lstrip("/")
-        response = self._cos("HEAD", bucket, key)
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise cos_error(response.status_code, bucket, key)
-        return parse_head(response.headers)
+        return self._run(COS_HEAD_ACTION, True, lambda config: self._head_exchange(config, bucket, key.lstrip("/")))
 
     def list_cos_objects(self, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
         """Yield ``{"key", "size", "etag", "last_modified"}`` of every object under ``prefix``."""
-        marker = ""
-        while True:
-            response = self._cos("GET", bucket, "", bucket_listing_params(prefix, marker))
-            if response.status_code != 200:
-                raise cos_error(response.status_code, bucket, prefix, response.content)
-            objects, next_marker = parse_bucket_listing(response.content)
-            yield from objects
-            if not next_marker:
-                return
-            marker = next_marker
+        yield from self._run(COS_LIST_ACTION, True, lambda config: self._list_exchange(config, bucket, prefix))
 
     def test_connection(self) -> tuple[bool, str]:
         """One cheap signed read (``DescribeRegions``) to check credentials and endpoint."""
@@ -348,56 +203,138 @@ class CvmHook(BaseHook):
         return True, f"Connection OK: {response.get('TotalCount', 0)} regions visible"
 
 
-def _sleep(seconds: float) -> None:
-    """Back-off sleep (looked up at call time so tests can replace the clock)."""
-    time.sleep(seconds)
+class CvmAsyncHook(CvmClientBase):
+    """The async twin of :class:`CvmHook` (``httpx``), for the triggerer; the same calls, awaited.
 
+    One hook may serve many coroutines at once (the trigger's poller shares one per connection):
+    at most :data:`MAX_IN_FLIGHT` requests are in flight, over one pooled client per proxy.
+    Arguments: see :class:`~airflow_cvm_export.hooks.client.CvmClientBase`. Call :meth:`aclose`
+    when done.
+    """
 
-def _mask(config: ClientConfig) -> None:
-    """Register the secrets with Airflow's masker so no log line can show them."""
-    from airflow.sdk.log import mask_secret
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._config: ClientConfig | None = None
+        self._clients: dict[str | None, httpx.AsyncClient] = {}
+        self._slots: asyncio.Semaphore | None = None
 
-    mask_secret(config.secret_key)
-    if config.token:
-        mask_secret(config.token)
+    async def aconfig(self) -> ClientConfig:
+        """Connection settings, read once with the async connection API (sync ``get_connection``
+        does not work in the triggerer)."""
+        if self._config is None:
+            from airflow_cvm_export.version_compat import AirflowNotFoundException
 
+            try:
+                conn = await self.aget_connection(self.tencentcloud_conn_id)
+            except AirflowNotFoundException:
+                conn = None
+            self._config = self._config_from(conn)
+        return self._config
 
-def _server_offset(date_header: str | None) -> int | None:
-    """Seconds the server's clock (its ``Date`` header) is ahead of ours, or None without a usable header."""
-    try:
-        return int(parsedate_to_datetime(date_header).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return None
+    async def aclose(self) -> None:
+        """Close every HTTP client."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+        self._proxy_cache.clear()
 
+    # -- sending ----------------------------------------------------------------------------------
 
-def _skew_error(skew: TencentCloudClockSkewError, offset: int) -> TencentCloudClockSkewError:
-    """``skew`` with how far off this machine's clock is, as shown by the server's ``Date`` header."""
-    where = "behind" if offset > 0 else "ahead of"
-    return TencentCloudClockSkewError(
-        f"{skew.message}; this machine's clock is about {abs(offset)} s {where} Tencent Cloud's",
-        code=skew.code,
-        request_id=skew.request_id,
-        action=skew.action,
-    )
+    async def _run(self, action: str, read_only: bool, exchange: Callable[[ClientConfig], Exchange[T]]) -> T:
+        """Await ``exchange(config)`` to its end, with retries (tenacity) and the rate limiter of ``action``."""
+        config = await self.aconfig()
+        limiter = self._limiter(config, action)
+        retryable = RETRYABLE if read_only else RETRYABLE_WRITE
+        # A copy per call: concurrent calls must not share tenacity's per-call state.
+        async for attempt in self._retrying(retryable, asynchronous=True).copy():
+            with attempt:
+                return await self._drive(exchange(config), action, read_only, limiter)
+        raise AssertionError("unreachable: tenacity reraises the last error")
 
+    async def _drive(self, exchange: Exchange[T], action: str, read_only: bool, limiter: RateLimiter | None) -> T:
+        """Run one exchange: each request it yields is sent, and its reply sent back (see ``run_exchange``)."""
+        request = next(exchange)
+        while True:
+            reply = await self._send(request, action=action, read_only=read_only, limiter=limiter)
+            try:
+                request = exchange.send(reply)
+            except StopIteration as done:
+                return done.value
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and every exception linked to it (causes, contexts, urllib3 reasons, args)."""
-    pending: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        linked = [current.__context__, current.__cause__, getattr(current, "reason", None), *current.args]
-        pending.extend(item for item in linked if isinstance(item, BaseException))
+    async def _send(
+        self, request: PreparedRequest, *, action: str, read_only: bool, limiter: RateLimiter | None
+    ) -> httpx.Response:
+        """Send, at most :data:`MAX_IN_FLIGHT` at a time; failures become typed errors without URLs or headers.
 
+        The rate limiter's slot is taken once a request may go, so waiting for the pool never
+        bunches requests the limiter spaced out.
+        """
+        import httpx
 
-def _reason(exc: BaseException) -> str:
-    """The innermost cause of a requests exception, by type name: no URL, header or body."""
-    return type(list(_causes(exc))[-1]).__name__
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        client = await self._client(self._proxy(request.url))
+        async with self._slots:
+            if limiter is not None:
+                await limiter.await_slot()
+            try:
+                return await client.request(
+                    request.method, request.url, headers=request.headers, content=request.body or None
+                )
+            except httpx.TransportError as exc:
+                if any(isinstance(cause, ssl.SSLError) for cause in causes(exc)):
+                    raise TencentCloudNetworkError(f"TLS failed: {reason(exc)}", action=action) from None
+                if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+                    raise TencentCloudConnectError(f"could not connect: {reason(exc)}", action=action) from None
+                cls = TencentCloudNetworkError if read_only else TencentCloudOutcomeUnknownError
+                raise cls(f"the request was sent but no answer came back: {reason(exc)}", action=action) from None
+
+    async def _client(self, proxy: str | None) -> httpx.AsyncClient:
+        client = self._clients.get(proxy)
+        if client is None:
+            # Loading a CA bundle takes tens of ms: not on the event loop.
+            client = await asyncio.to_thread(self._new_client, proxy)
+            client = self._clients.setdefault(proxy, client)
+        return client
+
+    def _new_client(self, proxy: str | None) -> httpx.AsyncClient:
+        import httpx
+
+        verify = tls_verify()
+        if isinstance(verify, str):
+            verify = ssl.create_default_context(**{"capath" if os.path.isdir(verify) else "cafile": verify})
+        connect, read = self.timeout
+        return httpx.AsyncClient(
+            proxy=proxy,
+            verify=verify,
+            trust_env=False,  # proxies and CA bundle come from tls_verify and _proxy, as for CvmHook
+            timeout=httpx.Timeout(read, connect=connect, pool=None),
+            limits=httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT),
+            follow_redirects=False,
+        )
+
+    # -- API 3.0 and COS ---------------------------------------------------------------------------
+
+    async def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Send a signed API 3.0 request and return its ``Response`` object (see :meth:`CvmHook.call`)."""
+        return await self._run(
+            action, is_read_only(action, params), lambda config: self._api_exchange(config, action, params)
+        )
+
+    async def describe_images(self, image_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Return the ``ImageSet`` entries of ``image_ids`` (unknown ids are absent), 100 per call, concurrently."""
+        answers = await asyncio.gather(*(self.call("DescribeImages", p) for p in describe_batches(image_ids)))
+        return [image for answer in answers for image in answer.get("ImageSet") or []]
+
+    async def head_cos_object(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """Return ``{"size", "etag", "last_modified"}`` of an object, or None when it does not exist."""
+        return await self._run(
+            COS_HEAD_ACTION, True, lambda config: self._head_exchange(config, bucket, key.lstrip("/"))
+        )
+
+    async def list_cos_objects(self, bucket: str, prefix: str) -> list[dict[str, Any]]:
+        """``{"key", "size", "etag", "last_modified"}`` of every object under ``prefix``."""
+        return await self._run(COS_LIST_ACTION, True, lambda config: self._list_exchange(config, bucket, prefix))
 
 
 def _never_connected(exc: BaseException) -> bool:
@@ -406,4 +343,4 @@ def _never_connected(exc: BaseException) -> bool:
     from urllib3.exceptions import NewConnectionError
 
     never = ConnectTimeout | NewConnectionError | ConnectionRefusedError
-    return any(isinstance(cause, never) for cause in _causes(exc))
+    return any(isinstance(cause, never) for cause in causes(exc))

@@ -24,8 +24,9 @@ from airflow_cvm_export.utils.errors import (
     TencentCloudResponseError,
     TencentCloudServerError,
 )
+from airflow_cvm_export.utils.records import ExportRecord, ExportState
 from airflow_cvm_export.utils.validation import DEFAULT_EXPORT_FORMAT, ExportArgs, validate_export_args
-from airflow_cvm_export.version_compat import AirflowSensorTimeout, ResumableJobMixin, conf
+from airflow_cvm_export.version_compat import ResumableJobMixin, conf
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -47,10 +48,8 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
 
     Arguments are checked after template rendering and before any request is sent
     (:func:`~airflow_cvm_export.utils.validation.validate_export_args`). The return value (XCom
-    ``return_value``) is a JSON-only export record: ``task_id`` (the ExportImages TaskId),
-    ``cos_paths``, ``image_ids``, ``bucket_name``, ``region``, ``file_name_prefixes``,
-    ``export_format``, ``only_export_root_disk``, ``request_id``, ``started_at`` (ISO 8601 UTC, taken
-    just before the request) and ``dry_run``. Pass it to
+    ``return_value``) is the JSON export record, an
+    :class:`~airflow_cvm_export.utils.records.ExportRecord`. Pass it to
     :class:`~airflow_cvm_export.sensors.cvm.ExportImagesSensor` (``export=start.output``) to wait
     for the files.
 
@@ -150,7 +149,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         self.region = region
         self.tencentcloud_conn_id = tencentcloud_conn_id
 
-    def execute(self, context: Context) -> dict[str, Any] | list[str]:
+    def execute(self, context: Context) -> ExportRecord | list[str]:
         """Validate, start the export (or reattach to the one a previous try started) and return its record.
 
         With ``wait_for_completion``, wait for the files and return their CosPaths instead.
@@ -178,12 +177,12 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             if self._args.dry_run:
                 return self._dry_run()
             self._progress: ExportProgress | None = None  # the last check of the export, if any
-            self._result: dict[str, Any] | list[str] | None = None
+            self._result: ExportRecord | list[str] | None = None
             return self.execute_resumable(context)
         finally:
             self._hook.close()
 
-    def _defer(self, record: dict[str, Any]) -> None:
+    def _defer(self, record: ExportRecord) -> None:
         """Wait in the triggerer; the task resumes in :meth:`execute_complete`."""
         from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
 
@@ -198,41 +197,24 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             method_name="execute_complete",
         )
 
-    def _check(self, record: dict[str, Any]) -> ExportProgress:
-        """One check of the export, with the sensor's own function; kept as ``self._progress``."""
-        from airflow_cvm_export.sensors.cvm import check_export
+    def _check(self, record: ExportRecord) -> ExportProgress:
+        """One check of the export by the wait engine; kept as ``self._progress``."""
+        from airflow_cvm_export.utils.waiting import check
 
-        self._progress = check_export(self, self._hook, record)
+        self._progress = check(self, self._hook, record)
         return self._progress
 
-    def _wait(self, context: Context, record: dict[str, Any]) -> list[str]:
-        """Wait in this worker with the sensor's checks; return the CosPaths."""
-        from airflow_cvm_export.sensors.cvm import finish_if_done
-
-        deadline = time.monotonic() + self.wait_timeout
-        while True:
-            progress = self._check(record)
-            cos_paths = finish_if_done(self, context, record, progress)
-            if cos_paths is not None:
-                return cos_paths
-            if time.monotonic() + self.poll_interval > deadline:
-                raise AirflowSensorTimeout(
-                    f"ExportImages task {record.get('task_id')} did not finish within {self.wait_timeout:g} s: "
-                    f"{progress.describe()}"
-                )
-            time.sleep(self.poll_interval)
-
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:
-        """Resume after the trigger: return the CosPaths, or fail/time out with the trigger's message."""
-        from airflow_cvm_export.sensors.cvm import finish_from_event
+        """Resume after the trigger: see :func:`~airflow_cvm_export.utils.waiting.resume`."""
+        from airflow_cvm_export.utils.waiting import resume_deferred
 
         ti = context["ti"]
         export = ti.xcom_pull(task_ids=ti.task_id, key=EXPORT_XCOM_KEY, map_indexes=ti.map_index)
-        return finish_from_event(self, context, export, event)
+        return resume_deferred(self, context, export, event)
 
     # -- ResumableJobMixin: the "job" is the export; its external id is the export record ---------
 
-    def submit_job(self, context: Context) -> dict[str, Any]:
+    def submit_job(self, context: Context) -> ExportRecord:
         """Start the export and return its record, reattaching to one a previous try may have started."""
         store = context.get("task_state_store") if self.durable else None
         intent = store.get(INTENT_KEY) if store is not None else None
@@ -244,63 +226,67 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             found = self._find_started_export(since, image_set, expected)
             if found is not None:
                 return found
-        started_at = datetime.now(UTC).isoformat()
+        # By Tencent Cloud's clock (DescribeImages above showed it if ours is off): objects are judged by it.
+        started_at = datetime.fromtimestamp(self._hook.server_time(), UTC).isoformat()
         if store is not None:
             store.set(INTENT_KEY, {"started_at": started_at, "request": self._args.request()})
         return self._send(started_at, expected)
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        """Where the export of a stored record stands (asked by a retry), from one of the sensor's checks.
+        """Where the export of a stored record stands (asked by a retry), from one check by the wait engine.
 
-        ``exporting`` (reattach), ``exported`` (every file is there) or ``failed`` (an image is gone or
-        in a failed state: the export can never finish, so the retry exports again).
+        An :class:`~airflow_cvm_export.utils.records.ExportState` value: ``exporting`` (reattach),
+        ``exported`` (every file is there) or ``failed`` (an image is gone or in a failed state: the
+        export can never finish, so the retry exports again).
         """
+        from airflow_cvm_export.utils.waiting import state_of
+
         progress = self._check(external_id)
         if progress.error:
             self.log.warning("The export a previous try started cannot finish: %s", progress.error)
-            return "failed"
-        return "exported" if progress.done else "exporting"
+        return state_of(progress).value
 
     def is_job_active(self, status: str) -> bool:
         """A running export is reattached to (and waited for with ``wait_for_completion``)."""
-        return status == "exporting"
+        return status == ExportState.EXPORTING
 
     def is_job_succeeded(self, status: str) -> bool:
         """A finished export is not started again."""
-        return status == "exported"
+        return status == ExportState.EXPORTED
 
-    def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any] | list[str]:
+    def poll_until_complete(self, external_id: Any, context: Context) -> ExportRecord | list[str]:
         """Hand the export on (see :meth:`_hand_on`), waiting for its files with ``wait_for_completion``."""
         self._result = self._hand_on(context, external_id)
         return self._result
 
-    def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any] | list[str]:
+    def get_job_result(self, external_id: Any, context: Context) -> ExportRecord | list[str]:
         """The task's result: :meth:`poll_until_complete`'s, or for an export a retry found finished, handed on now."""
         return self._result if self._result is not None else self._hand_on(context, external_id)
 
-    def _hand_on(self, context: Context, record: dict[str, Any]) -> dict[str, Any] | list[str]:
+    def _hand_on(self, context: Context, record: ExportRecord) -> ExportRecord | list[str]:
         """Log the export, store the console links' values and return the task's result.
 
         Without ``wait_for_completion`` the result is the record. With it, the record goes to XCom
-        ``export`` and the files are waited for with the sensor's checks, in this worker (the result
-        is the CosPaths) or, when ``deferrable``, in the triggerer (the task resumes in
-        :meth:`execute_complete`). An export a retry's check found finished is not waited for.
+        ``export`` and the files are waited for by the wait engine, as the sensor waits: in this
+        worker (the result is the CosPaths) or, when ``deferrable``, in the triggerer (the task
+        resumes in :meth:`execute_complete`). An export a retry's check found finished is not
+        waited for.
         """
+        from airflow_cvm_export.utils import waiting
+
         self._publish(context, record)
         if not self.wait_for_completion:
             return record
         context["ti"].xcom_push(key=EXPORT_XCOM_KEY, value=record)
         if self._progress is not None and self._progress.done:
-            from airflow_cvm_export.sensors.cvm import publish_export
-
-            return publish_export(self, context, record, self._progress.objects)
+            return waiting.publish(self, context, record, self._progress.objects)
         if self.deferrable:
             self._defer(record)
-        return self._wait(context, record)
+        return waiting.wait_in_worker(self, context, self._hook, record, self.poll_interval, self.wait_timeout)
 
     # -- sending ----------------------------------------------------------------------------------
 
-    def _send(self, started_at: str, expected: int | None) -> dict[str, Any]:
+    def _send(self, started_at: str, expected: int | None) -> ExportRecord:
         """Send ExportImages; after a lost answer send it once more and read a busy image as "started"."""
         request = {**self._args.request(), "expected_objects": expected}
         try:
@@ -336,7 +322,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
 
     def _find_started_export(
         self, since: str, image_set: list[dict[str, Any]], expected: int | None
-    ) -> dict[str, Any] | None:
+    ) -> ExportRecord | None:
         """Record of an export a previous try started (busy image, or its files in the bucket), or None."""
         try:
             self._hook.export_images(**{**self._args.request(), "dry_run": True})
@@ -347,7 +333,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             return self._record(since, request_id=busy.request_id, recovered=True)
         except DryRunSucceeded:
             pass
-        from airflow_cvm_export.sensors.cvm import list_recovered
+        from airflow_cvm_export.utils.waiting import list_recovered
 
         record = self._record(since, recovered=True)
         paths = recovered_paths(record, image_set, list_recovered(self._hook, record))
@@ -364,7 +350,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         cos_paths: Sequence[str] = (),
         request_id: str | None = None,
         recovered: bool = False,
-    ) -> dict[str, Any]:
+    ) -> ExportRecord:
         args: ExportArgs = self._args
         return {
             "task_id": task_id,
@@ -381,7 +367,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             "recovered": recovered,
         }
 
-    def _dry_run(self) -> dict[str, Any]:
+    def _dry_run(self) -> ExportRecord:
         started_at = datetime.now(UTC).isoformat()
         try:
             self._hook.export_images(**self._args.request())
@@ -395,7 +381,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             return {**self._record(started_at, request_id=answer.request_id), "dry_run": True}
         raise TencentCloudResponseError("ExportImages with DryRun answered as if it had started an export")
 
-    def _publish(self, context: Context, record: dict[str, Any]) -> None:
+    def _publish(self, context: Context, record: ExportRecord) -> None:
         """Log the started export and store the console links' values."""
         if record["dry_run"]:
             return

@@ -2,41 +2,31 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, AssetAlias, BaseSensorOperator, PokeReturnValue
+from airflow.sdk import AssetAlias, BaseSensorOperator, PokeReturnValue
 
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
-from airflow_cvm_export.utils.completion import ExportProgress, assess, listing_prefixes
+from airflow_cvm_export.utils import waiting
+from airflow_cvm_export.utils.completion import ExportProgress
 from airflow_cvm_export.utils.connection import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from airflow_cvm_export.utils.records import ExportRecord
 from airflow_cvm_export.utils.validation import validate_export_record
-from airflow_cvm_export.version_compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException, conf
+from airflow_cvm_export.utils.waiting import OBJECTS_XCOM_KEY, export_assets
+from airflow_cvm_export.version_compat import AirflowSkipException, conf
 
 if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator
     from airflow.sdk.definitions.context import Context
     from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
     from airflow_cvm_export.hooks.cvm import CvmHook
 
-# XCom key of the exported objects: bucket, key, cos_path, size, etag, last_modified, url.
-OBJECTS_XCOM_KEY = "objects"
+__all__ = ["DEFAULT_ASSET_ALIAS", "OBJECTS_XCOM_KEY", "ExportImagesSensor", "export_assets", "with_alias"]
+
 DEFAULT_ASSET_ALIAS = "cvm_export"
-
-
-def export_assets(export: Mapping[str, Any], objects: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
-    """Group exported object keys by asset URI: ``cos://<bucket>/<file name prefix>``, else ``cos://<bucket>/<key>``."""
-    prefixes = sorted(set(export.get("file_name_prefixes") or []), key=len, reverse=True)
-    groups: dict[str, list[str]] = defaultdict(list)
-    for obj in objects:
-        key = obj["key"]
-        prefix = next((p for p in prefixes if key.startswith(f"{p}_")), key)
-        groups[f"cos://{obj['bucket']}/{prefix}"].append(key)
-    return dict(groups)
 
 
 def with_alias(outlets: Any, asset_alias: str | None) -> list[Any]:
@@ -47,99 +37,25 @@ def with_alias(outlets: Any, asset_alias: str | None) -> list[Any]:
     return outlets
 
 
-def publish_export(
-    task: BaseOperator, context: Context, export: Mapping[str, Any], objects: list[dict[str, Any]]
-) -> list[str]:
-    """Hand a finished export downstream; return its CosPaths (the task's XCom ``return_value``).
-
-    Pushes ``objects`` under XCom key ``objects`` and adds one asset event per bucket prefix to every
-    :class:`~airflow.sdk.AssetAlias` in ``task.outlets``.
-    """
-    cos_paths = [obj["cos_path"] for obj in objects]
-    context["ti"].xcom_push(key=OBJECTS_XCOM_KEY, value=objects)
-    aliases = [outlet for outlet in task.outlets if isinstance(outlet, AssetAlias)]
-    for uri, keys in export_assets(export, objects).items():
-        for alias in aliases:
-            context["outlet_events"][alias].add(
-                Asset(uri=uri), extra={"export_task_id": export.get("task_id"), "keys": keys}
-            )
-    task.log.info("ExportImages task %s finished: %s", export.get("task_id"), ", ".join(cos_paths))
-    return cos_paths
-
-
-def list_recovered(hook: CvmHook, export: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The objects of a recovered export (no CosPaths) by key: a listing under each image's file name prefix."""
-    bucket = export["bucket_name"]
-    return {obj["key"]: obj for prefix in listing_prefixes(export) for obj in hook.list_cos_objects(bucket, prefix)}
-
-
-def check_export(task: BaseOperator, hook: CvmHook, export: Mapping[str, Any]) -> ExportProgress:
-    """One check of an export in a worker: DescribeImages and a COS HEAD per CosPath, judged by ``assess``.
-
-    A recovered record (the ExportImages answer was lost, so no CosPaths) lists the bucket under
-    each image's documented file name prefix instead. Logs the progress (``n of m``).
-    """
-    image_set = hook.describe_images(export["image_ids"])
-    if export.get("recovered"):
-        heads = list_recovered(hook, export)
-    else:
-        from airflow_cvm_export.utils.protocol import cos_key  # request helpers load at run time only
-
-        bucket = export["bucket_name"]
-        heads = {key: hook.head_cos_object(bucket, key) for key in map(cos_key, export["cos_paths"])}
-    progress = assess(export, image_set, heads)
-    task.log.info("ExportImages task %s: %s", export.get("task_id"), progress.describe())
-    return progress
-
-
-def finish_if_done(
-    task: BaseOperator, context: Context, export: Mapping[str, Any], progress: ExportProgress
-) -> list[str] | None:
-    """Act on one check of a wait in a worker: hand a finished export on, fail on a failed one.
-
-    Returns the CosPaths (see :func:`publish_export`) once every object is there, None while the
-    export runs; raises ``AirflowFailException`` naming the export when it cannot finish.
-    """
-    if progress.error:
-        raise AirflowFailException(f"ExportImages task {export.get('task_id')}: {progress.error}")
-    return publish_export(task, context, export, progress.objects) if progress.done else None
-
-
-def finish_from_event(
-    task: BaseOperator, context: Context, export: Mapping[str, Any], event: Mapping[str, Any]
-) -> list[str]:
-    """Handle the :class:`~airflow_cvm_export.triggers.cvm.ExportImagesTrigger` event of a deferred wait.
-
-    Returns the CosPaths (see :func:`publish_export`) on success; raises ``AirflowSensorTimeout`` or
-    ``AirflowFailException`` with the trigger's message otherwise.
-    """
-    if export:
-        persist_export_links(context, export)  # a resumed task runs in a new process
-    status = event.get("status")
-    message = event.get("message") or f"the export trigger ended with status {status!r}"
-    if status == "success":
-        return publish_export(task, context, export, list(event["objects"]))
-    if status == "timeout":
-        raise AirflowSensorTimeout(message)
-    raise AirflowFailException(message)
-
-
 class ExportImagesSensor(BaseSensorOperator):
     """Wait until every file of a CVM image export exists in its COS bucket.
 
-    No public API reports an export's progress, so completion is inferred by
-    :func:`~airflow_cvm_export.utils.completion.assess`: each CosPath must exist (COS HEAD) and have
-    been written after the export started (minus a small clock-skew margin), so an object left by
-    an earlier export of the same image never counts. Each check also reads DescribeImages: a
-    deleted image or a failed image state fails the task at once (``AirflowFailException`` naming
-    the image and its state). Progress (``n of m``) is logged on every check.
+    Every mode (poke, reschedule, deferrable) checks, decides and acts with the same wait engine
+    (:mod:`airflow_cvm_export.utils.waiting`). No public API reports an export's progress, so
+    completion is inferred by :func:`~airflow_cvm_export.utils.completion.assess`: each CosPath
+    must exist (COS HEAD) and have been written after the export started (minus a small clock-skew
+    margin), so an object left by an earlier export of the same image never counts. Each check also
+    reads DescribeImages: a deleted image or a failed image state fails the task at once
+    (``AirflowFailException`` naming the image and its state). A check that fails even after the
+    hook's retries fails only this try, in every mode, so the task's retries run. Progress
+    (``n of m``) is logged on every check.
 
     On success the XCom ``return_value`` is the list of CosPaths, XCom ``objects`` holds one
-    ``{"bucket", "key", "cos_path", "size", "etag", "last_modified", "url"}`` per object, and one
+    :class:`~airflow_cvm_export.utils.records.ExportedObject` per object, and one
     asset event ``cos://<bucket>/<file name prefix>`` (``cos://<bucket>/<key>`` without prefixes)
     is emitted through the asset alias.
 
-    :param export: the export record returned by
+    :param export: the export record (:class:`~airflow_cvm_export.utils.records.ExportRecord`) returned by
         :class:`~airflow_cvm_export.operators.cvm.ExportImagesOperator` (``export=start.output``), or a
         JSON string of one. Templated. Either this or the explicit fields below.
     :param export_task_id: ExportImages TaskId, for messages only (explicit fields). Templated.
@@ -239,7 +155,7 @@ class ExportImagesSensor(BaseSensorOperator):
         return CvmHook(self.tencentcloud_conn_id, region=self.region or self._given_export["region"])
 
     @cached_property
-    def export_record(self) -> dict[str, Any]:
+    def export_record(self) -> ExportRecord:
         """The validated export record being waited for, with the region actually used."""
         return {**self._given_export, "region": self.hook.config.region}
 
@@ -272,14 +188,16 @@ class ExportImagesSensor(BaseSensorOperator):
         return start.timestamp() + self.timeout
 
     def check(self) -> ExportProgress:
-        """One check of the export: see :func:`check_export`."""
-        return check_export(self, self.hook, self.export_record)
+        """One check of the export: see :func:`~airflow_cvm_export.utils.waiting.check`."""
+        return waiting.check(self, self.hook, self.export_record)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """Return the CosPaths once every object is there; fail at once if the export failed."""
-        cos_paths = finish_if_done(self, context, self.export_record, self.check())
-        return False if cos_paths is None else PokeReturnValue(is_done=True, xcom_value=cos_paths)
+        event = waiting.verdict(self.export_record, self.check())
+        if event is None:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=waiting.resume(self, context, self.export_record, event))
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:
-        """Resume after the trigger: return the CosPaths, or fail/time out with the trigger's message."""
-        return finish_from_event(self, context, self.export_record, event)
+        """Resume after the trigger: see :func:`~airflow_cvm_export.utils.waiting.resume`."""
+        return waiting.resume_deferred(self, context, self.export_record, event)

@@ -1,7 +1,7 @@
 """Pure request building and response parsing for CVM API 3.0 and COS.
 
-Used by the sync hook (requests) and the async trigger (httpx): the only place where a request
-is assembled and where a response is turned into data or a typed exception.
+Used by the client core both hooks share (:mod:`airflow_cvm_export.hooks.client`): the only place
+where a request is assembled and where a response is turned into data or a typed exception.
 """
 
 from __future__ import annotations
@@ -213,6 +213,24 @@ def parse_head(headers: Any) -> dict[str, Any]:
             "COS HEAD answer lacks a valid Last-Modified or Content-Length", action="COS"
         ) from None
     return {"size": size, "etag": str(headers.get("ETag", "")).strip('"'), "last_modified": modified.isoformat()}
+
+
+def parse_head_reply(status: int, headers: Any, content: bytes, bucket: str, key: str) -> dict[str, Any] | None:
+    """A COS ``HEAD`` answer: the object's metadata, None for 404, else the error of :func:`cos_error`."""
+    if status == 404:
+        return None
+    if status != 200:
+        raise cos_error(status, bucket, key, content)
+    return parse_head(headers)
+
+
+def parse_bucket_reply(
+    status: int, content: bytes, bucket: str, prefix: str
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A COS ``GET Bucket`` answer: see :func:`parse_bucket_listing`; any status but 200 is an error."""
+    if status != 200:
+        raise cos_error(status, bucket, prefix, content)
+    return parse_bucket_listing(content)
 
 
 def _ns_strip(tag: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -58,9 +59,13 @@ def api_error(code: str, message: str = "scripted", **headers: str) -> Answer:
 
 
 class ScriptedServer:
-    """Serves the script on ``127.0.0.1`` in a background thread; use as a context manager."""
+    """Serves the script on ``127.0.0.1`` in a background thread; use as a context manager.
 
-    def __init__(self, default: Step | None = None) -> None:
+    :param default: the step once the script is used up.
+    :param tls: serve HTTPS with this server context.
+    """
+
+    def __init__(self, default: Step | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.script: list[Step] = []
         self.default: Step = default or api_ok()
         self.requests: list[Recorded] = []
@@ -68,7 +73,9 @@ class ScriptedServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class(), bind_and_activate=False)
         self._httpd.daemon_threads = True
         self._httpd.server_bind()  # bound but not listening: connections are refused until __enter__
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self._httpd.server_address[1]}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
 
     def __enter__(self) -> ScriptedServer:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from airflow_cvm_export.hooks import cvm
+from airflow_cvm_export.hooks import client as cvm
 from airflow_cvm_export.hooks.cvm import CvmHook
 from airflow_cvm_export.utils.errors import (
     TencentCloudAuthError,

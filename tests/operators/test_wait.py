@@ -10,7 +10,7 @@ from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.operators.cvm import EXPORT_XCOM_KEY, ExportImagesOperator
 from airflow_cvm_export.sensors.cvm import OBJECTS_XCOM_KEY
 from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
-from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from airflow_cvm_export.utils.errors import TencentCloudConfigError, TencentCloudError
 from airflow_cvm_export.version_compat import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 from tests.operators.conftest import BUCKET, CONN_ID, needs_task_state_store
 
@@ -81,7 +81,10 @@ def test_resuming_after_the_trigger_uses_the_sensors_handling(emulator: Emulator
 
     assert op.execute_complete(context, {"status": "success", "objects": objects}) == record["cos_paths"]
     with pytest.raises(AirflowFailException, match="image gone"):
-        op.execute_complete(context, {"status": "error", "message": "image gone"})
+        op.execute_complete(context, {"status": "failed", "message": "image gone"})
+    with pytest.raises(TencentCloudError, match="could not check") as transient:
+        op.execute_complete(context, {"status": "error", "message": "could not check"})
+    assert not isinstance(transient.value, AirflowFailException)  # the task's own retries run
     with pytest.raises(AirflowSensorTimeout, match="too slow"):
         op.execute_complete(context, {"status": "timeout", "message": "too slow"})
     assert len(emulator.state()["exports"]) == 1  # resuming never exports again

@@ -14,11 +14,11 @@ import pytest
 from airflow.sdk import PokeReturnValue
 
 from airflow_cvm_export.emulator import Emulator
-from airflow_cvm_export.hooks import cvm as hook_module
+from airflow_cvm_export.hooks import client as hook_module
 from airflow_cvm_export.hooks.cvm import CvmHook
 from airflow_cvm_export.operators.cvm import INTENT_KEY, ExportImagesOperator
 from airflow_cvm_export.sensors.cvm import ExportImagesSensor
-from airflow_cvm_export.triggers import cvm as triggers
+from airflow_cvm_export.triggers import poller as triggers
 from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
 from airflow_cvm_export.utils.errors import TencentCloudOutcomeUnknownError
 from tests.operators.conftest import BUCKET, CONN_ID, FakeTaskStateStore

@@ -13,7 +13,7 @@ from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.links.cvm import LINK_XCOM_KEY
 from airflow_cvm_export.operators.cvm import ExportImagesOperator
 from airflow_cvm_export.sensors.cvm import DEFAULT_ASSET_ALIAS, OBJECTS_XCOM_KEY, ExportImagesSensor, export_assets
-from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from airflow_cvm_export.utils.errors import TencentCloudConfigError, TencentCloudError
 from airflow_cvm_export.version_compat import (
     AirflowFailException,
     AirflowSensorTimeout,
@@ -158,12 +158,21 @@ def test_execute_complete_success(emulator: Emulator, context: dict[str, Any]) -
     assert context["ti"].xcoms[OBJECTS_XCOM_KEY] == objects
 
 
-@pytest.mark.parametrize(("status", "error"), [("error", AirflowFailException), ("timeout", AirflowSensorTimeout)])
-def test_execute_complete_failure(emulator: Emulator, status: str, error: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("status", "error", "final"),
+    [
+        ("failed", AirflowFailException, True),
+        ("timeout", AirflowSensorTimeout, True),
+        ("error", TencentCloudError, False),
+    ],
+)
+def test_execute_complete_failure(emulator: Emulator, status: str, error: type[Exception], final: bool) -> None:
+    """A failed export or a timeout ends the task; an export that could not be checked fails only this try."""
     record = start({"ti": FakeTaskInstance()}, ["img-centos01"])
     resumed = {"ti": FakeTaskInstance()}  # a resumed task runs in a new process
-    with pytest.raises(error, match="image img-centos01 is in state"):
+    with pytest.raises(error, match="image img-centos01 is in state") as raised:
         sensor(record).execute_complete(resumed, {"status": status, "message": "image img-centos01 is in state X"})
+    assert isinstance(raised.value, AirflowFailException | AirflowSensorTimeout) is final
     assert resumed["ti"].xcoms[LINK_XCOM_KEY]["bucket"] == BUCKET  # the failed task keeps its console links
 
 

@@ -16,9 +16,10 @@ from airflow.sdk.module_loading import import_string
 from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.emulator.catalog import REGION, WRITABLE_BUCKETS, extra_image_id
 from airflow_cvm_export.emulator.faults import FaultInjector
-from airflow_cvm_export.hooks.cvm import CvmHook
-from airflow_cvm_export.triggers import cvm as triggers
-from airflow_cvm_export.triggers.cvm import ExportImagesTrigger, ExportPoller
+from airflow_cvm_export.hooks.cvm import CvmAsyncHook, CvmHook
+from airflow_cvm_export.triggers import poller as triggers
+from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
+from airflow_cvm_export.triggers.poller import ExportPoller
 from tests.credentials import SECRET_ID, SECRET_KEY
 
 BUCKET = WRITABLE_BUCKETS[0]
@@ -126,7 +127,7 @@ def test_failed_export_gives_an_error_event(serve: Callable[..., tuple[Emulator,
     export = start_export(conn_id, ["img-centos01"])
     (event,) = wait(conn_id, [export])
     assert event == {
-        "status": "error",
+        "status": "failed",
         "message": f"ExportImages task {export['task_id']}: image img-centos01 is in state EXPORTFAILED: "
         "the export failed in Tencent Cloud",
     }
@@ -192,10 +193,10 @@ def test_waits_share_describe_images_calls_of_at_most_100_ids(
     exports = [start_export(conn_id, image_ids[start : start + 10]) for start in range(0, 250, 10)]
     emulator.reset_counters()
     check = mocker.spy(ExportPoller, "_check")
-    describe = mocker.spy(ExportPoller, "_describe")
+    call = mocker.spy(CvmAsyncHook, "call")
     events = wait(conn_id, exports, poll_interval=0.2)
     assert [event["status"] for event in events] == ["success"] * 25
-    sizes = [len(call.args[1]) for call in describe.call_args_list]
+    sizes = [len(c.args[2]["ImageIds"]) for c in call.call_args_list if c.args[1] == "DescribeImages"]
     assert max(sizes) <= 100
     batches = [call.args[1] for call in check.call_args_list]
     assert len(batches[0]) == 25  # the 25 waits started together share every cycle
@@ -207,7 +208,7 @@ def test_waits_share_describe_images_calls_of_at_most_100_ids(
 def test_concurrent_pollers_share_one_rate_limiter(
     serve: Callable[..., tuple[Emulator, str]], tencentcloud_conn: Callable[..., str]
 ) -> None:
-    emulator, _ = serve(rate_limits={"DescribeImages": 4, "ExportImages": 20})
+    emulator, _ = serve(rate_limits={"DescribeImages": 4, "ExportImages": 20}, export_seconds=1.5)
     limits = {"DescribeImages": 4, "COS HEAD": 100}
     conns = [tencentcloud_conn(f"tc_rl{n}", endpoint=emulator.url, region=REGION, rate_limits=limits) for n in range(4)]
     exports = [start_export(conns[0], [extra_image_id(i)]) for i in range(1, 13)]

@@ -1,0 +1,339 @@
+"""The client core shared by :class:`~airflow_cvm_export.hooks.cvm.CvmHook` (requests) and
+:class:`~airflow_cvm_export.hooks.cvm.CvmAsyncHook` (httpx).
+
+Everything but moving bytes lives here once: reading the connection and masking its secrets, the
+clock offset learned from Tencent Cloud's ``Date`` header (re-signing once after
+``AuthFailure.SignatureExpire``), the rate limiters, which errors are retried and the tenacity
+back-off, the User-Agent, TLS verification and proxies from the environment, DescribeImages
+batches, and how COS answers are read. Each call is written as an *exchange*: a generator that
+yields the signed request to send and receives the reply, so the two hooks differ only in how they
+send (see ``CvmHook._drive`` and ``CvmAsyncHook._drive``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
+from urllib.request import getproxies_environment, proxy_bypass_environment
+
+from airflow.sdk import BaseHook
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from airflow_cvm_export import __version__
+from airflow_cvm_export.utils.connection import CONN_TYPE, DEFAULT_CONN_ID, ClientConfig, config_from_connection
+from airflow_cvm_export.utils.errors import (
+    TencentCloudClockSkewError,
+    TencentCloudConfigError,
+    TencentCloudConnectError,
+    TencentCloudNetworkError,
+    TencentCloudServerError,
+    TencentCloudThrottledError,
+)
+from airflow_cvm_export.utils.protocol import (
+    PreparedRequest,
+    bucket_listing_params,
+    build_api_request,
+    build_cos_request,
+    parse_api_response,
+    parse_bucket_reply,
+    parse_head_reply,
+)
+from airflow_cvm_export.utils.ratelimit import RateLimiter, limiter_for
+
+T = TypeVar("T")
+
+DESCRIBE_BATCH = 100
+# Actions that change nothing and may be re-sent freely.
+READ_ONLY_ACTIONS = frozenset({"DescribeImages", "DescribeRegions", "DescribeZones"})
+RETRYABLE = (TencentCloudThrottledError, TencentCloudServerError, TencentCloudNetworkError)
+# Other actions: only failures proving the request was not processed.
+RETRYABLE_WRITE = (TencentCloudThrottledError, TencentCloudConnectError)
+MAX_BACKOFF_FACTOR = 30
+USER_AGENT = f"airflow-cvm-export/{__version__}"
+# A server clock within this many seconds of ours is not worth re-signing for.
+CLOCK_TOLERANCE = 60
+# Rate-limit keys of COS calls in the connection extra ``rate_limits`` (off unless set).
+COS_HEAD_ACTION = "COS HEAD"
+COS_LIST_ACTION = "COS LIST"
+
+
+class Reply(Protocol):
+    """What an exchange reads of an HTTP answer: ``requests.Response`` and ``httpx.Response`` both fit."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+# A call: yields each signed request, is sent its reply, returns the call's result.
+Exchange = Generator[PreparedRequest, Reply, T]
+
+
+class CvmClientBase(BaseHook):
+    """What the sync and async hooks share; see the module docstring.
+
+    :param tencentcloud_conn_id: connection of type ``tencentcloud``: SecretId in login, SecretKey
+        in password, extras ``region``, ``endpoint``, ``cos_endpoint``, ``token``, ``allow_http``,
+        ``rate_limits``. Without credentials in the connection, ``TENCENTCLOUD_SECRET_ID`` /
+        ``TENCENTCLOUD_SECRET_KEY`` / ``TENCENTCLOUD_TOKEN`` are used.
+    :param region: overrides the connection's ``region`` extra.
+    :param timeout: (connect, read) timeouts in seconds of every HTTP request.
+    :param retry_limit: attempts of a retryable call (reads; ExportImages throttled or never connected), >= 1.
+    :param retry_delay: base of the exponential back-off between attempts, in seconds.
+    """
+
+    conn_name_attr = "tencentcloud_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = CONN_TYPE
+    hook_name = "Tencent Cloud"
+
+    def __init__(
+        self,
+        tencentcloud_conn_id: str = DEFAULT_CONN_ID,
+        *,
+        region: str | None = None,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        retry_limit: int = 5,
+        retry_delay: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(retry_limit, int) or retry_limit < 1:
+            raise TencentCloudConfigError(f"retry_limit must be an integer >= 1, got {retry_limit!r}")
+        self.tencentcloud_conn_id = tencentcloud_conn_id
+        self.region = region
+        self.timeout = timeout
+        self.retry_limit = retry_limit
+        self.retry_delay = retry_delay
+        self._retry_policies: dict[tuple[tuple[type[Exception], ...], bool], Retrying | AsyncRetrying] = {}
+        self._clock_offset = 0
+        self._proxy_cache: dict[str, str | None] = {}
+
+    # -- connection ------------------------------------------------------------------------------
+
+    def _config_from(self, conn: Any) -> ClientConfig:
+        """Validated settings from a connection (None when it does not exist); secrets go to the masker."""
+        try:
+            config = config_from_connection(
+                login=conn.login if conn else None,
+                password=conn.password if conn else None,
+                extra=conn.extra if conn else None,
+                conn_id=self.tencentcloud_conn_id,
+                region=self.region,
+            )
+        except TencentCloudConfigError:
+            if conn is None:
+                raise TencentCloudConfigError(
+                    f"connection {self.tencentcloud_conn_id!r} does not exist and no credentials are set "
+                    "in TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY"
+                ) from None
+            raise
+        _mask(config)
+        return config
+
+    # -- clock -----------------------------------------------------------------------------------
+
+    def server_time(self) -> float:
+        """Now by Tencent Cloud's clock: this machine's, corrected by what a ``Date`` header showed."""
+        return time.time() + self._clock_offset
+
+    def _learn_clock(
+        self, skew: TencentCloudClockSkewError, date_header: str | None, signed_with: int, resigned: bool
+    ) -> None:
+        """Take the server's clock from an ``AuthFailure.SignatureExpire`` answer, or raise when that cannot help.
+
+        ``signed_with`` is the offset the refused request was signed with: when another call learned
+        the clock meanwhile, the request is simply signed again.
+        """
+        offset = _server_offset(date_header)
+        if offset is None:
+            raise skew
+        if resigned or abs(offset - signed_with) < CLOCK_TOLERANCE:
+            raise _skew_error(skew, offset) from None
+        if abs(offset - self._clock_offset) >= CLOCK_TOLERANCE:
+            self.log.warning(
+                "Tencent Cloud says this machine's clock is off by %+d s (RequestId %s); re-signing with the "
+                "server's time. Sync this machine's clock (NTP).",
+                -offset,
+                skew.request_id,
+            )
+            self._clock_offset = offset
+
+    # -- exchanges: one call each, whatever sends it ----------------------------------------------
+
+    def _api_exchange(self, config: ClientConfig, action: str, params: dict[str, Any]) -> Exchange[dict[str, Any]]:
+        """An API 3.0 call, re-signed once with the server's clock after ``AuthFailure.SignatureExpire``."""
+        resigned = False
+        while True:
+            offset = self._clock_offset
+            request = build_api_request(config, action, params, timestamp=int(time.time()) + offset)
+            reply = yield _with_user_agent(request)
+            try:
+                return parse_api_response(action, reply.status_code, reply.content)
+            except TencentCloudClockSkewError as skew:
+                self._learn_clock(skew, reply.headers.get("Date"), offset, resigned)
+                resigned = True
+
+    def _head_exchange(self, config: ClientConfig, bucket: str, key: str) -> Exchange[dict[str, Any] | None]:
+        """COS ``HEAD``: the object's metadata, or None when it does not exist."""
+        reply = yield self._cos_request(config, "HEAD", bucket, key)
+        return parse_head_reply(reply.status_code, reply.headers, reply.content, bucket, key)
+
+    def _list_exchange(self, config: ClientConfig, bucket: str, prefix: str) -> Exchange[list[dict[str, Any]]]:
+        """Every object under ``prefix`` (COS ``GET Bucket``, following markers)."""
+        objects: list[dict[str, Any]] = []
+        marker: str | None = ""
+        while marker is not None:
+            reply = yield self._cos_request(config, "GET", bucket, "", bucket_listing_params(prefix, marker))
+            page, marker = parse_bucket_reply(reply.status_code, reply.content, bucket, prefix)
+            objects.extend(page)
+        return objects
+
+    def _cos_request(
+        self, config: ClientConfig, method: str, bucket: str, key: str, params: dict[str, str] | None = None
+    ) -> PreparedRequest:
+        # Signed with the server's clock when an API answer showed ours is off (see _api_exchange).
+        now = int(time.time()) + self._clock_offset
+        return _with_user_agent(build_cos_request(config, method, bucket, key, params, now=now))
+
+    # -- policies --------------------------------------------------------------------------------
+
+    def _limiter(self, config: ClientConfig, action: str) -> RateLimiter | None:
+        """The process-wide rate limiter of ``action`` for these credentials, None when unlimited."""
+        return limiter_for(config.secret_id, action, config.rate_limits.get(action))
+
+    def _retrying(self, retryable: tuple[type[Exception], ...], *, asynchronous: bool = False) -> Any:
+        """The tenacity policy (``Retrying``, or ``AsyncRetrying`` for the async hook) for ``retryable`` errors.
+
+        Up to ``retry_limit`` attempts, exponential back-off with jitter; built once per kind.
+        """
+        policy = self._retry_policies.get((retryable, asynchronous))
+        if policy is None:
+            options: dict[str, Any] = {
+                "retry": retry_if_exception_type(retryable),
+                "stop": stop_after_attempt(self.retry_limit),
+                "wait": wait_exponential_jitter(
+                    initial=self.retry_delay, max=MAX_BACKOFF_FACTOR * self.retry_delay, jitter=self.retry_delay
+                ),
+                "before_sleep": self._log_retry,
+                "reraise": True,
+            }
+            policy = AsyncRetrying(**options) if asynchronous else Retrying(sleep=_sleep, **options)
+            self._retry_policies[(retryable, asynchronous)] = policy
+        return policy
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        self.log.warning(
+            "Attempt %d of %d failed (%s); retrying in %.2f s",
+            state.attempt_number,
+            self.retry_limit,
+            state.outcome.exception() if state.outcome else None,
+            state.upcoming_sleep,
+        )
+
+    def _proxy(self, url: str) -> str | None:
+        """The environment's proxy (``HTTPS_PROXY``, ``NO_PROXY``...) for ``url``'s origin, looked up once."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._proxy_cache:
+            proxies = getproxies_environment()
+            bypass = proxy_bypass_environment(parts.netloc, proxies)
+            self._proxy_cache[origin] = None if bypass else proxies.get(parts.scheme) or proxies.get("all")
+        return self._proxy_cache[origin]
+
+
+def describe_batches(image_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """DescribeImages parameters for ``image_ids``: at most 100 ids per call (the API's limit)."""
+    ids = list(dict.fromkeys(image_ids))
+    return [
+        {"ImageIds": ids[start : start + DESCRIBE_BATCH], "Limit": len(ids[start : start + DESCRIBE_BATCH])}
+        for start in range(0, len(ids), DESCRIBE_BATCH)
+    ]
+
+
+def is_read_only(action: str, params: Mapping[str, Any]) -> bool:
+    """True for calls that change nothing and may be re-sent freely (a dry run starts nothing)."""
+    return action in READ_ONLY_ACTIONS or params.get("DryRun") is True
+
+
+def tls_verify() -> str | bool:
+    """The CA bundle both hooks verify TLS with: ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``, else certifi's."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+
+
+def _with_user_agent(request: PreparedRequest) -> PreparedRequest:
+    request.headers["User-Agent"] = USER_AGENT
+    return request
+
+
+def _sleep(seconds: float) -> None:
+    """Back-off sleep (looked up at call time so tests can replace the clock)."""
+    time.sleep(seconds)
+
+
+def _mask(config: ClientConfig) -> None:
+    """Register the secrets with Airflow's masker so no log line can show them."""
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(config.secret_key)
+    if config.token:
+        mask_secret(config.token)
+
+
+def _server_offset(date_header: str | None) -> int | None:
+    """Seconds the server's clock (its ``Date`` header) is ahead of ours, or None without a usable header."""
+    try:
+        return int(parsedate_to_datetime(date_header).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _skew_error(skew: TencentCloudClockSkewError, offset: int) -> TencentCloudClockSkewError:
+    """``skew`` with how far off this machine's clock is, as shown by the server's ``Date`` header."""
+    where = "behind" if offset > 0 else "ahead of"
+    return TencentCloudClockSkewError(
+        f"{skew.message}; this machine's clock is about {abs(offset)} s {where} Tencent Cloud's",
+        code=skew.code,
+        request_id=skew.request_id,
+        action=skew.action,
+    )
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception linked to it (causes, contexts, urllib3 reasons, args)."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [current.__context__, current.__cause__, getattr(current, "reason", None), *current.args]
+        pending.extend(item for item in linked if isinstance(item, BaseException))
+
+
+def reason(exc: BaseException) -> str:
+    """The innermost cause of a transport exception, by type name: no URL, header or body."""
+    return type(list(causes(exc))[-1]).__name__
+
+
+def run_exchange(exchange: Exchange[T], send: Callable[[PreparedRequest], Reply]) -> T:
+    """Drive ``exchange`` with a blocking ``send``; the async hook awaits the same steps."""
+    request = next(exchange)
+    while True:
+        try:
+            request = exchange.send(send(request))
+        except StopIteration as done:
+            return done.value
