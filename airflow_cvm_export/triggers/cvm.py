@@ -95,16 +95,15 @@ class ExportImagesTrigger(BaseTrigger):
             self.poll_interval,
             f" ({deadline_text(self.end_time)})" if self.end_time is not None else "",
         )
-        while True:
-            timeout = None if self.end_time is None else max(0.0, self.end_time - time.time())
-            try:
-                report = await asyncio.wait_for(waiter.reports.get(), timeout)
-            except TimeoutError:
-                assert self.end_time is not None
-                return timeout_event(self.export, waiter.progress, deadline_text(self.end_time))
-            if not isinstance(report, str):
-                return report
-            self.log.info("%s: %s", waiter.label, report)
+        timeout = None if self.end_time is None else max(0.0, self.end_time - time.time())
+        try:
+            async with asyncio.timeout(timeout):  # no helper task per wait, unlike wait_for
+                while isinstance(report := await waiter.reports.get(), str):
+                    self.log.info("%s: %s", waiter.label, report)
+        except TimeoutError:
+            assert self.end_time is not None
+            return timeout_event(self.export, waiter.progress, deadline_text(self.end_time))
+        return report
 
     def _leave(self) -> None:
         if self._waiter is not None:

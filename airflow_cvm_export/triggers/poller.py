@@ -29,7 +29,7 @@ from airflow_cvm_export.utils.waiting import error_event, export_label, verdict
 log = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Waiter:
     """One export waiting in a poller.
 
