@@ -24,7 +24,7 @@ IMAGES = ["img-centos01", "img-centos02"]
     ("crash_at", "export_seconds", "reattached_by"),
     [
         # Only the request was stored: the retry finds the image busy (DryRun) and reattaches.
-        ("answer", 8, "A previous try's export is still running"),
+        ("answer", 30, "A previous try's export is still running"),
         # The record was stored: the retry returns it (ResumableJobMixin).
         ("stored", 1, "Job already completed successfully"),
     ],
