@@ -120,9 +120,8 @@ def resume(task: BaseOperator, context: Context, export: ExportRecord, event: Ma
     ``error``: a :class:`~airflow_cvm_export.utils.errors.TencentCloudError`, so the task's own
     retries run (a retry checks again and reattaches).
     """
-    from airflow_cvm_export.version_compat import AirflowFailException, AirflowSensorTimeout
-
     from airflow_cvm_export.utils.errors import TencentCloudError
+    from airflow_cvm_export.version_compat import AirflowFailException, AirflowSensorTimeout
 
     status = event.get("status")
     message = event.get("message") or f"the export wait ended with status {status!r}"
