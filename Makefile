@@ -1,4 +1,4 @@
-# Entry points: make demo, make test, make bench, make system-test, make test-matrix.
+# Entry points: make demo, make test, make bench, make system-test, make ui-test, make screenshots, make test-matrix.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +10,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: venv demo test unit-test bench system-test test-matrix test-matrix-older lint clean
+.PHONY: venv demo test unit-test ui-test screenshots bench system-test test-matrix test-matrix-older lint clean
 
 venv: $(STAMP)
 
@@ -25,11 +25,20 @@ demo: venv
 test: venv
 	$(BIN)/ruff check airflow_cvm_export dags tests bench
 	$(MAKE) unit-test
+	$(MAKE) ui-test
 	$(MAKE) system-test
 
 # The whole non-system suite (unit tests and the end-to-end airflow dags test runs).
 unit-test: venv
 	$(BIN)/python -m pytest -q
+
+# The browser tests: the Airflow UI in Debian's Chromium (apt-get install chromium; CHROMIUM=path overrides).
+ui-test: venv
+	$(BIN)/python -m pytest -q -m ui tests/ui
+
+# The README's pictures in docs/img, taken by the browser tests.
+screenshots: venv
+	UI_SCREENSHOTS=$(CURDIR)/docs/img $(BIN)/python -m pytest -q -m ui tests/ui
 
 # The non-system suite on every supported Airflow line: the default .venv and each of AIRFLOW_MATRIX.
 test-matrix: unit-test test-matrix-older
