@@ -61,6 +61,7 @@ def test_connection_form_and_test_button(page: Any, airflow: Airflow, screenshot
     # Standard fields: SecretId/SecretKey labels; Host, Port and Schema hidden.
     dialog.get_by_label("SecretId").fill(SECRET_ID)
     dialog.get_by_label("SecretKey").fill(SECRET_KEY)
+    screenshot(page, "connection-form")
     labels = {label.strip().rstrip("*").strip() for label in dialog.locator("label").all_inner_texts()}
     assert {"SecretId", "SecretKey"} <= labels and not {"Host", "Port", "Schema", "Login", "Password"} & labels
     # Every extra has its own field, with its description.
@@ -70,7 +71,7 @@ def test_connection_form_and_test_button(page: Any, airflow: Airflow, screenshot
         assert dialog.get_by_text(description).first.is_visible()
     dialog.locator("#element_region").fill(REGION)
     dialog.locator("#element_endpoint").fill(airflow.emulator.url)
-    screenshot(page, "connection-form")
+    screenshot(page, "connection-extras")
     dialog.get_by_role("button", name="Save").click()
     stored = wait_until("the saved connection", lambda: _connection(airflow, "tencentcloud_ui"), 30)
     assert stored["login"] == SECRET_ID and json.loads(stored["extra"])["endpoint"] == airflow.emulator.url
