@@ -52,8 +52,12 @@ def as_origin_form(request: Request) -> None:
 
 def route(request: Request) -> str:
     """The service that answers ``request``: ``cvm``, ``cos`` or ``emulator`` (the control API)."""
-    as_origin_form(request)
-    return next((service for service, test in ROUTES if test(request)), "cos")
+    if not request.path.startswith("/"):
+        as_origin_form(request)
+    for service, test in ROUTES:
+        if test(request):
+            return service
+    return "cos"
 
 
 def control_route(request: Request) -> tuple[str | None, dict[str, str], bool]:

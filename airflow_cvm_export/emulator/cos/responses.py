@@ -44,7 +44,8 @@ class CosAddress:
 
 def is_virtual_hosted(request: Request) -> bool:
     """True when the Host header names a bucket (``<bucket>.cos.<region>.myqcloud.com``)."""
-    return VIRTUAL_HOST_RE.match(request.headers.get("host", "")) is not None
+    host = request.headers.get("host", "")
+    return ".cos." in host and VIRTUAL_HOST_RE.match(host) is not None
 
 
 def address(request: Request) -> CosAddress:

@@ -195,6 +195,7 @@ class CvmBackend:
             self._busy: dict[str, Export] = {}
             self._failed_images: set[str] = set()
             self._deleted_images: set[str] = set()
+            self._by_region: dict[str, list[Image]] = {}
 
     def start(self, params: dict[str, Any], region: str) -> dict[str, Any]:
         """Run ExportImages: return ``{"TaskId", "CosPaths"}`` or raise :class:`ApiError`."""
@@ -336,21 +337,29 @@ class CvmBackend:
             now = time.time()
             self._settle(now)
             self._deleted_images.add(image_id)
+            self._by_region.clear()
             self._failed_images.discard(image_id)
             export = self._busy.get(image_id)
             if export is not None:
                 self._move(export, export.written, True, now, failed=True)
 
-    def images(self, region: str) -> list[tuple[Image, str]]:
-        """The images of ``region`` that exist, each with its ``ImageState`` now: NORMAL while exporting,
-        EXPORTFAILED after a failed export."""
+    def images(self, region: str) -> list[Image]:
+        """The images of ``region`` that exist (none deleted)."""
+        with self._lock:
+            images = self._by_region.get(region)
+            if images is None:
+                images = self._by_region[region] = [
+                    image
+                    for image in self.catalog.images.values()
+                    if image.region == region and image.image_id not in self._deleted_images
+                ]
+            return images
+
+    def image_states(self, images: list[Image]) -> list[str]:
+        """Each image's ``ImageState`` now: NORMAL while exporting, EXPORTFAILED after a failed export."""
         with self._lock:
             self._settle(time.time())
-            return [
-                (image, EXPORT_FAILED_STATE if image.image_id in self._failed_images else image.state)
-                for image in self.catalog.images.values()
-                if image.region == region and image.image_id not in self._deleted_images
-            ]
+            return [EXPORT_FAILED_STATE if i.image_id in self._failed_images else i.state for i in images]
 
     def deleted_images(self) -> list[str]:
         """Ids of the images deleted since the last reset."""

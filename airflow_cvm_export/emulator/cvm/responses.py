@@ -146,14 +146,13 @@ class CvmResponse:
             raise ApiError("InvalidParameter", "Offset and Limit must be integers.")
         if offset < 0 or not 0 <= limit <= MAX_DESCRIBE_IMAGE_IDS:
             raise ApiError("InvalidParameterValue", f"Limit must be between 0 and {MAX_DESCRIBE_IMAGE_IDS}.")
-        existing = self.backend.images(region)
-        states = {image.image_id: state for image, state in existing}
-        images = [image for image, _ in existing]
+        images = self.backend.images(region)
         if image_ids is not None:
             images = _by_ids(images, image_ids)
         elif filters is not None:
             images = _filtered(images, filters)
-        found = [image.describe(states[image.image_id]) for image in images]
+        states = self.backend.image_states(images)
+        found = [image.describe(state) for image, state in zip(images, states, strict=True)]
         return {"TotalCount": len(found), "ImageSet": found[offset : offset + limit]}
 
     def describe_regions(self, params: dict[str, Any], region: str, language: str) -> dict[str, Any]:
