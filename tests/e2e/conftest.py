@@ -100,11 +100,13 @@ def start_emulator() -> Iterator[Callable[..., Emulator]]:
 
 @pytest.fixture
 def run_dag(airflow_home: Path) -> Callable[..., DagRun]:
-    """``run_dag(dag_id, emulator, variable=None, conf=None, env=None, connection=None, logical_date=None)``.
+    """``run_dag(dag_id, emulator, variable=None, conf=None, env=None, connection=None, logical_date=None,
+    clock_offset=None)``.
 
     Runs ``airflow dags test`` to the end. ``connection`` replaces the default connection fields
     (``login``, ``password``, ``extra``...); ``logical_date`` runs the DAG run of that date with
-    ``tests.reliability.rerun_dag`` instead, resuming it when it exists (as a scheduler retry would).
+    ``tests.reliability.rerun_dag`` instead, resuming it when it exists (as a scheduler retry would);
+    ``clock_offset`` runs Airflow with its wall clock that many seconds off (``tests.e2e.skewed_clock``).
     """
 
     def run(
@@ -116,6 +118,7 @@ def run_dag(airflow_home: Path) -> Callable[..., DagRun]:
         env: dict[str, str] | None = None,
         connection: dict[str, Any] | None = None,
         logical_date: str | None = None,
+        clock_offset: float | None = None,
     ) -> DagRun:
         connection = {
             "conn_type": "tencentcloud",
@@ -131,6 +134,8 @@ def run_dag(airflow_home: Path) -> Callable[..., DagRun]:
         command = [AIRFLOW, "dags", "test", dag_id]
         if logical_date is not None:
             command = [sys.executable, "-m", "tests.reliability.rerun_dag", dag_id, logical_date]
+        if clock_offset is not None:
+            command = [sys.executable, "-m", "tests.e2e.skewed_clock", str(clock_offset), *command[1:]]
         if conf is not None:
             command += ["-c", json.dumps(conf)]
         began = time.monotonic()
