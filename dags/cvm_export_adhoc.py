@@ -2,12 +2,16 @@
 
 Fill in the images and the bucket in the form (or ``airflow dags test cvm_export_adhoc -c '<json>'``);
 the form checks every value before the run starts, and ``start_export`` checks them again before
-sending anything. ``wait_for_export`` returns the CosPaths through XCom.
+sending anything. ``wait_for_export`` returns the CosPaths through XCom. Each prefix (``adhoc`` when
+none is given) is stamped with the run's date and a fragment of its run id
+(``adhoc-20261126-3f2a9c1d``), so two runs never write the same keys. "How to wait" left empty follows
+``[operators] default_deferrable`` (deferrable when on, else poke). Tasks are retried three times,
+30 s apart and doubling.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.sdk import DAG, Param, task
@@ -17,23 +21,29 @@ from airflow_cvm_export.sensors.cvm import ExportImagesSensor
 from airflow_cvm_export.utils.validation import (
     BUCKET_NAME_MAX,
     BUCKET_NAME_PATTERN,
+    DAG_RETRIES,
     DEFAULT_EXPORT_FORMAT,
     DEFAULT_POKE_INTERVAL,
     EXPORT_FORMATS,
     FILE_NAME_PREFIX_PATTERN,
     IMAGE_ID_PATTERN,
     REGION_PATTERN,
-    SENSOR_MODES,
+    WAIT_MODES,
     export_kwargs,
     plan_exports,
+    run_stamp,
     wait_kwargs,
 )
+
+if TYPE_CHECKING:
+    from airflow.sdk.types import DagRunProtocol
 
 with DAG(
     dag_id="cvm_export_adhoc",
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
+    default_args=DAG_RETRIES,
     doc_md=__doc__,
     tags=["tencentcloud", "cvm", "export"],
     # The trigger form: a typed Param is required unless its type allows "null". Airflow checks the
@@ -84,20 +94,25 @@ with DAG(
             section="Waiting for the files",
         ),
         "mode": Param(
-            "poke",
-            type="string",
-            enum=list(SENSOR_MODES),
-            title="Sensor mode",
-            description="poke holds a worker slot for the whole wait; reschedule frees it between checks",
+            None,
+            type=["null", "string"],
+            enum=[None, *WAIT_MODES],
+            title="How to wait",
+            description="deferrable waits in the triggerer (no worker slot); poke holds a worker slot for the "
+            "whole wait; reschedule frees it between checks; empty: deferrable if [operators] default_deferrable "
+            "is on, else poke",
             section="Waiting for the files",
         ),
     },
 ):
 
     @task
-    def plan(params: dict[str, Any] | None = None) -> list[dict[str, dict[str, Any]]]:
-        """Split the form's images into ExportImages batches."""
-        return plan_exports(params)
+    def plan(
+        params: dict[str, Any] | None = None, dag_run: DagRunProtocol | None = None, dag: DAG | None = None
+    ) -> list[dict[str, dict[str, Any]]]:
+        """Split the form's images into ExportImages batches with this run's prefixes."""
+        stamp = run_stamp(dag_run.run_id, dag_run.run_after, dag.timezone)
+        return plan_exports(params, prefix_suffix=stamp, default_prefix="adhoc")
 
     planned = plan()
     start = ExportImagesOperator.partial(task_id="start_export").expand_kwargs(planned.map(export_kwargs))

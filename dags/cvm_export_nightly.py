@@ -7,21 +7,28 @@ when the run starts (never while the file is parsed), for example::
      "export_format": "QCOW2", "region": "ap-guangzhou", "poke_interval": 60, "mode": "reschedule"}
 
 Optional keys: ``file_name_prefixes`` (one per image; default ``nightly``), ``timeout`` (seconds),
-``batch_size`` (image ids per ExportImages call, default 10). Every prefix is stamped with the
-run's date (``nightly-20261126``) so nights never overwrite each other's files. The images are
-exported in batches: ``start_export`` and ``wait_for_export`` are mapped over them.
+``batch_size`` (image ids per ExportImages call, default 10), ``mode`` (``deferrable``, ``poke`` or
+``reschedule``; unset: deferrable when ``[operators] default_deferrable`` is on, else poke). Every
+prefix is stamped with the run's date in the DAG's timezone and a fragment of its run id
+(``nightly-20261126-3f2a9c1d``), so no two runs, even of the same day (the scheduled one, a manual
+trigger, a REST call without a logical date), write the same keys. The images are exported in
+batches: ``start_export`` and ``wait_for_export`` are mapped over them. Tasks are retried three
+times, 30 s apart and doubling (README, "Task retries": a retry never exports twice).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.sdk import DAG, XComArg, task
 
 from airflow_cvm_export.operators.cvm import ExportImagesOperator
 from airflow_cvm_export.sensors.cvm import OBJECTS_XCOM_KEY, ExportImagesSensor
-from airflow_cvm_export.utils.validation import export_kwargs, plan_exports, wait_kwargs
+from airflow_cvm_export.utils.validation import DAG_RETRIES, export_kwargs, plan_exports, run_stamp, wait_kwargs
+
+if TYPE_CHECKING:
+    from airflow.sdk.types import DagRunProtocol
 
 CONFIG_VARIABLE = "cvm_export_config"
 
@@ -31,15 +38,17 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
     catchup=False,
     max_active_runs=1,
+    default_args=DAG_RETRIES,
     doc_md=__doc__,
     tags=["tencentcloud", "cvm", "export"],
 ):
 
     @task
-    def plan(stamp: str) -> list[dict[str, dict[str, Any]]]:
-        """Read the config Variable and split the images into ExportImages batches."""
+    def plan(dag_run: DagRunProtocol | None = None, dag: DAG | None = None) -> list[dict[str, dict[str, Any]]]:
+        """Read the config Variable and split the images into ExportImages batches with this run's prefixes."""
         from airflow.sdk import Variable
 
+        stamp = run_stamp(dag_run.run_id, dag_run.run_after, dag.timezone)
         return plan_exports(Variable.get(CONFIG_VARIABLE, deserialize_json=True), prefix_suffix=stamp)
 
     @task(multiple_outputs=False)
@@ -56,7 +65,7 @@ with DAG(
             print(f"  {path}")
         return manifest
 
-    planned = plan(stamp="{{ (logical_date or dag_run.run_after) | ds_nodash }}")
+    planned = plan()
     start = ExportImagesOperator.partial(task_id="start_export").expand_kwargs(planned.map(export_kwargs))
     wait = ExportImagesSensor.partial(task_id="wait_for_export").expand_kwargs(
         start.output.zip(planned).map(wait_kwargs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class TencentCloudError(AirflowException):
@@ -51,7 +51,11 @@ def _rebuild(
     return cls(message, code=code, request_id=request_id, action=action)
 
 
-class TencentCloudConfigError(TencentCloudError, ValueError):
+# The classes below that also derive from AirflowFailException are errors no retry can fix: the
+# task fails at once instead of spending its retries (the example DAGs retry three times).
+
+
+class TencentCloudConfigError(TencentCloudError, AirflowFailException, ValueError):
     """Bad connection or argument, found before any request is sent."""
 
 
@@ -67,7 +71,7 @@ class TencentCloudThrottledError(TencentCloudError):
     """``RequestLimitExceeded*``: the API rate limit was hit; safe to retry later."""
 
 
-class TencentCloudInvalidParameterError(TencentCloudError):
+class TencentCloudInvalidParameterError(TencentCloudError, AirflowFailException):
     """A parameter was rejected (``InvalidParameter*``, ``MissingParameter``, ...)."""
 
 
@@ -75,7 +79,7 @@ class TencentCloudNotFoundError(TencentCloudInvalidParameterError):
     """The image, snapshot or bucket does not exist."""
 
 
-class TencentCloudUnsupportedImageError(TencentCloudError):
+class TencentCloudUnsupportedImageError(TencentCloudError, AirflowFailException):
     """The image can never be exported (Windows, public, shared, market, encrypted, too large...)."""
 
 

@@ -12,10 +12,12 @@ an integer file name prefix, ``"true"``/``"false"``); anything else is rejected.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from airflow_cvm_export.utils.completion import parse_time
@@ -35,6 +37,8 @@ FILE_NAME_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 ROLE_NAME_PATTERN = r"^[A-Za-z0-9+=,.@_-]{1,128}$"
 REGION_PATTERN = REGION_RE.pattern
 SENSOR_MODES = ("poke", "reschedule")
+# How the example DAGs wait: in the triggerer, or in a worker in one of the sensor's modes.
+WAIT_MODES = ("deferrable", *SENSOR_MODES)
 # Undocumented by Tencent Cloud (the emulator enforces it): image ids per ExportImages call.
 DEFAULT_BATCH_SIZE = 10
 DEFAULT_POKE_INTERVAL = 60
@@ -255,14 +259,37 @@ def _as_int(value: Any, field: str, minimum: int) -> int:
     return value
 
 
-def plan_exports(config: Any, *, prefix_suffix: str | None = None) -> list[dict[str, dict[str, Any]]]:
+# default_args of the example DAGs: a busy image or a full export queue is retried, with back-off.
+DAG_RETRIES = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+
+def run_stamp(run_id: str, run_after: datetime, tz: tzinfo) -> str:
+    """``<YYYYMMDD of run_after in tz>-<8 hex digits of run_id>``: readable, different for every DAG run.
+
+    Works for runs without a logical date (``airflow dags trigger``, the REST API). The same run
+    always gets the same stamp, so a retried or cleared task looks for its own files; two runs of
+    one day (scheduled, manual, REST) never share one.
+    """
+    return f"{run_after.astimezone(tz):%Y%m%d}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
+
+
+def plan_exports(
+    config: Any, *, prefix_suffix: str | None = None, default_prefix: str = "nightly"
+) -> list[dict[str, dict[str, Any]]]:
     """Split the example DAGs' config into ExportImages batches, each with its sensor settings.
 
     ``config`` keys: ``image_ids``, ``bucket_name`` (required), ``export_format``,
-    ``file_name_prefixes``, ``region``, ``poke_interval`` (default 60 s), ``mode`` (poke or
-    reschedule), ``timeout`` (seconds, default one day), ``batch_size`` (image ids per call,
-    default 10). With ``prefix_suffix`` each prefix becomes ``<prefix>-<suffix>`` (``nightly`` when
-    no prefixes are given), so runs of different nights never share an object key.
+    ``file_name_prefixes``, ``region``, ``poke_interval`` (default 60 s), ``mode`` (``deferrable``,
+    ``poke`` or ``reschedule``; unset or None: the sensor's default, deferrable when
+    ``[operators] default_deferrable`` is on, else poke), ``timeout`` (seconds, default one day),
+    ``batch_size`` (image ids per call, default 10). With ``prefix_suffix`` (see :func:`run_stamp`)
+    each prefix becomes ``<prefix>-<suffix>`` (``default_prefix`` when no prefixes are given), so
+    no two runs share an object key.
 
     Returns one ``{"export": operator kwargs, "wait": sensor kwargs}`` per batch; map the operator
     over :func:`export_kwargs` and the sensor over :func:`wait_kwargs`.
@@ -272,20 +299,17 @@ def plan_exports(config: Any, *, prefix_suffix: str | None = None) -> list[dict[
     ids = as_image_ids(config.get("image_ids"))
     prefixes = as_file_name_prefixes(config.get("file_name_prefixes"), len(ids))
     if prefix_suffix is not None:
-        prefixes = [f"{prefix}-{prefix_suffix}" for prefix in (prefixes or ["nightly"] * len(ids))]
+        prefixes = [f"{prefix}-{prefix_suffix}" for prefix in (prefixes or [default_prefix] * len(ids))]
         as_file_name_prefixes(prefixes, len(ids))
     common = {
         "bucket_name": as_bucket_name(config.get("bucket_name")),
         "export_format": as_export_format(config.get("export_format")),
         "region": as_optional_region(config.get("region")),
     }
-    mode = config.get("mode", "poke")
-    if mode not in SENSOR_MODES:
-        raise _fail("mode", "one of " + ", ".join(SENSOR_MODES), mode)
     wait = {
         "poke_interval": _as_int(config.get("poke_interval", DEFAULT_POKE_INTERVAL), "poke_interval", 1),
         "timeout": _as_int(config.get("timeout", DEFAULT_TIMEOUT), "timeout", 1),
-        "mode": mode,
+        **_wait_mode(config.get("mode")),
     }
     size = _as_int(config.get("batch_size", DEFAULT_BATCH_SIZE), "batch_size", 1)
     return [
@@ -299,6 +323,16 @@ def plan_exports(config: Any, *, prefix_suffix: str | None = None) -> list[dict[
         }
         for start in range(0, len(ids), size)
     ]
+
+
+def _wait_mode(mode: Any) -> dict[str, Any]:
+    """Sensor kwargs of a wait mode; an explicit mode also sets ``deferrable``, so that
+    ``[operators] default_deferrable`` cannot override it."""
+    if mode is None:
+        return {}
+    if mode not in WAIT_MODES:
+        raise _fail("mode", "one of " + ", ".join(WAIT_MODES) + " (or unset)", mode)
+    return {"deferrable": True} if mode == "deferrable" else {"mode": mode, "deferrable": False}
 
 
 def export_kwargs(batch: Mapping[str, Any]) -> dict[str, Any]:

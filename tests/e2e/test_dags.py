@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -28,10 +29,8 @@ CONFIG = {
 
 def launch(run_dag: Any, dag_id: str, emulator: Emulator, **config: Any) -> DagRun:
     settings = {**CONFIG, **config}
-    env = {}
-    if settings["mode"] == "deferrable":  # the sensors' default, from [operators] default_deferrable
-        env["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] = "True"
-        settings["mode"] = "poke"
+    # The mode is explicit, so [operators] default_deferrable (on here) must not change it.
+    env = {"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"}
     if dag_id == "cvm_export_nightly":
         return run_dag(dag_id, emulator, variable=settings, env=env)
     settings.pop("timeout")
@@ -68,10 +67,12 @@ def test_exports_each_image_once_and_hands_the_cos_paths_downstream(
     for task_id in ("start_export", "wait_for_export"):
         assert run.xcoms(task_id, "_link_CosBucketLink") == [f"{CONSOLE}&type=basicconfig"] * len(exports)
         assert run.xcoms(task_id, "_link_CosObjectsLink") == [f"{CONSOLE}&path=%252F"] * len(exports)
+    # Each run's own prefix: the date of the run in the DAG's timezone and a fragment of its run id.
+    stamp = re.compile(r"^/(nightly|adhoc)-\d{8}-[0-9a-f]{8}_img-")
+    assert all(stamp.match(path) for batch in waited for path in batch), waited
     if dag_id == "cvm_export_nightly":
         (manifest,) = run.xcoms("write_manifest")
         assert manifest["cos_paths"] == [path for batch in waited for path in batch]
-        assert all(path.startswith("/nightly-") for path in manifest["cos_paths"])
 
 
 def test_unexportable_image_fails_start_export_with_its_code(run_dag: Any, start_emulator: Any) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import pendulum
 import pytest
 
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
 from airflow_cvm_export.utils.validation import (
     export_kwargs,
     plan_exports,
+    run_stamp,
     validate_export_args,
     validate_export_record,
     wait_kwargs,
@@ -136,13 +139,41 @@ def test_plan_batches_stamps_prefixes_and_carries_sensor_settings() -> None:
         "poke_interval": 5,
         "timeout": 86400,
         "mode": "reschedule",
+        "deferrable": False,  # an explicit mode: [operators] default_deferrable cannot override it
     }
+
+
+@pytest.mark.parametrize(
+    ("mode", "wait"),
+    [
+        (None, {}),  # the sensor's default: [operators] default_deferrable, else poke
+        ("deferrable", {"deferrable": True}),
+        ("poke", {"mode": "poke", "deferrable": False}),
+    ],
+)
+def test_plan_wait_mode(mode: str | None, wait: dict[str, Any]) -> None:
+    (batch,) = plan_exports({"image_ids": ["img-centos01"], "bucket_name": "exports-1250000000", "mode": mode})
+    assert batch["wait"] == {"poke_interval": 60, "timeout": 86400, **wait}
+
+
+def test_run_stamp_is_readable_and_differs_between_runs_of_one_day() -> None:
+    shanghai = pendulum.timezone("Asia/Shanghai")
+    night = pendulum.datetime(2026, 11, 25, 18, 0, tz="UTC")  # 02:00 on the 26th in Shanghai
+    scheduled = run_stamp("scheduled__2026-11-25T18:00:00+00:00", night, shanghai)
+    manual = run_stamp("manual__2026-11-25T18:00:00+00:00", night, shanghai)
+    assert re.fullmatch(r"20261126-[0-9a-f]{8}", scheduled), scheduled
+    assert manual[:9] == scheduled[:9] and manual != scheduled
+    assert run_stamp("scheduled__2026-11-25T18:00:00+00:00", night, shanghai) == scheduled  # a retry: same stamp
 
 
 def test_plan_keeps_given_prefixes_without_a_stamp() -> None:
     config = {"image_ids": ["img-centos01"], "bucket_name": "exports-1250000000", "file_name_prefixes": ["web"]}
     (batch,) = plan_exports(config)
     assert batch["export"]["file_name_prefixes"] == ["web"]
+    (batch,) = plan_exports(config, prefix_suffix="20261126-3f2a9c1d", default_prefix="adhoc")
+    assert batch["export"]["file_name_prefixes"] == ["web-20261126-3f2a9c1d"]
+    (batch,) = plan_exports({**config, "file_name_prefixes": []}, prefix_suffix="x", default_prefix="adhoc")
+    assert batch["export"]["file_name_prefixes"] == ["adhoc-x"]
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_cvm_export.utils import errors
 from airflow_cvm_export.utils.errors import (
@@ -106,3 +106,23 @@ def test_family_is_airflow_and_pickles():
     assert issubclass(errors.TencentCloudConfigError, ValueError)
     assert issubclass(errors.TencentCloudOutcomeUnknownError, errors.TencentCloudNetworkError)
     assert issubclass(errors.TencentCloudConnectError, errors.TencentCloudNetworkError)
+
+
+@pytest.mark.parametrize(
+    ("code", "permanent"),
+    [
+        ("InvalidImageId.NotFound", True),
+        ("InvalidParameterValue.InvalidImageId", True),
+        ("UnsupportedOperation.ImageTooLarge", True),
+        ("MissingParameter", True),
+        ("InvalidParameterValue.InvalidImageState", False),  # busy: free again once the other export ends
+        ("LimitExceeded.ExportImageTaskLimitExceeded", False),
+        ("RequestLimitExceeded", False),
+        ("InternalError", False),
+        ("AuthFailure.SignatureExpire", False),
+    ],
+)
+def test_errors_no_retry_can_fix_fail_the_task_at_once(code: str, permanent: bool) -> None:
+    """AirflowFailException: Airflow fails the task without spending its retries."""
+    assert isinstance(from_response(code, "m"), AirflowFailException) is permanent
+    assert issubclass(errors.TencentCloudConfigError, AirflowFailException)
