@@ -112,8 +112,19 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     port = free_port()
     deployment = Deployment(home=home, api=f"http://127.0.0.1:{port}", emulator="")
     try:
-        emulator_cli = [sys.executable, "-m", "airflow_cvm_export.emulator", "--port", "0", "--secret-id", SECRET_ID,
-                        "--secret-key", SECRET_KEY, "--export-seconds", str(EXPORT_SECONDS)]
+        emulator_cli = [
+            sys.executable,
+            "-m",
+            "airflow_cvm_export.emulator",
+            "--port",
+            "0",
+            "--secret-id",
+            SECRET_ID,
+            "--secret-key",
+            SECRET_KEY,
+            "--export-seconds",
+            str(EXPORT_SECONDS),
+        ]
         emulator = start(deployment, "emulator", emulator_cli, dict(os.environ))
         deployment.emulator = wait_until("the emulator's URL", lambda: deployment.log("emulator").strip(), 30)
         assert emulator.poll() is None
