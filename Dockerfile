@@ -15,15 +15,20 @@ COPY --chown=airflow:0 airflow_cvm_export /tmp/airflow-cvm-export/airflow_cvm_ex
 
 # Install as the image's own "airflow" user, as the official image documents, and pin Airflow in
 # the same pip call (AIRFLOW_VERSION is set by the base image) so pip can never up- or downgrade
-# Airflow to satisfy a dependency. constraints.txt pins everything else to the versions the test
-# suite ran against. The first check stops a build whose base image and constraints disagree.
+# Airflow to satisfy a dependency. The [celery] extra is what docker-compose.yaml runs (Celery
+# provider, redis, psycopg 3 for the db+postgresql:// result backend, psycopg2 and asyncpg for the
+# metadata DB); constraints.txt pins it and everything else to the versions the test suite ran
+# against (tests/system runs the same extra natively). The first check stops a build whose base
+# image and constraints disagree; pip check stops one whose pins break a package of the base image
+# (python-dateutil is pinned below 3 for Flask-AppBuilder, which FabAuthManager needs).
 RUN grep -qxF "apache-airflow==${AIRFLOW_VERSION}" /tmp/airflow-cvm-export/constraints.txt \
         || { echo "constraints.txt does not pin apache-airflow==${AIRFLOW_VERSION} (the base image's Airflow)" >&2; \
              exit 1; } \
     && pip install --no-cache-dir \
         "apache-airflow==${AIRFLOW_VERSION}" \
-        /tmp/airflow-cvm-export \
+        "/tmp/airflow-cvm-export[celery]" \
         -c /tmp/airflow-cvm-export/constraints.txt \
+    && pip check \
     && python -c "import airflow, airflow_cvm_export; \
 assert airflow.__version__ == '${AIRFLOW_VERSION}', airflow.__version__; \
 print('airflow', airflow.__version__, 'airflow-cvm-export', airflow_cvm_export.__version__)" \

@@ -59,7 +59,7 @@ class TencentCloudConfigError(TencentCloudError, AirflowFailException, ValueErro
     """Bad connection or argument, found before any request is sent."""
 
 
-class TencentCloudAuthError(TencentCloudError):
+class TencentCloudAuthError(TencentCloudError, AirflowFailException):
     """Credentials, signature, token, role or permission rejected."""
 
 

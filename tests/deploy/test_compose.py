@@ -386,6 +386,19 @@ def test_dockerfile_installs_the_package_with_airflow_pinned_in_the_same_pip_cal
     assert users in ([], ["airflow"]), "pip must run as the image's airflow user"
 
 
+def test_dockerfile_installs_the_celery_extra_and_runs_pip_check() -> None:
+    """The image gets the pins tests/system ran with, and a build whose pins break the base image fails."""
+    (run,) = [args for instr, args in dockerfile_instructions() if instr == "RUN" and "pip install" in args]
+    calls = [call.strip() for call in re.split(r"&&|\|\||;", run)]
+    install = next(i for i, call in enumerate(calls) if re.search(r"\bpip install\b", call))
+    assert any(word.endswith("airflow-cvm-export[celery]") for word in shlex.split(calls[install])), calls[install]
+    assert "pip check" in calls[install + 1 :], calls
+    # Flask-AppBuilder (FabAuthManager, the compose file's auth manager, in the base image) wants < 3.
+    assert int(constraint("python-dateutil").split(".")[0]) < 3
+    for name in ("apache-airflow-providers-celery", "redis", "psycopg", "psycopg-binary", "psycopg2-binary", "asyncpg"):
+        constraint(name)
+
+
 def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
     rules = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
     rules = [ln for ln in rules if ln and not ln.startswith("#")]

@@ -49,12 +49,29 @@ COMPONENTS = {
     "dag-processor": "airflow dag-processor",
     "triggerer": "airflow triggerer",
 }
-WORKERS = {
+WORKERS = {  # the second one also with its own AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT
     "worker1": "airflow celery worker --celery-hostname worker1@%h",
     "worker2": "airflow celery worker --celery-hostname worker2@%h",
 }
+NIGHTLY_UNPAUSE = "airflow dags unpause cvm_export_nightly"
 NIGHTLY_TRIGGER = "airflow dags trigger cvm_export_nightly"
-COMMANDS = [MIGRATE, *COMPONENTS.values(), *WORKERS.values(), NIGHTLY_TRIGGER]
+COMMANDS = [MIGRATE, *COMPONENTS.values(), *WORKERS.values(), NIGHTLY_UNPAUSE, NIGHTLY_TRIGGER]
+# Environment variables the guide sets that the stack sets too (with its own values).
+GUIDE_ENV = {
+    "AIRFLOW_HOME",
+    "AIRFLOW__CORE__DAGS_FOLDER",
+    "AIRFLOW__CORE__EXECUTOR",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__CELERY__RESULT_BACKEND",
+    "AIRFLOW__CELERY__BROKER_URL",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+    "AIRFLOW__CORE__FERNET_KEY",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE",
+    "AIRFLOW_CONN_TENCENTCLOUD_DEFAULT",
+    "AIRFLOW_VAR_CVM_EXPORT_CONFIG",
+    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",
+}
 
 
 def free_port() -> int:

@@ -21,7 +21,15 @@ from typing import Any
 import pytest
 
 from airflow_cvm_export.emulator.catalog import EXPORTABLE_IMAGE_IDS, WRITABLE_BUCKETS, extra_image_id
-from tests.system.stack import NIGHTLY_TRIGGER, Stack, celery_stack, missing_for_celery, worker_runs
+from tests.system.stack import (
+    GUIDE_ENV,
+    NIGHTLY_TRIGGER,
+    NIGHTLY_UNPAUSE,
+    Stack,
+    celery_stack,
+    missing_for_celery,
+    worker_runs,
+)
 
 pytestmark = pytest.mark.system
 
@@ -120,8 +128,14 @@ def trigger_logs(stack: Stack, dag_id: str, run_id: str) -> list[str]:
     return sorted(str(path) for path in run_logs.rglob("*.log.trigger.*.log"))
 
 
+def test_stack_sets_the_environment_the_guide_exports(stack: Stack) -> None:
+    """docs/deployment.md exports GUIDE_ENV (tests/docs checks that): every name is set here too."""
+    worker_only = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"}  # set per worker, see stack._start_airflow
+    assert GUIDE_ENV - worker_only <= set(stack.env)
+
+
 def test_nightly_from_the_documented_cli_trigger(stack: Stack) -> None:
-    unpause = stack.airflow("airflow dags unpause cvm_export_nightly")
+    unpause = stack.airflow(NIGHTLY_UNPAUSE)
     assert unpause.returncode == 0, unpause.stderr
     triggered = stack.airflow(NIGHTLY_TRIGGER)
     assert triggered.returncode == 0, triggered.stdout + triggered.stderr

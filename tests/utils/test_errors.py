@@ -119,7 +119,8 @@ def test_family_is_airflow_and_pickles():
         ("LimitExceeded.ExportImageTaskLimitExceeded", False),
         ("RequestLimitExceeded", False),
         ("InternalError", False),
-        ("AuthFailure.SignatureExpire", False),
+        ("AuthFailure.TokenFailure", True),
+        ("AuthFailure.SignatureExpire", True),  # the hook re-signs once with the server's clock first
     ],
 )
 def test_errors_no_retry_can_fix_fail_the_task_at_once(code: str, permanent: bool) -> None:
