@@ -136,7 +136,7 @@ class Stack:
         )
 
     def get(self, path: str, **params: Any) -> Any:
-        response = self.session.get(f"{self.api}/api/v2{path}", params=params, timeout=10)
+        response = self.session.get(f"{self.api}/api/v2{path}", params=params, timeout=30)
         response.raise_for_status()
         return response.json()
 
