@@ -123,9 +123,10 @@ class CvmClientBase(BaseHook):
     # -- connection ------------------------------------------------------------------------------
 
     def _config_from(self, conn: Any) -> ClientConfig:
-        """Validated settings from a connection (None when it does not exist); secrets go to the masker."""
+        """Validated settings from a connection (None when it does not exist); config_from_connection
+        registers its secrets with the masker."""
         try:
-            config = config_from_connection(
+            return config_from_connection(
                 login=conn.login if conn else None,
                 password=conn.password if conn else None,
                 extra=conn.extra if conn else None,
@@ -139,8 +140,6 @@ class CvmClientBase(BaseHook):
                     "in TENCENTCLOUD_SECRET_ID / TENCENTCLOUD_SECRET_KEY"
                 ) from None
             raise
-        _mask(config)
-        return config
 
     # -- clock -----------------------------------------------------------------------------------
 
@@ -280,15 +279,6 @@ def _with_user_agent(request: PreparedRequest) -> PreparedRequest:
 def _sleep(seconds: float) -> None:
     """Back-off sleep (looked up at call time so tests can replace the clock)."""
     time.sleep(seconds)
-
-
-def _mask(config: ClientConfig) -> None:
-    """Register the secrets with Airflow's masker so no log line can show them."""
-    from airflow.sdk.log import mask_secret
-
-    mask_secret(config.secret_key)
-    if config.token:
-        mask_secret(config.token)
 
 
 def _server_offset(date_header: str | None) -> int | None:

@@ -1,34 +1,56 @@
 """Turn an Airflow connection (or the environment) into validated client settings.
 
-Shared by the sync hook and the async trigger so both read a connection the same way.
+The one place where connection settings are checked: the sync hook and the async trigger both
+call :func:`config_from_connection`, and every request is sent to the URL :func:`parse_endpoint`
+rebuilds from the parts it checked, so what is checked is exactly what is sent. No error raised
+here contains the value of a secret (SecretKey, token, a password written into a URL).
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from airflow_cvm_export.utils.errors import TencentCloudConfigError, shown
 
 CONN_TYPE = "tencentcloud"
 DEFAULT_CONN_ID = "tencentcloud_default"
 DEFAULT_ENDPOINT = "https://cvm.tencentcloudapi.com"
 DEFAULT_RATE_LIMITS = {"ExportImages": 20.0, "DescribeImages": 40.0}
+# The actions the provider sends, the only keys rate_limits accepts.
+RATE_LIMITED_ACTIONS = ("ExportImages", "DescribeImages", "DescribeRegions")
+# Requests per second a rate limit may be set to (0 switches one off).
+MIN_RATE, MAX_RATE = 0.1, 1000.0
 REGION_RE = re.compile(r"^[a-z]{2,4}(-[a-z]+)+(-\d+)?$")
 EXTRA_KEYS = ("region", "endpoint", "cos_endpoint", "token", "allow_http", "rate_limits")
+# How Airflow's connection form stores the provider's extra fields (older forms; newer ones use plain names).
+EXTRA_PREFIX = f"extra__{CONN_TYPE}__"
 ENV_SECRET_ID = "TENCENTCLOUD_SECRET_ID"
 ENV_SECRET_KEY = "TENCENTCLOUD_SECRET_KEY"
 ENV_TOKEN = "TENCENTCLOUD_TOKEN"
 
+# scheme://host[:port][/] and nothing else; the host is checked further by _check_host.
+_ENDPOINT_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)", re.DOTALL)
+_AUTHORITY_RE = re.compile(r"(?P<host>\[[^\]]*\]|[A-Za-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?")
+# Underscores too: docker-compose service names have them, and resolvers accept them.
+_DNS_LABEL_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_ENDPOINT_FORM = "http(s)://host[:port], with a DNS name, a dotted IPv4 address or a [bracketed] IPv6 address"
+
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A parsed endpoint: ``scheme://host[:port]`` with no path."""
+    """A parsed endpoint: ``scheme://host[:port]`` with no path.
+
+    :param scheme: ``http`` or ``https``.
+    :param netloc: ``host[:port]`` as sent in the Host header (IPv6 in brackets).
+    :param hostname: the host without brackets or port.
+    """
 
     scheme: str
     netloc: str
@@ -36,7 +58,7 @@ class Endpoint:
 
     @property
     def url(self) -> str:
-        """``scheme://host[:port]``."""
+        """``scheme://host[:port]``, rebuilt from the checked parts."""
         return f"{self.scheme}://{self.netloc}"
 
 
@@ -81,30 +103,117 @@ def validate_region(region: Any, *, field_name: str = "region") -> str:
     """Return ``region`` if it looks like a Tencent Cloud region such as ``ap-guangzhou``."""
     if not isinstance(region, str) or not REGION_RE.fullmatch(region):
         raise TencentCloudConfigError(
-            f"{field_name} must be a Tencent Cloud region such as 'ap-guangzhou' or 'na-siliconvalley', got {region!r}"
+            f"{field_name} must be a Tencent Cloud region such as 'ap-guangzhou' or 'na-siliconvalley', "
+            f"got {shown(region)}"
         )
     return region
 
 
+def check_credential(value: Any, field_name: str) -> str:
+    """Return ``value`` if it is printable ASCII with no surrounding whitespace; the error never shows it.
+
+    A SecretId, SecretKey or token with a trailing newline or a non-ASCII character would otherwise
+    fail inside the HTTP client, with the value (or the signed Authorization header) in the error.
+    """
+    if not isinstance(value, str) or not value:
+        raise TencentCloudConfigError(f"{field_name} must be a non-empty string")
+    if value != value.strip():
+        raise TencentCloudConfigError(
+            f"{field_name} must have no whitespace or line break at its start or end (a copy-paste slip?)"
+        )
+    for position, char in enumerate(value, 1):
+        if not " " <= char <= "~":
+            raise TencentCloudConfigError(
+                f"{field_name} must be printable ASCII (letters, digits, punctuation); character {position} is not"
+            )
+    return value
+
+
+def url_password(value: Any) -> str | None:
+    """The user information of an endpoint URL (``user:password@``) the way any parser could see it, or None."""
+    if not isinstance(value, str):
+        return None
+    authority = value.split("://", 1)[-1].split("/", 1)[0]
+    userinfo, at, _ = authority.rpartition("@")
+    if not at:
+        return None
+    return userinfo.partition(":")[2] or userinfo
+
+
+def _redact(value: str) -> str:
+    """``value`` for an error message: user information replaced, at most 80 characters."""
+    secret = url_password(value)
+    return shown(value.replace(secret, "***") if secret else value)
+
+
+def _check_host(host: str, field_name: str) -> str:
+    """The lower-case host of an endpoint: a DNS name, a dotted IPv4 address or a bracketed IPv6 address."""
+    if host.startswith("["):
+        try:
+            if "%" in host:  # a zone id ("%25eth0") is read differently by urllib, urllib3 and httpx
+                raise ValueError
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise TencentCloudConfigError(f"{field_name} has an invalid IPv6 address; use {_ENDPOINT_FORM}") from None
+        return host.lower()
+    host = host.lower()
+    labels = host.split(".")
+    if all(label.isdigit() for label in labels):
+        try:  # only the dotted-quad form: "127.1" or "2130706433" mean different things to different parsers
+            if len(labels) == 4:
+                ipaddress.IPv4Address(host)
+                return host
+        except ValueError:
+            pass
+        raise TencentCloudConfigError(f"{field_name} has an invalid IPv4 address; use {_ENDPOINT_FORM}")
+    if len(host) > 253 or not all(_DNS_LABEL_RE.fullmatch(label) for label in labels) or labels[-1][0].isdigit():
+        # a numeric last label ("0x7f.0.0.1", "10.0.0.1.") is read as an address by some resolvers
+        raise TencentCloudConfigError(f"{field_name} has an invalid host name; use {_ENDPOINT_FORM}")
+    return host
+
+
 def parse_endpoint(value: Any, *, field_name: str, allow_http: bool) -> Endpoint:
-    """Parse an endpoint URL or bare host; plain http only to loopback or with ``allow_http``."""
+    """Parse an endpoint URL or bare host; plain http only to loopback or with ``allow_http``.
+
+    Only ``scheme://host[:port]`` (and a trailing ``/``) is accepted: no user information, path,
+    query, fragment, backslash, whitespace inside or non-ASCII character, so that urllib,
+    urllib3 (requests) and httpx cannot read it differently. Requests go to :attr:`Endpoint.url`,
+    rebuilt from the checked parts.
+    """
     if not isinstance(value, str) or not value.strip():
-        raise TencentCloudConfigError(f"{field_name} must be a URL such as https://cvm.tencentcloudapi.com")
+        raise TencentCloudConfigError(f"{field_name} must be a URL such as {DEFAULT_ENDPOINT}")
     text = value.strip()
-    parts = urlsplit(text if "://" in text else f"https://{text}")
-    try:
-        hostname = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        hostname = None
-    if parts.scheme not in ("http", "https") or not hostname or parts.path not in ("", "/") or parts.query:
-        raise TencentCloudConfigError(f"{field_name} must be http(s)://host[:port] with no path, got {value!r}")
-    if parts.scheme == "http" and not allow_http and not is_loopback(hostname):
+    if url_password(text) is not None:
+        raise TencentCloudConfigError(
+            f"{field_name} must not contain a user name or password (user:password@host): put the SecretId and "
+            "SecretKey in the connection's login and password"
+        )
+    if "\\" in text or not all("!" <= char <= "~" for char in text):
+        raise TencentCloudConfigError(
+            f"{field_name} must be {_ENDPOINT_FORM}: printable ASCII without spaces or backslashes (write an "
+            f"internationalised host name in its xn-- form), got {_redact(text)}"
+        )
+    match = _ENDPOINT_RE.fullmatch(text if "://" in text else f"https://{text}")
+    if match is None or match["scheme"].lower() not in ("http", "https"):
+        raise TencentCloudConfigError(
+            f"{field_name} must be {_ENDPOINT_FORM} (scheme http or https), got {_redact(text)}"
+        )
+    authority = _AUTHORITY_RE.fullmatch(match["authority"])
+    if authority is None or match["rest"] not in ("", "/"):
+        raise TencentCloudConfigError(f"{field_name} must be {_ENDPOINT_FORM}, no path or query, got {_redact(text)}")
+    scheme = match["scheme"].lower()
+    host = _check_host(authority["host"], field_name)
+    port = authority["port"]
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise TencentCloudConfigError(f"{field_name} port must be between 1 and 65535, got {_redact(text)}")
+    hostname = host.strip("[]")
+    if scheme == "http" and not allow_http and not is_loopback(hostname):
         raise TencentCloudConfigError(
             f"{field_name} uses plain http to a non-loopback host ({hostname}); use https, or set the "
             "connection extra allow_http: true (for example for the emulator in docker-compose)"
         )
-    return Endpoint(scheme=parts.scheme, netloc=parts.netloc, hostname=hostname)
+    netloc = host if port is None else f"{host}:{int(port)}"
+    return Endpoint(scheme=scheme, netloc=netloc, hostname=hostname)
 
 
 def _parse_bool(value: Any, field_name: str) -> bool:
@@ -112,66 +221,137 @@ def _parse_bool(value: Any, field_name: str) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
         return value.strip().lower() in ("true", "1", "yes")
-    raise TencentCloudConfigError(f"connection extra {field_name} must be true or false, got {value!r}")
+    raise TencentCloudConfigError(f"connection extra {field_name} must be true or false, got {_short(value)}")
+
+
+def _short(value: Any) -> str:
+    return shown(value, 40) if isinstance(value, str | int | float | bool) else type(value).__name__
+
+
+def _closest(name: str, known: tuple[str, ...]) -> str:
+    match = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""
 
 
 def _parse_rate_limits(value: Any) -> dict[str, float]:
+    example = 'a JSON object such as {"DescribeImages": 40}'
     if isinstance(value, str):
         try:
             value = json.loads(value) if value.strip() else {}
-        except ValueError:
-            raise TencentCloudConfigError(
-                'connection extra rate_limits must be a JSON object such as {"DescribeImages": 40}'
-            ) from None
+        except (ValueError, RecursionError):
+            raise TencentCloudConfigError(f"connection extra rate_limits must be {example}") from None
     if not isinstance(value, dict):
-        raise TencentCloudConfigError(
-            'connection extra rate_limits must be a JSON object such as {"DescribeImages": 40}'
-        )
+        raise TencentCloudConfigError(f"connection extra rate_limits must be {example}")
     limits = dict(DEFAULT_RATE_LIMITS)
     for action, rate in value.items():
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate >= 0:
+        if action not in RATE_LIMITED_ACTIONS:
             raise TencentCloudConfigError(
-                f"connection extra rate_limits[{action!r}] must be a number of requests per second >= 0 "
-                f"(0 switches the limiter off), got {rate!r}"
+                f"connection extra rate_limits has an unknown action {_short(action)}"
+                f"{_closest(str(action), RATE_LIMITED_ACTIONS)} (known: {', '.join(RATE_LIMITED_ACTIONS)})"
             )
-        limits[str(action)] = float(rate)
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, int | float)
+            or not math.isfinite(rate)
+            or not (rate == 0 or MIN_RATE <= rate <= MAX_RATE)
+        ):
+            raise TencentCloudConfigError(
+                f"connection extra rate_limits[{action!r}] must be 0 (no limit) or between {MIN_RATE:g} and "
+                f"{MAX_RATE:g} requests per second, got {_short(rate)}"
+            )
+        limits[action] = float(rate)
     return limits
 
 
-def _extras(extra: Any) -> dict[str, Any]:
+def _extra_object(extra: Any) -> dict[Any, Any]:
+    """The connection's extra as a dict (Airflow hands it over as JSON text)."""
     if extra is None or extra == "":
         return {}
     if isinstance(extra, str):
         try:
             extra = json.loads(extra)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise TencentCloudConfigError(
                 "the connection's extra is not valid JSON; expected an object with keys " + ", ".join(EXTRA_KEYS)
             ) from None
     if not isinstance(extra, dict):
         raise TencentCloudConfigError("the connection's extra must be a JSON object")
-    prefix = f"extra__{CONN_TYPE}__"
-    return {key.removeprefix(prefix): value for key, value in extra.items() if value not in (None, "")}
+    return extra
+
+
+def _known_extras(extra: dict[Any, Any]) -> dict[str, Any]:
+    """The settings of the extra under their plain names; unset (None or empty) values are left out."""
+    extras: dict[str, Any] = {}
+    for key, value in extra.items():
+        if value is None or value == "":  # the connection form stores its empty fields
+            continue
+        name = key.removeprefix(EXTRA_PREFIX) if isinstance(key, str) else key
+        if name not in EXTRA_KEYS:
+            raise TencentCloudConfigError(
+                f"connection extra {_short(key)} is not a setting of this provider{_closest(str(name), EXTRA_KEYS)} "
+                f"(known: {', '.join(EXTRA_KEYS)})"
+            )
+        if name in extras and extras[name] != value:
+            raise TencentCloudConfigError(
+                f"connection extra {name} is set twice, as {name!r} and {EXTRA_PREFIX + name!r}, to different values"
+            )
+        extras[name] = value
+    return extras
+
+
+def _secrets(password: Any, extra: dict[Any, Any]) -> list[str]:
+    """Every secret value a connection holds, even a malformed one: SecretKey, token, URL passwords."""
+    values = [password, os.environ.get(ENV_SECRET_KEY), os.environ.get(ENV_TOKEN)]
+    for name in ("token", "endpoint", "cos_endpoint"):
+        for key in (name, EXTRA_PREFIX + name):
+            value = extra.get(key)
+            values.append(value if name == "token" else url_password(value))
+    return [value for value in values if isinstance(value, str) and value.strip()]
+
+
+_MASKED: set[str] = set()
+
+
+def mask_secrets(values: list[str]) -> None:
+    """Register each secret once with Airflow's masker, also stripped (a copy-paste slip's repr differs)."""
+    from airflow.sdk.log import mask_secret
+
+    for value in values:
+        for form in {value, value.strip()}:
+            if form and form not in _MASKED:
+                mask_secret(form)
+                _MASKED.add(form)
 
 
 def config_from_connection(
     *, login: str | None, password: str | None, extra: Any, conn_id: str, region: str | None = None
 ) -> ClientConfig:
-    """Build a :class:`ClientConfig` from connection fields, falling back to the environment."""
-    extras = _extras(extra)
+    """Build a :class:`ClientConfig` from connection fields, falling back to the environment.
+
+    The secrets found (SecretKey, token, URL passwords) are registered with Airflow's masker before
+    anything is checked, so not even a log line about a malformed connection can show them.
+    """
+    extra_object = _extra_object(extra)
+    mask_secrets(_secrets(password, extra_object))
+    extras = _known_extras(extra_object)
     token = extras.get("token")
     if login or password:
         secret_id, secret_key = login, password
+        id_field, key_field, token_field = "the SecretId (login)", "the SecretKey (password)", "connection extra token"
     else:  # credentials (and token) come as a set from the environment, never mixed with the connection's
         secret_id, secret_key = os.environ.get(ENV_SECRET_ID), os.environ.get(ENV_SECRET_KEY)
-        token = token or os.environ.get(ENV_TOKEN)
+        id_field, key_field, token_field = ENV_SECRET_ID, ENV_SECRET_KEY, "connection extra token"
+        if not token and os.environ.get(ENV_TOKEN):
+            token, token_field = os.environ[ENV_TOKEN], ENV_TOKEN
     if not secret_id or not secret_key:
         raise TencentCloudConfigError(
             f"no credentials: set both the SecretId (login) and SecretKey (password) of connection {conn_id!r}, "
             f"or leave both empty and set the environment variables {ENV_SECRET_ID} and {ENV_SECRET_KEY}"
         )
-    if not isinstance(token, str | None):
-        raise TencentCloudConfigError("connection extra token must be a string")
+    check_credential(secret_id, f"{id_field} of connection {conn_id!r}")
+    check_credential(secret_key, f"{key_field} of connection {conn_id!r}")
+    if token is not None:
+        check_credential(token, token_field)
     allow_http = _parse_bool(extras.get("allow_http", False), "allow_http")
     endpoint = parse_endpoint(extras.get("endpoint", DEFAULT_ENDPOINT), field_name="endpoint", allow_http=allow_http)
     cos_endpoint = None

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 60, 60
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A short ``repr`` of a rejected value for an error message; safe for values nested 5,000 levels deep."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class TencentCloudError(AirflowException):

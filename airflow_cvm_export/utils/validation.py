@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+from airflow_cvm_export.utils import bounded_json
 from airflow_cvm_export.utils.completion import parse_time
 from airflow_cvm_export.utils.connection import REGION_RE, validate_region
-from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from airflow_cvm_export.utils.errors import TencentCloudConfigError, shown
 
 EXPORT_FORMATS = ("RAW", "QCOW2", "VHD", "VMDK")
 DEFAULT_EXPORT_FORMAT = "RAW"
@@ -41,6 +41,12 @@ SENSOR_MODES = ("poke", "reschedule")
 WAIT_MODES = ("deferrable", *SENSOR_MODES)
 # Undocumented by Tencent Cloud (the emulator enforces it): image ids per ExportImages call.
 DEFAULT_BATCH_SIZE = 10
+MAX_IMAGE_IDS = DEFAULT_BATCH_SIZE
+# The example DAGs' config may list more images: plan_exports splits them into batches (mapped tasks).
+MAX_PLANNED_IMAGE_IDS = 1000
+# The provider's own bounds on a record's CosPaths (Tencent Cloud documents none).
+MAX_COS_PATHS = 1000
+MAX_COS_PATH_LENGTH = 1024
 DEFAULT_POKE_INTERVAL = 60
 DEFAULT_TIMEOUT = 24 * 60 * 60
 
@@ -51,10 +57,7 @@ _ROLE_RE = re.compile(ROLE_NAME_PATTERN)
 
 
 def _fail(field: str, allowed: str, value: Any) -> TencentCloudConfigError:
-    shown = repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    return TencentCloudConfigError(f"{field} must be {allowed}, got {shown}")
+    return TencentCloudConfigError(f"{field} must be {allowed}, got {shown(value)}")
 
 
 def _as_list(value: Any, field: str, example: str) -> list[Any]:
@@ -65,10 +68,12 @@ def _as_list(value: Any, field: str, example: str) -> list[Any]:
         if not text.startswith("["):
             raise _fail(field, allowed + ", not a bare string", value)
         try:
-            value = json.loads(text)
+            value = bounded_json.loads(text)
+        except bounded_json.JsonTooDeepError:
+            raise _fail(field, allowed + f", nested at most {bounded_json.MAX_DEPTH} levels", text) from None
         except ValueError:
             try:
-                value = ast.literal_eval(text)
+                value = bounded_json.check_depth(ast.literal_eval(text))
             except (ValueError, SyntaxError, MemoryError, RecursionError):
                 raise _fail(field, allowed, text) from None
     if not isinstance(value, list | tuple):
@@ -76,11 +81,16 @@ def _as_list(value: Any, field: str, example: str) -> list[Any]:
     return list(value)
 
 
-def as_image_ids(value: Any, field: str = "image_ids") -> list[str]:
-    """A non-empty list of distinct image ids such as ``img-pq5pau1w``."""
+def as_image_ids(value: Any, field: str = "image_ids", limit: int = MAX_IMAGE_IDS) -> list[str]:
+    """A non-empty list of at most ``limit`` distinct image ids such as ``img-pq5pau1w``."""
     ids = _as_list(value, field, "['img-pq5pau1w']")
     if not ids:
         raise _fail(field, "a non-empty list of image ids such as ['img-pq5pau1w']", value)
+    if len(ids) > limit:
+        raise TencentCloudConfigError(
+            f"{field} must list at most {limit} image ids per export, got {len(ids)}; split them into several "
+            "exports (plan_exports does, batch_size at a time)"
+        )
     for image_id in ids:
         if not isinstance(image_id, str) or not _IMAGE_ID_RE.fullmatch(image_id):
             raise _fail(f"{field} item", "an image id: 'img-' and 8 lowercase letters or digits", image_id)
@@ -214,11 +224,14 @@ def _as_started_at(value: Any, field: str) -> str:
 
 def _as_export_mapping(export: Any) -> Mapping[str, Any]:
     allowed = "the export record start_export returns (export=start.output) or a JSON object"
-    if isinstance(export, str):
-        try:
-            export = json.loads(export)
-        except ValueError:
-            raise _fail("export", allowed, export) from None
+    try:
+        if isinstance(export, str):
+            export = bounded_json.loads(export)
+        bounded_json.check_depth(export)
+    except bounded_json.JsonTooDeepError:
+        raise _fail("export", allowed + f", nested at most {bounded_json.MAX_DEPTH} levels", export) from None
+    except ValueError:
+        raise _fail("export", allowed, export) from None
     if not isinstance(export, Mapping):
         raise _fail("export", allowed, export)
     return export
@@ -244,18 +257,35 @@ def validate_export_record(export: Any) -> dict[str, Any]:
     paths = _as_list(record.get("cos_paths") or [], "export.cos_paths", "['/img-pq5pau1w_system_snap-fiux4bof.raw']")
     if not record["dry_run"] and not record["recovered"] and not paths:
         raise _fail("export.cos_paths", "the non-empty CosPaths ExportImages returned", paths)
+    if len(paths) > MAX_COS_PATHS:
+        raise _fail("export.cos_paths", f"a list of at most {MAX_COS_PATHS} object paths", f"{len(paths)} paths")
     for path in paths:
-        if not isinstance(path, str) or not path.strip("/") or any(ord(ch) < 32 for ch in path):
-            raise _fail("export.cos_paths item", "a COS object path such as '/img-…_system_snap-….raw'", path)
+        if not _is_object_path(path):
+            raise _fail(
+                "export.cos_paths item",
+                f"a COS object path such as '/img-…_system_snap-….raw' (at most {MAX_COS_PATH_LENGTH} characters, "
+                "no control characters, backslashes or '.'/'..' segments)",
+                path,
+            )
     record["cos_paths"] = paths
     return record
 
 
-def _as_int(value: Any, field: str, minimum: int) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
+def _is_object_path(path: Any) -> bool:
+    """A key HTTP clients send as it is: urllib3 would resolve '..' segments and reach another object."""
+    if not isinstance(path, str) or not path.strip("/") or len(path) > MAX_COS_PATH_LENGTH:
+        return False
+    if "\\" in path or any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
+        return False
+    return not any(segment in (".", "..") for segment in path.split("/"))
+
+
+def _as_int(value: Any, field: str, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 12:
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(field, f"an integer >= {minimum}", value)
+    allowed = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
+        raise _fail(field, allowed, value)
     return value
 
 
@@ -296,7 +326,7 @@ def plan_exports(
     """
     if not isinstance(config, Mapping):
         raise _fail("config", "a JSON object with at least image_ids and bucket_name", config)
-    ids = as_image_ids(config.get("image_ids"))
+    ids = as_image_ids(config.get("image_ids"), limit=MAX_PLANNED_IMAGE_IDS)
     prefixes = as_file_name_prefixes(config.get("file_name_prefixes"), len(ids))
     if prefix_suffix is not None:
         prefixes = [f"{prefix}-{prefix_suffix}" for prefix in (prefixes or [default_prefix] * len(ids))]
@@ -311,7 +341,7 @@ def plan_exports(
         "timeout": _as_int(config.get("timeout", DEFAULT_TIMEOUT), "timeout", 1),
         **_wait_mode(config.get("mode")),
     }
-    size = _as_int(config.get("batch_size", DEFAULT_BATCH_SIZE), "batch_size", 1)
+    size = _as_int(config.get("batch_size", DEFAULT_BATCH_SIZE), "batch_size", 1, MAX_IMAGE_IDS)
     return [
         {
             "export": {

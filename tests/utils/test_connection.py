@@ -127,3 +127,28 @@ def test_with_region():
     assert (other.region, other.secret_key, other.endpoint) == ("ap-tokyo", SECRET_KEY, cfg.endpoint)
     with pytest.raises(TencentCloudConfigError):
         cfg.with_region("tokyo")
+
+
+@pytest.mark.parametrize("extra", ["[" * 5000, '{"rate_limits": "' + "[" * 5000 + '"}'])
+def test_deeply_nested_extra_is_a_config_error_not_a_recursion_error(extra: str):
+    with pytest.raises(TencentCloudConfigError, match="extra"):
+        config(extra)
+
+
+def test_secrets_are_registered_with_the_masker_before_any_check(monkeypatch: pytest.MonkeyPatch):
+    from airflow.sdk.log import redact
+
+    from airflow_cvm_export.utils import connection
+
+    registered: list[str] = []
+    real = connection.mask_secrets
+    monkeypatch.setattr(connection, "_MASKED", set())
+    monkeypatch.setattr("airflow.sdk.log.mask_secret", lambda value, name=None: registered.append(value))
+    url = "http://ops:url-password-1234@127.0.0.1:9000"
+    for _ in range(2):  # a second connection read registers nothing again
+        with pytest.raises(TencentCloudConfigError, match="SecretKey"):
+            config({"endpoint": url, "token": TOKEN + "\n"}, password=SECRET_KEY + "\n")
+    assert sorted(registered) == sorted([SECRET_KEY + "\n", SECRET_KEY, TOKEN + "\n", TOKEN, "url-password-1234"])
+    monkeypatch.undo()
+    real([SECRET_KEY + " "])
+    assert SECRET_KEY not in redact(f"key {SECRET_KEY!r} and {SECRET_KEY + ' '!r}")
