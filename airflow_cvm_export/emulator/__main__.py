@@ -13,6 +13,7 @@ import threading
 from airflow_cvm_export.emulator.catalog import REGION
 from airflow_cvm_export.emulator.cvm.models import PROGRESSIONS
 from airflow_cvm_export.emulator.faults import FAULT_KINDS
+from airflow_cvm_export.emulator.httpserver import IDLE_TIMEOUT, MAX_CONNECTIONS
 from airflow_cvm_export.emulator.server import DEFAULT_MAX_RUNNING_EXPORTS, Emulator
 
 
@@ -32,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-running-exports", type=int, default=DEFAULT_MAX_RUNNING_EXPORTS)
     parser.add_argument("--extra-images", type=int, default=0, help="more exportable images, for scale tests")
     parser.add_argument("--region", default=REGION)
+    parser.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT, help="seconds of silence before closing")
+    parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, help="open connections at most")
     parser.add_argument("--no-rate-limits", action="store_true", help="switch off the 20/s and 40/s limits")
     parser.add_argument(
         "--progression", choices=PROGRESSIONS, default="time", help="how exports move on (see docs/emulator.md)"

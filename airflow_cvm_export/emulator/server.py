@@ -18,8 +18,11 @@ from airflow_cvm_export.emulator.catalog import REGION, Catalog
 from airflow_cvm_export.emulator.control import ControlResponse
 from airflow_cvm_export.emulator.cos.models import CosBackend, CosObject
 from airflow_cvm_export.emulator.cos.responses import CosResponse
+from airflow_cvm_export.emulator.cos.responses import error_response as cos_error_response
 from airflow_cvm_export.emulator.cvm.models import CvmBackend, check_progression
 from airflow_cvm_export.emulator.cvm.responses import CvmResponse
+from airflow_cvm_export.emulator.cvm.responses import error_response as cvm_error_response
+from airflow_cvm_export.emulator.errors import ApiError, CosError
 from airflow_cvm_export.emulator.faults import (
     DEFAULT_RATE_LIMITS,
     FAULT_KINDS,
@@ -28,9 +31,20 @@ from airflow_cvm_export.emulator.faults import (
     FaultRules,
     RateLimiter,
 )
-from airflow_cvm_export.emulator.httpserver import Request, Response, ThreadedHttpServer
+from airflow_cvm_export.emulator.httpserver import IDLE_TIMEOUT, MAX_CONNECTIONS, Request, Response, ThreadedHttpServer
 
 DEFAULT_MAX_RUNNING_EXPORTS = 10
+# Codes of the answers the HTTP layer makes (malformed request, overload, a failure of the emulator).
+_CVM_TRANSPORT_CODES = {
+    411: "UnsupportedProtocol",
+    413: "RequestSizeLimitExceeded",
+    414: "RequestSizeLimitExceeded",
+    431: "RequestSizeLimitExceeded",
+    500: "InternalError",
+    503: "RequestLimitExceeded",  # nothing was processed: safe to retry, as after throttling
+    505: "UnsupportedProtocol",
+}
+_COS_TRANSPORT_CODES = {411: "MissingContentLength", 413: "EntityTooLarge", 500: "InternalError", 503: "SlowDown"}
 _BAD_GATEWAY = (
     b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
 )
@@ -56,6 +70,8 @@ class Emulator:
     :param fault_kinds: restrict injected faults to these kinds (see ``faults.FAULT_KINDS``).
     :param progression: how accepted exports move on: ``time`` (by ``export_seconds``), ``manual``
         (only by :meth:`advance` / :meth:`finish`) or ``immediate`` (finished when accepted).
+    :param idle_timeout: seconds a connection may stay silent before it is closed.
+    :param max_connections: open connections at most (the longest-idle one makes room for a new one).
     """
 
     def __init__(
@@ -75,6 +91,8 @@ class Emulator:
         rate_limits: Mapping[str, float | None] | None = None,
         fault_kinds: Iterable[str] | None = None,
         progression: str = "time",
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.host = host
         self.port = port
@@ -82,6 +100,8 @@ class Emulator:
         self.secret_key = secret_key
         self.token = token
         self.region = region
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
         credentials = Credentials(secret_id, secret_key, token)
         self._catalog = Catalog(region, extra_images)
         self.objects = CosBackend(self._catalog)
@@ -120,7 +140,13 @@ class Emulator:
     def start(self) -> Emulator:
         """Start serving in a background thread."""
         if self._server is None:
-            self._server = ThreadedHttpServer((self.host, self.port), self.handle)
+            self._server = ThreadedHttpServer(
+                (self.host, self.port),
+                self.handle,
+                error=self.error_page,
+                idle_timeout=self.idle_timeout,
+                max_connections=self.max_connections,
+            )
             self.port = self._server.server_address[1]
             self._server.start()
         return self
@@ -260,6 +286,15 @@ class Emulator:
         with self._counts_lock:
             outcomes = self._counts.setdefault(action, {})
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        return response
+
+    def error_page(self, status: int, message: str, method: str, path: str) -> Response:
+        """The answer to a request the HTTP layer refuses, in its service's format (COS XML or API 3.0 JSON)."""
+        if path.startswith("/") and path != "/" and not path.startswith("/_emulator/"):
+            error = CosError(status, _COS_TRANSPORT_CODES.get(status, "InvalidRequest"), message)
+            return cos_error_response(error, path, method == "HEAD")
+        response = cvm_error_response(ApiError(_CVM_TRANSPORT_CODES.get(status, "InvalidParameter"), message))
+        response.status = status
         return response
 
     @staticmethod

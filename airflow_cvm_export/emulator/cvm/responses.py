@@ -17,6 +17,7 @@ from airflow_cvm_export.emulator.cvm.models import CvmBackend
 from airflow_cvm_export.emulator.errors import ApiError
 from airflow_cvm_export.emulator.faults import RateLimiter
 from airflow_cvm_export.emulator.httpserver import Request, Response
+from airflow_cvm_export.utils import bounded_json
 
 VERSION = "2017-03-12"
 JSON_CONTENT_TYPE = "application/json"
@@ -122,7 +123,9 @@ class CvmResponse:
         if not self.limiter.admit(self.credentials.secret_id, action):
             raise ApiError("RequestLimitExceeded", f"{action} allows {self.limiter.limits[action]:g} requests/second.")
         try:
-            params = json.loads(request.body or b"{}")
+            params = bounded_json.loads(request.body or b"{}")
+        except bounded_json.JsonTooDeepError as exc:
+            raise ApiError("InvalidParameter", f"The request body is {exc}.") from None
         except ValueError:
             raise ApiError("InvalidParameter", "The request body is not valid JSON.") from None
         if not isinstance(params, dict):
