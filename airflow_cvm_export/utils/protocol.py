@@ -14,6 +14,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
+from airflow_cvm_export.utils import bounded_json
 from airflow_cvm_export.utils.connection import ClientConfig
 from airflow_cvm_export.utils.errors import (
     TencentCloudAuthError,
@@ -67,7 +68,7 @@ def build_api_request(
 def parse_api_response(action: str, status: int, content: bytes) -> dict[str, Any]:
     """Return the ``Response`` object of an API 3.0 answer, or raise the matching error."""
     try:
-        response = json.loads(content)["Response"]
+        response = bounded_json.loads(content)["Response"]  # a deeply nested answer is not a RecursionError
         if not isinstance(response, dict):
             raise TypeError
     except (ValueError, KeyError, TypeError):

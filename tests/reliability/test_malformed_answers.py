@@ -78,8 +78,24 @@ def test_export_answer_missing_or_wrong_fields_names_the_request_id(
             "malformed Error object \\(RequestId req-7f3a\\)",
         ),
         (Answer(200, b""), TencentCloudResponseError, "not an API 3.0 JSON"),
+        (Answer(200, b'{"Response": ' + b"[" * 5000 + b"]" * 5000 + b"}"), TencentCloudResponseError, "not an API"),
+        (
+            Answer(200, b'{"Response": {"RequestId": ' + b"[" * 100 + b"]" * 100 + b"}}"),
+            TencentCloudResponseError,
+            "not an",
+        ),
     ],
-    ids=["html-page", "html-502", "truncated-json", "no-Response", "Response-not-object", "Error-not-object", "empty"],
+    ids=[
+        "html-page",
+        "html-502",
+        "truncated-json",
+        "no-Response",
+        "Response-not-object",
+        "Error-not-object",
+        "empty",
+        "nested-5000-deep",
+        "nested-100-deep",
+    ],
 )
 def test_answers_that_are_not_api_responses(
     hook: CvmHook, server: ScriptedServer, reply: Answer, error: type[Exception], expected: str
