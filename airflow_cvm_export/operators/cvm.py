@@ -25,7 +25,7 @@ from airflow_cvm_export.utils.errors import (
     TencentCloudServerError,
 )
 from airflow_cvm_export.utils.records import ExportRecord, ExportState
-from airflow_cvm_export.utils.validation import DEFAULT_EXPORT_FORMAT, ExportArgs, validate_export_args
+from airflow_cvm_export.utils.validation import DEFAULT_EXPORT_FORMAT, ExportArgs, as_seconds, validate_export_args
 from airflow_cvm_export.version_compat import ResumableJobMixin, conf
 
 if TYPE_CHECKING:
@@ -131,13 +131,9 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if poll_interval <= 0 or wait_timeout <= 0:
-            raise TencentCloudConfigError(
-                f"poll_interval and wait_timeout must be positive seconds, got {poll_interval!r} and {wait_timeout!r}"
-            )
         self.wait_for_completion = wait_for_completion
-        self.poll_interval = poll_interval
-        self.wait_timeout = wait_timeout
+        self.poll_interval = as_seconds(poll_interval, "poll_interval")
+        self.wait_timeout = as_seconds(wait_timeout, "wait_timeout")
         self.deferrable = deferrable
         self.image_ids = image_ids
         self.bucket_name = bucket_name

@@ -150,6 +150,13 @@ def as_optional_bool(value: Any, field: str) -> bool | None:
     raise _fail(field, "true or false", value)
 
 
+def as_seconds(value: Any, field: str) -> float:
+    """A finite number of seconds > 0 (an int or a float, not a string)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise _fail(field, "positive seconds (an int or a float)", value)
+    return value
+
+
 def as_role_name(value: Any, field: str = "role_name") -> str | None:
     """None (the API's default ``CVM_QcsRole``) or a CAM role name."""
     if value is None:

@@ -189,3 +189,23 @@ def test_templated_input(
     with pytest.raises(TencentCloudConfigError, match=field):
         task.execute(context)
     assert emulator.state()["requests"] == {}
+
+
+# Operator arguments that are not templated, refused when the DAG file is parsed.
+CONSTRUCTOR_CASES: list[tuple[dict[str, Any], str]] = [
+    ({"poll_interval": "60"}, "poll_interval must be positive seconds"),
+    ({"poll_interval": 0}, "poll_interval must be"),
+    ({"poll_interval": -5}, "poll_interval must be"),
+    ({"poll_interval": float("nan")}, "poll_interval must be"),
+    ({"poll_interval": None}, "poll_interval must be"),
+    ({"wait_timeout": "1d"}, "wait_timeout must be"),
+    ({"wait_timeout": float("inf")}, "wait_timeout must be"),
+    ({"wait_timeout": True}, "wait_timeout must be"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), CONSTRUCTOR_CASES)
+def test_operator_constructor_input(emulator: Emulator, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(TencentCloudConfigError, match=message):
+        ExportImagesOperator(task_id="start", tencentcloud_conn_id=CONN_ID, wait_for_completion=True, **GOOD, **kwargs)
+    assert emulator.state()["requests"] == {}
