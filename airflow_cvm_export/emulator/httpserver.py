@@ -197,7 +197,8 @@ class _Handler(socketserver.BaseRequestHandler):
                 if parsed is None:
                     return
                 request, keep_alive = parsed
-                self.server.set_busy(sock, True)
+                if not self.server.set_busy(sock, True):
+                    return  # closed to make room while its request arrived: not processed, so safe to resend
                 response = self.server.answer(request)
                 if response.drop:
                     sock.shutdown(socket.SHUT_RDWR)
@@ -255,11 +256,16 @@ class ThreadedHttpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             log.exception("The emulator failed to answer %s %s", request.method, request.path)
             return self.error(500, f"the emulator failed: {type(exc).__name__}", request.method, request.path)
 
-    def set_busy(self, sock: socket.socket, busy: bool) -> None:
-        """Mark a connection as answering a request (never closed to make room) or idle again."""
+    def set_busy(self, sock: socket.socket, busy: bool) -> bool:
+        """Mark a connection as answering a request (never closed to make room) or idle again.
+
+        Returns False when the connection was closed to make room for another.
+        """
         with self._connections_lock:
-            if sock in self._connections:
-                self._connections[sock] = None if busy else time.monotonic()
+            if sock not in self._connections:
+                return False
+            self._connections[sock] = None if busy else time.monotonic()
+            return True
 
     def process_request(self, request, client_address) -> None:  # type: ignore[override]
         """Track the connection (making room for it at the cap) so ``stop()`` can close it."""
