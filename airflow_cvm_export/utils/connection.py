@@ -23,8 +23,8 @@ CONN_TYPE = "tencentcloud"
 DEFAULT_CONN_ID = "tencentcloud_default"
 DEFAULT_ENDPOINT = "https://cvm.tencentcloudapi.com"
 DEFAULT_RATE_LIMITS = {"ExportImages": 20.0, "DescribeImages": 40.0}
-# The actions the provider sends, the only keys rate_limits accepts.
-RATE_LIMITED_ACTIONS = ("ExportImages", "DescribeImages", "DescribeRegions")
+# The only keys rate_limits accepts: the API actions the provider sends, and the trigger's COS checks.
+RATE_LIMITED_ACTIONS = ("ExportImages", "DescribeImages", "DescribeRegions", "COS HEAD")
 # Requests per second a rate limit may be set to (0 switches one off).
 MIN_RATE, MAX_RATE = 0.1, 1000.0
 REGION_RE = re.compile(r"^[a-z]{2,4}(-[a-z]+)+(-\d+)?$")
@@ -229,8 +229,10 @@ def _short(value: Any) -> str:
 
 
 def _closest(name: str, known: tuple[str, ...]) -> str:
-    match = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
-    return f"; did you mean {match[0]!r}?" if match else ""
+    """``; did you mean '<the closest known name>'?`` (ignoring case), or nothing when none is close."""
+    by_lower = {option.lower(): option for option in known}
+    match = difflib.get_close_matches(name.lower(), by_lower, n=1, cutoff=0.6)
+    return f"; did you mean {by_lower[match[0]]!r}?" if match else ""
 
 
 def _parse_rate_limits(value: Any) -> dict[str, float]:
