@@ -1,25 +1,32 @@
-"""Where completion of an export is decided (pure; shared by the sensor and the trigger).
+"""Where completion of an export is decided (pure; shared by the sensor, the trigger and the operator).
 
 No public API reports an export's progress by TaskId, so completion is inferred: the export is
-done when every expected object exists in the bucket and was written after the export started
-(minus a small clock-skew margin), and it has failed when an image is gone or in a failed state.
+done when every expected object exists in the bucket and *this export wrote it*, and it has failed
+when an image is gone or in a failed state.
 
-A *recovered* export record (``recovered: true``, no ``cos_paths``: the ExportImages answer was
-lost, see the README's "Failure modes") is judged from a bucket listing instead of HEADs: one object
-per disk of DescribeImages' ``SnapshotSet`` (only the system disk with ``only_export_root_disk``),
-named by the documented pattern ``[<prefix>_]<ImageId>_system_<SnapshotId>.<format>`` (``_data_``
-for data disks) and written after the export started.
+Which objects this export wrote (:func:`is_fresh`): before sending ExportImages the operator
+records what already exists under the names the export will write (its ``baseline``: ETag and
+Last-Modified per name, None where nothing exists), so afterwards only a new object, or one whose
+ETag or Last-Modified changed, counts. Without a baseline (records of older versions, the
+sensor's explicit fields, a CosPath outside the documented names) an object counts when COS's
+Last-Modified is not before the export's start as COS's clock read it (``started_at`` plus the
+record's ``cos_clock_offset``, learned from COS's ``Date`` header), to the whole second both carry.
+
+The names an export writes follow the documented pattern
+``[<prefix>_]<ImageId>_system_<SnapshotId>.<format>`` (``_data_`` for data disks), one per disk of
+DescribeImages' ``SnapshotSet`` (only the system disk with ``only_export_root_disk``). A
+*recovered* export record (``recovered: true``, no ``cos_paths``: the ExportImages answer was lost,
+see the README's "Failure modes") is judged from a bucket listing under those names.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-CLOCK_SKEW_MARGIN = timedelta(seconds=60)
+DEFAULT_FORMAT = "RAW"
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,11 @@ def parse_time(value: str) -> datetime:
     return parsed
 
 
+def _second(value: str) -> datetime:
+    """A COS time to the whole second (HEAD's Last-Modified has no fraction; listings show ``.000``)."""
+    return parse_time(value).replace(microsecond=0)
+
+
 def image_failure(image_ids: Sequence[str], image_set: Sequence[Mapping[str, Any]]) -> str | None:
     """Why the export cannot finish according to DescribeImages, or None if nothing is wrong."""
     states = {image.get("ImageId"): str(image.get("ImageState", "")) for image in image_set}
@@ -65,11 +77,52 @@ def image_failure(image_ids: Sequence[str], image_set: Sequence[Mapping[str, Any
     return None
 
 
-def is_fresh(meta: Mapping[str, Any] | None, started_at: str, margin: timedelta = CLOCK_SKEW_MARGIN) -> bool:
-    """True when the object exists and was written after ``started_at`` minus ``margin``."""
+def file_extension(export_format: str | None) -> str:
+    """The extension of the files of an export in ``export_format``: the pattern's ``<format>`` in lower case.
+
+    The API reference shows ``.raw`` for RAW; QCOW2, VHD and VMDK follow the same documented
+    pattern (``.qcow2``, ``.vhd``, ``.vmdk``).
+    """
+    return (export_format or DEFAULT_FORMAT).lower()
+
+
+def canonical_key(key: str) -> str:
+    """``key`` with its extension in lower case: how names are compared (``.RAW`` and ``.raw`` are one format)."""
+    stem, dot, extension = key.rpartition(".")
+    return f"{stem}.{extension.lower()}" if dot else key
+
+
+def written_since(last_modified: str, started_at: str, clock_offset: float = 0.0) -> bool:
+    """True when COS's ``last_modified`` is not before ``started_at`` (our clock) read on COS's clock.
+
+    ``clock_offset`` is how many seconds COS's clock is ahead of ours; both sides are compared to the
+    whole second, the resolution of ``Last-Modified`` and ``Date``.
+    """
+    start = parse_time(started_at) + timedelta(seconds=clock_offset)
+    return _second(last_modified) >= start.replace(microsecond=0)
+
+
+def changed_since(meta: Mapping[str, Any], before: Mapping[str, Any] | None) -> bool:
+    """True when an object is new (``before`` None) or its ETag or Last-Modified changed since ``before``."""
+    if before is None:
+        return True
+    return meta.get("etag", "") != before.get("etag", "") or _second(meta["last_modified"]) > _second(
+        before["last_modified"]
+    )
+
+
+def is_fresh(meta: Mapping[str, Any] | None, export: Mapping[str, Any], key: str) -> bool:
+    """True when the object ``key`` (``meta``: its HEAD or listing entry, None if absent) was written by ``export``.
+
+    Judged against the record's ``baseline`` when it covers ``key``, else by :func:`written_since`.
+    """
     if not meta:
         return False
-    return parse_time(meta["last_modified"]) >= parse_time(started_at) - margin
+    baseline = export.get("baseline")
+    name = canonical_key(key)
+    if isinstance(baseline, Mapping) and name in baseline:
+        return changed_since(meta, baseline[name])
+    return written_since(meta["last_modified"], export["started_at"], float(export.get("cos_clock_offset") or 0))
 
 
 def object_url(bucket: str, region: str | None, key: str) -> str:
@@ -78,7 +131,7 @@ def object_url(bucket: str, region: str | None, key: str) -> str:
 
 
 def listing_prefixes(export: Mapping[str, Any]) -> list[str]:
-    """The COS listing prefix of each image of a recovered export: ``<prefix>_<ImageId>_`` or ``<ImageId>_``."""
+    """The COS listing prefix of each image of an export: ``<prefix>_<ImageId>_`` or ``<ImageId>_``."""
     prefixes = export.get("file_name_prefixes") or [None] * len(export["image_ids"])
     return [
         f"{prefix}_{image_id}_" if prefix else f"{image_id}_"
@@ -106,28 +159,54 @@ def count_expected_objects(
     return sum(len(expected_disks(images[image_id], root_only)) for image_id in image_ids)
 
 
+def expected_keys(export: Mapping[str, Any], image_set: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The object key of each disk ``export`` writes, by the documented naming pattern, in CosPaths order.
+
+    ``export`` needs ``image_ids``, ``file_name_prefixes``, ``export_format`` and
+    ``only_export_root_disk`` (an export record or the operator's request). An image missing from
+    ``image_set`` contributes no key.
+    """
+    images = {image.get("ImageId"): image for image in image_set}
+    extension = file_extension(export.get("export_format"))
+    return [
+        f"{prefix}{kind}_{snapshot_id}.{extension}"
+        for image_id, prefix in zip(export["image_ids"], listing_prefixes(export), strict=True)
+        for kind, snapshot_id in expected_disks(images.get(image_id, {}), export.get("only_export_root_disk"))
+    ]
+
+
+def take_baseline(keys: Iterable[str], listed: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, str] | None]:
+    """What exists under each expected key before an export starts: ``{"etag", "last_modified"}`` or None.
+
+    ``listed`` maps the keys of a listing under :func:`listing_prefixes` to their metadata; a listed
+    key counts for an expected one whatever the case of its extension.
+    """
+    found = {canonical_key(key): meta for key, meta in listed.items()}
+    baseline: dict[str, dict[str, str] | None] = {}
+    for key in keys:
+        meta = found.get(canonical_key(key))
+        baseline[canonical_key(key)] = (
+            None if meta is None else {"etag": str(meta.get("etag", "")), "last_modified": meta["last_modified"]}
+        )
+    return baseline
+
+
 def recovered_paths(
     export: Mapping[str, Any],
     image_set: Sequence[Mapping[str, Any]],
     listed: Mapping[str, Mapping[str, Any] | None],
-    margin: timedelta = CLOCK_SKEW_MARGIN,
 ) -> list[str | None]:
     """The CosPath of each expected object of a recovered export, None where no fresh object is listed yet.
 
     ``listed`` maps object keys (from listing :func:`listing_prefixes`) to their metadata. A key
-    counts when it has the documented name of an expected disk, with any file extension, and is fresh.
+    counts when it is the documented name of an expected disk in the requested format (the
+    extension compared without case) and :func:`is_fresh`.
     """
-    images = {image.get("ImageId"): image for image in image_set}
+    by_name = {canonical_key(key): key for key in listed}
     paths: list[str | None] = []
-    for image_id, prefix in zip(export["image_ids"], listing_prefixes(export), strict=True):
-        for kind, snapshot_id in expected_disks(images.get(image_id, {}), export.get("only_export_root_disk")):
-            name = re.compile(re.escape(f"{prefix}{kind}_{snapshot_id}.") + r"[A-Za-z0-9]+")
-            fresh = sorted(
-                key
-                for key, meta in listed.items()
-                if name.fullmatch(key) and is_fresh(meta, export["started_at"], margin)
-            )
-            paths.append(f"/{fresh[0]}" if fresh else None)
+    for name in expected_keys(export, image_set):
+        key = by_name.get(name)
+        paths.append(f"/{key}" if key is not None and is_fresh(listed[key], export, key) else None)
     return paths
 
 
@@ -135,11 +214,10 @@ def export_paths(
     export: Mapping[str, Any],
     image_set: Sequence[Mapping[str, Any]],
     found: Mapping[str, Mapping[str, Any] | None],
-    margin: timedelta = CLOCK_SKEW_MARGIN,
 ) -> list[str | None]:
     """The export's CosPaths: as ExportImages returned them, or (recovered) as found in the listing."""
-    if export.get("recovered"):
-        return recovered_paths(export, image_set, found, margin)
+    if export.get("recovered") and not export.get("cos_paths"):
+        return recovered_paths(export, image_set, found)
     return list(export["cos_paths"])
 
 
@@ -147,14 +225,13 @@ def assess(
     export: Mapping[str, Any],
     image_set: Sequence[Mapping[str, Any]],
     heads: Mapping[str, Mapping[str, Any] | None],
-    margin: timedelta = CLOCK_SKEW_MARGIN,
 ) -> ExportProgress:
     """Judge an export record against DescribeImages' ``ImageSet`` and COS object metadata by key.
 
     ``heads`` holds COS HEAD results of the record's ``cos_paths``, or for a recovered record the
-    objects listed under :func:`listing_prefixes`.
+    objects listed under :func:`listing_prefixes`. An object counts only if :func:`is_fresh`.
     """
-    paths = export_paths(export, image_set, heads, margin)
+    paths = export_paths(export, image_set, heads)
     failure = image_failure(export["image_ids"], image_set)
     objects = []
     for path in paths:
@@ -162,7 +239,7 @@ def assess(
             continue
         key = path.lstrip("/")
         meta = heads.get(key)
-        if is_fresh(meta, export["started_at"], margin):
+        if is_fresh(meta, export, key):
             objects.append(
                 {
                     "bucket": export["bucket_name"],

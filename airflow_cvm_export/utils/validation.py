@@ -275,7 +275,29 @@ def validate_export_record(export: Any) -> dict[str, Any]:
                 path,
             )
     record["cos_paths"] = paths
+    if record.get("baseline") is not None:
+        _check_baseline(record["baseline"])
+    offset = record.get("cos_clock_offset")
+    if offset is not None and (isinstance(offset, bool) or not isinstance(offset, int | float)):
+        raise _fail("export.cos_clock_offset", "seconds COS's clock is ahead of ours (a number)", offset)
     return record
+
+
+def _check_baseline(baseline: Any) -> None:
+    """``{key: None | {"etag": str, "last_modified": ISO time}}``, as the operator records it."""
+    allowed = "a mapping of object keys to None or {'etag', 'last_modified'}"
+    if not isinstance(baseline, Mapping):
+        raise _fail("export.baseline", allowed, baseline)
+    for key, meta in baseline.items():
+        if not isinstance(key, str) or not (
+            meta is None
+            or isinstance(meta, Mapping)
+            and isinstance(meta.get("etag"), str)
+            and isinstance(meta.get("last_modified"), str)
+        ):
+            raise _fail("export.baseline", allowed, {key: meta})
+        if meta is not None:
+            _as_started_at(meta["last_modified"], f"export.baseline[{key!r}].last_modified")
 
 
 def _is_object_path(path: Any) -> bool:

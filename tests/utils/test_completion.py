@@ -1,7 +1,9 @@
-"""utils/completion.py: where completion of an export is decided (pure, no network)."""
+"""utils/completion.py: where completion of an export is decided (pure, no network), and which objects
+count as an export's own: the baseline rule, the start-time rule, the documented names."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,10 +13,16 @@ from airflow_cvm_export.utils.completion import (
     assess,
     count_expected_objects,
     expected_disks,
+    expected_keys,
+    is_fresh,
     listing_prefixes,
     parse_time,
     recovered_paths,
+    take_baseline,
+    written_since,
 )
+from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from airflow_cvm_export.utils.validation import validate_export_record
 
 STARTED = "2026-12-01T10:00:00+00:00"
 AFTER = "2026-12-01T10:20:00+00:00"
@@ -133,3 +141,122 @@ def test_parse_time_takes_zoned_iso_times(value: str) -> None:
 def test_parse_time_refuses_a_time_without_zone() -> None:
     with pytest.raises(ValueError, match="without time zone"):
         parse_time("2026-12-01T10:00:00")
+
+
+# -- which objects are the export's own ------------------------------------------------------
+
+START = datetime(2026, 12, 1, 22, 0, 0, 400000, tzinfo=UTC)
+IMAGE = {
+    "ImageId": "img-centos01",
+    "ImageState": "NORMAL",
+    "SnapshotSet": [
+        {"SnapshotId": "snap-data0001", "DiskUsage": "DATA_DISK"},
+        {"SnapshotId": "snap-root0001", "DiskUsage": "SYSTEM_DISK"},
+    ],
+}
+SYSTEM_KEY = "nightly_img-centos01_system_snap-root0001.qcow2"
+DATA_KEY = "nightly_img-centos01_data_snap-data0001.qcow2"
+
+
+def at(seconds: float) -> str:
+    """ISO time ``seconds`` after START (HEAD-style, whole seconds as COS sends them)."""
+    return (START + timedelta(seconds=seconds)).replace(microsecond=0).isoformat()
+
+
+def meta(seconds: float, etag: str = "e1", size: int = 10) -> dict[str, Any]:
+    return {"size": size, "etag": etag, "last_modified": at(seconds)}
+
+
+def record(**fields: Any) -> dict[str, Any]:
+    return {
+        "task_id": 1,
+        "cos_paths": [f"/{SYSTEM_KEY}", f"/{DATA_KEY}"],
+        "image_ids": ["img-centos01"],
+        "bucket_name": "exports-1250000000",
+        "region": "ap-guangzhou",
+        "file_name_prefixes": ["nightly"],
+        "export_format": "QCOW2",
+        "only_export_root_disk": False,
+        "started_at": START.isoformat(),
+        **fields,
+    }
+
+
+def test_expected_keys_follow_the_documented_pattern_system_disk_first() -> None:
+    assert expected_keys(record(), [IMAGE]) == [SYSTEM_KEY, DATA_KEY]
+    assert expected_keys(record(only_export_root_disk=True), [IMAGE]) == [SYSTEM_KEY]
+    unprefixed = record(file_name_prefixes=None, export_format=None)
+    assert expected_keys(unprefixed, [IMAGE])[0] == "img-centos01_system_snap-root0001.raw"
+    assert expected_keys(record(), []) == []  # an image DescribeImages does not return has no known names
+
+
+def test_an_object_that_was_there_before_the_export_never_counts() -> None:
+    """The old 60 s margin handed on an object written 5 s before the start; the baseline does not."""
+    old = meta(-5)
+    export = record(baseline=take_baseline([SYSTEM_KEY, DATA_KEY], {SYSTEM_KEY: old}))
+    assert export["baseline"] == {SYSTEM_KEY: {"etag": "e1", "last_modified": at(-5)}, DATA_KEY: None}
+    assert not is_fresh(old, export, SYSTEM_KEY)
+    assert is_fresh(meta(-5, etag="e2"), export, SYSTEM_KEY)  # rewritten (other content) within the second
+    assert is_fresh(meta(30), export, SYSTEM_KEY)  # rewritten later (same content, so the same ETag)
+    assert is_fresh(meta(-3600), export, DATA_KEY)  # absent before: whatever COS's clock says
+    assert not is_fresh(None, export, DATA_KEY)
+
+
+def test_without_a_baseline_the_start_is_read_on_the_cos_clock() -> None:
+    export = record()
+    assert not is_fresh(meta(-5), export, SYSTEM_KEY)  # the old 60 s margin counted this one
+    assert is_fresh(meta(0), export, SYSTEM_KEY)  # written in the start's second: Last-Modified has no fraction
+    # COS's clock 30 s behind ours: an object written right after the start shows a time 30 s earlier.
+    behind = record(cos_clock_offset=-30)
+    assert not is_fresh(meta(-28), export, SYSTEM_KEY)
+    assert is_fresh(meta(-28), behind, SYSTEM_KEY)
+    assert not is_fresh(meta(-35), behind, SYSTEM_KEY)
+    assert written_since("2026-12-01T22:00:00.000Z", START.isoformat())  # listing format
+
+
+def test_a_baseline_not_covering_a_cos_path_falls_back_to_the_clock() -> None:
+    export = record(baseline={"other-key.qcow2": None})
+    assert not is_fresh(meta(-5), export, SYSTEM_KEY)
+    assert is_fresh(meta(1), export, SYSTEM_KEY)
+
+
+def test_recovered_listing_matches_only_the_requested_format() -> None:
+    """A QCOW2 export must not hand on another run's RAW files of the same image and prefix."""
+    export = record(recovered=True, cos_paths=[], baseline=take_baseline([SYSTEM_KEY, DATA_KEY], {}))
+    raw = {key.replace(".qcow2", ".raw"): meta(10) for key in (SYSTEM_KEY, DATA_KEY)}
+    assert recovered_paths(export, [IMAGE], raw) == [None, None]
+    upper = {SYSTEM_KEY.replace(".qcow2", ".QCOW2"): meta(10), **raw}
+    assert recovered_paths(export, [IMAGE], upper) == [f"/{SYSTEM_KEY.replace('.qcow2', '.QCOW2')}", None]
+    progress = assess(export, [IMAGE], {**upper, DATA_KEY: meta(11)})
+    assert progress.done
+    assert [obj["key"] for obj in progress.objects] == [SYSTEM_KEY.replace(".qcow2", ".QCOW2"), DATA_KEY]
+
+
+def test_assess_counts_only_what_the_export_wrote() -> None:
+    before = {SYSTEM_KEY: meta(-60), DATA_KEY: meta(-60)}
+    export = record(baseline=take_baseline([SYSTEM_KEY, DATA_KEY], before))
+    assert assess(export, [IMAGE], before).objects == []
+    partly = assess(export, [IMAGE], {SYSTEM_KEY: meta(40, etag="new"), DATA_KEY: meta(-60)})
+    assert partly.describe() == "1 of 2 exported objects present"
+    assert not partly.done
+    failed = assess(export, [{**IMAGE, "ImageState": "EXPORTFAILED"}], before)
+    assert failed.error and "EXPORTFAILED" in failed.error
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("baseline", ["not", "a", "mapping"]),
+        ("baseline", {SYSTEM_KEY: {"etag": "e1"}}),
+        ("baseline", {SYSTEM_KEY: {"etag": "e1", "last_modified": "yesterday"}}),
+        ("cos_clock_offset", "30"),
+    ],
+)
+def test_a_malformed_baseline_is_refused_naming_the_field(field: str, value: Any) -> None:
+    with pytest.raises(TencentCloudConfigError, match=f"export.{field}"):
+        validate_export_record(record(**{field: value}))
+
+
+def test_a_record_with_a_baseline_validates_unchanged() -> None:
+    export = record(baseline=take_baseline([SYSTEM_KEY], {SYSTEM_KEY: meta(-5)}), cos_clock_offset=-1.5)
+    assert validate_export_record(export)["baseline"] == export["baseline"]
