@@ -252,6 +252,31 @@ class CvmClientBase(BaseHook):
         return self._proxy_cache[origin]
 
 
+def export_params(
+    *,
+    image_ids: Sequence[str],
+    bucket_name: str,
+    export_format: str | None = None,
+    file_name_prefixes: Sequence[str] | None = None,
+    only_export_root_disk: bool | None = None,
+    dry_run: bool | None = None,
+    role_name: str | None = None,
+) -> dict[str, Any]:
+    """The ExportImages parameters of the hooks' ``export_images`` keyword arguments (unset ones left out)."""
+    params: dict[str, Any] = {"BucketName": bucket_name, "ImageIds": list(image_ids)}
+    if export_format is not None:
+        params["ExportFormat"] = export_format
+    if file_name_prefixes:
+        params["FileNamePrefixList"] = list(file_name_prefixes)
+    if only_export_root_disk is not None:
+        params["OnlyExportRootDisk"] = only_export_root_disk
+    if dry_run is not None:
+        params["DryRun"] = dry_run
+    if role_name is not None:
+        params["RoleName"] = role_name
+    return params
+
+
 def describe_batches(image_ids: Sequence[str]) -> list[dict[str, Any]]:
     """DescribeImages parameters for ``image_ids``: at most 100 ids per call (the API's limit)."""
     ids = list(dict.fromkeys(image_ids))

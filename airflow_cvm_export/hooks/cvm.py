@@ -25,6 +25,7 @@ from airflow_cvm_export.hooks.client import (
     T,
     causes,
     describe_batches,
+    export_params,
     is_read_only,
     reason,
     run_exchange,
@@ -163,17 +164,15 @@ class CvmHook(CvmClientBase):
         The answer is checked (:func:`~airflow_cvm_export.utils.protocol.check_export_answer`):
         ``TaskId`` an integer, ``CosPaths`` object paths, ``expected_objects`` of them when given.
         """
-        params: dict[str, Any] = {"BucketName": bucket_name, "ImageIds": list(image_ids)}
-        if export_format is not None:
-            params["ExportFormat"] = export_format
-        if file_name_prefixes:
-            params["FileNamePrefixList"] = list(file_name_prefixes)
-        if only_export_root_disk is not None:
-            params["OnlyExportRootDisk"] = only_export_root_disk
-        if dry_run is not None:
-            params["DryRun"] = dry_run
-        if role_name is not None:
-            params["RoleName"] = role_name
+        params = export_params(
+            image_ids=image_ids,
+            bucket_name=bucket_name,
+            export_format=export_format,
+            file_name_prefixes=file_name_prefixes,
+            only_export_root_disk=only_export_root_disk,
+            dry_run=dry_run,
+            role_name=role_name,
+        )
         return check_export_answer(self.call("ExportImages", params), expected_objects=expected_objects)
 
     def describe_images(self, image_ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -320,6 +319,11 @@ class CvmAsyncHook(CvmClientBase):
         return await self._run(
             action, is_read_only(action, params), lambda config: self._api_exchange(config, action, params)
         )
+
+    async def export_images(self, *, expected_objects: int | None = None, **request: Any) -> dict[str, Any]:
+        """ExportImages, awaited (see :meth:`CvmHook.export_images`); the start trigger sends only DryRuns."""
+        response = await self.call("ExportImages", export_params(**request))
+        return check_export_answer(response, expected_objects=expected_objects)
 
     async def describe_images(self, image_ids: Sequence[str]) -> list[dict[str, Any]]:
         """Return the ``ImageSet`` entries of ``image_ids`` (unknown ids are absent), 100 per call, concurrently."""

@@ -13,34 +13,38 @@ from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_
 from airflow_cvm_export.utils.completion import (
     ExportProgress,
     count_expected_objects,
+    expected_keys,
     recovered_paths,
+    take_baseline,
 )
 from airflow_cvm_export.utils.connection import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.errors import (
     DryRunSucceeded,
     TencentCloudBusyError,
     TencentCloudConfigError,
+    TencentCloudError,
     TencentCloudOutcomeUnknownError,
     TencentCloudResponseError,
     TencentCloudServerError,
 )
 from airflow_cvm_export.utils.records import ExportRecord, ExportState
+from airflow_cvm_export.utils.starting import StartState, describe, gave_up, pause_seconds, start_state
 from airflow_cvm_export.utils.validation import DEFAULT_EXPORT_FORMAT, ExportArgs, as_seconds, validate_export_args
 from airflow_cvm_export.version_compat import ResumableJobMixin, conf
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
-# The answer to a second export of an image that is still exporting (see the README's "Failure modes").
-IMAGE_BUSY_CODE = "InvalidParameterValue.InvalidImageState"
 # ExportImages failures after which the export may or may not have started: sent without an answer,
 # a server error, or an answer that is not what the API promises.
 AMBIGUOUS = (TencentCloudOutcomeUnknownError, TencentCloudServerError, TencentCloudResponseError)
-# Task state store key written just before ExportImages is sent: {"started_at", "request"}.
+# Task state store key written just before ExportImages is sent, deleted once its outcome is known:
+# {"started_at", "request", "baseline"}.
 INTENT_KEY = "cvm_export_intent"
 # XCom key of the export record when the operator also waits (its return value is then the CosPaths).
 EXPORT_XCOM_KEY = "export"
 DEFAULT_WAIT_TIMEOUT = 7 * 24 * 3600.0
+DEFAULT_START_TIMEOUT = 24 * 3600.0
 
 
 class ExportImagesOperator(ResumableJobMixin, BaseOperator):
@@ -53,22 +57,25 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
     :class:`~airflow_cvm_export.sensors.cvm.ExportImagesSensor` (``export=start.output``) to wait
     for the files.
 
-    Reliability (see the README's "Failure modes"):
+    Reliability (see the README's "Failure modes" and "Task retries"):
 
-    - An ExportImages request without a usable answer (sent but unanswered, a server error, or an
-      answer that is not what the API promises) is resolved by sending it once more: a second
-      export of a busy image is refused with ``InvalidParameterValue.InvalidImageState``, and that
-      answer means the first one started. The record then has ``recovered`` true, ``task_id`` None
-      and no ``cos_paths``; the sensor finds the files by listing the bucket.
-    - Retries never start a second export while the first can still finish. On Airflow 3.3+
-      (``durable=True``, the default) the request and its start time are written to the task state
-      store before ExportImages is sent, and the export record as soon as it is answered
-      (``ResumableJobMixin``). A retry that finds the record checks its export with the sensor's
-      check: a running export is reattached to (and waited for again with ``wait_for_completion``),
-      a finished one is returned, and only one that can never finish (a deleted or failed image) is
-      exported again. A retry that finds only the request (killed before the answer was stored), or
-      any retry on older Airflow, first checks for the export: a busy image (DryRun) or a complete
-      set of fresh objects in the bucket is reattached to, and only otherwise is ExportImages sent.
+    - The export starts only when a DryRun says the images can be exported. While an image is busy
+      (someone else's export) or the export queue is full, the start waits with back-off, up to
+      ``start_timeout``; a refused send started nothing and is sent again the same way.
+    - Just before sending, what exists under the names the export will write is recorded (the
+      record's ``baseline``), so only objects this export wrote are ever handed on.
+    - A send without a usable answer (sent but unanswered, a server error, an answer that is not what
+      the API promises) is never simply sent again: the operator waits until the images are free,
+      then a full set of new files under its names means it started and finished (the record has
+      ``recovered`` true, ``task_id`` None and the CosPaths found), none means it never started, and
+      only then is ExportImages sent again.
+    - On Airflow 3.3+ (``durable=True``, the default) the intent (request, start, baseline) is in the
+      task state store while a send's outcome is unknown, and the export record once it is known
+      (``ResumableJobMixin``). A retry or a cleared task that finds the record reattaches to a
+      running export, hands on a finished one whose files are there, and exports again when an
+      image failed or the files are gone; one that finds only the intent resolves it as above. On
+      older Airflow any retry resolves "did an earlier try export?" the same way, counting files
+      written since the DAG run started.
 
     :param image_ids: ids of the custom images to export (``img-`` and 8 lowercase letters or digits),
         a list or a string holding a JSON list; no duplicates. Templated.
@@ -89,6 +96,9 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         and the objects to XCom ``objects``. A dry run never waits.
     :param poll_interval: seconds between checks while waiting.
     :param wait_timeout: seconds to wait for the files before failing with ``AirflowSensorTimeout``.
+    :param start_timeout: seconds to wait until the export can start (an image busy with another
+        export, a full export queue, an unanswered send being resolved) before failing with a message
+        naming the images and the reason.
     :param deferrable: wait in the triggerer (:class:`~airflow_cvm_export.triggers.cvm.ExportImagesTrigger`)
         instead of a worker slot; defaults to ``[operators] default_deferrable``. Only used with
         ``wait_for_completion``.
@@ -127,10 +137,13 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         wait_for_completion: bool = False,
         poll_interval: float = 60.0,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.start_timeout = as_seconds(start_timeout, "start_timeout")
+        self._resumed: dict[str, Any] | None = None  # the start trigger's event, when resuming from it
         self.wait_for_completion = wait_for_completion
         self.poll_interval = as_seconds(poll_interval, "poll_interval")
         self.wait_timeout = as_seconds(wait_timeout, "wait_timeout")
@@ -173,6 +186,20 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             if self._args.dry_run:
                 return self._dry_run()
             self._progress: ExportProgress | None = None  # the last check of the export, if any
+            resumed = self._resumed or {}
+            self._start_deadline = resumed.get("end_time") or time.time() + self.start_timeout
+            self._pending: dict[str, Any] | None = resumed.get("pending")
+            self._pauses = 0
+            if resumed.get("status") == "timeout":
+                raise gave_up(
+                    self._args.image_ids,
+                    self._args.bucket_name,
+                    self.start_timeout,
+                    resumed["reason"],
+                    unanswered=self._pending is not None,
+                )
+            if resumed.get("status") == "error":
+                raise TencentCloudError(resumed["message"])
             self._result: ExportRecord | list[str] | None = None
             return self.execute_resumable(context)
         finally:
@@ -211,43 +238,57 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
     # -- ResumableJobMixin: the "job" is the export; its external id is the export record ---------
 
     def submit_job(self, context: Context) -> ExportRecord:
-        """Start the export and return its record, reattaching to one a previous try may have started."""
+        """Start the export and return its record, or the record of the export an earlier send started.
+
+        A send whose outcome nobody saw (an intent in the task state store: the answer was lost or the
+        worker died; or, without a store, any retry) is resolved first by :meth:`_find_unanswered`,
+        never by a blind second send. Then :meth:`_start` waits until the images can be exported and
+        sends.
+        """
         store = context.get("task_state_store") if self.durable else None
         intent = store.get(INTENT_KEY) if store is not None else None
-        ti = context.get("ti")
         image_set = self._hook.describe_images(self._args.image_ids)
-        expected = count_expected_objects(self._args.image_ids, image_set, self._args.only_export_root_disk)
-        if intent or (store is None and getattr(ti, "try_number", 1) > 1):
-            since = intent["started_at"] if intent else _run_started_at(context)
-            found = self._find_started_export(since, image_set, expected)
+        if intent or self._pending or (store is None and getattr(context.get("ti"), "try_number", 1) > 1):
+            if intent:
+                record = self._record(intent["started_at"], recovered=True, baseline=intent.get("baseline"))
+            elif self._pending:  # handed back by the start trigger (no task state store)
+                record = self._pending
+            else:
+                record = self._record(_run_started_at(context), recovered=True)
+            found = self._find_unanswered(record, image_set)
             if found is not None:
-                return found
-        # By Tencent Cloud's clock (DescribeImages above showed it if ours is off): objects are judged by it.
-        started_at = datetime.fromtimestamp(self._hook.server_time(), UTC).isoformat()
-        if store is not None:
-            store.set(INTENT_KEY, {"started_at": started_at, "request": self._args.request()})
-        return self._send(started_at, expected)
+                return self._keep(store, found)
+        return self._start(store, image_set)
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        """Where the export of a stored record stands (asked by a retry), from one check by the wait engine.
+        """Where the export of a stored record stands (asked by a retry or after a clear).
 
-        An :class:`~airflow_cvm_export.utils.records.ExportState` value: ``exporting`` (reattach),
-        ``exported`` (every file is there) or ``failed`` (an image is gone or in a failed state: the
-        export can never finish, so the retry exports again).
+        An :class:`~airflow_cvm_export.utils.records.ExportState` value: ``exported`` (every file this
+        export wrote is there), ``exporting`` (files missing and an image still busy: reattach) or
+        ``failed`` (an image is gone or in a failed state, or the images are free again but files are
+        missing: they were removed; either way the export is over, so the mixin exports again).
         """
-        from airflow_cvm_export.utils.waiting import state_of
-
         progress = self._check(external_id)
         if progress.error:
             self.log.warning("The export a previous try started cannot finish: %s", progress.error)
-        return state_of(progress).value
+            return ExportState.FAILED.value
+        if progress.done:
+            return ExportState.EXPORTED.value
+        if self._busy_reason(wait_for_queue=True) is not None:
+            return ExportState.EXPORTING.value
+        self.log.warning(
+            "The export of %s a previous try started is over but only %s: the files were removed; exporting again",
+            ", ".join(external_id["image_ids"]),
+            progress.describe(),
+        )
+        return ExportState.FAILED.value  # terminal: the mixin exports again
 
     def is_job_active(self, status: str) -> bool:
         """A running export is reattached to (and waited for with ``wait_for_completion``)."""
         return status == ExportState.EXPORTING
 
     def is_job_succeeded(self, status: str) -> bool:
-        """A finished export is not started again."""
+        """A finished export whose files are all there is not started again."""
         return status == ExportState.EXPORTED
 
     def poll_until_complete(self, external_id: Any, context: Context) -> ExportRecord | list[str]:
@@ -280,63 +321,161 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             self._defer(record)
         return waiting.wait_in_worker(self, context, self._hook, record, self.poll_interval, self.wait_timeout)
 
-    # -- sending ----------------------------------------------------------------------------------
+    # -- starting ---------------------------------------------------------------------------------
 
-    def _send(self, started_at: str, expected: int | None) -> ExportRecord:
-        """Send ExportImages; after a lost answer send it once more and read a busy image as "started"."""
-        request = {**self._args.request(), "expected_objects": expected}
-        try:
-            response = self._hook.export_images(**request)
-        except AMBIGUOUS as lost:
-            self.log.warning(
-                "The export may or may not have started (%s); sending ExportImages once more: if the first one "
-                "started, the image is busy and the answer says so",
-                lost,
-            )
+    def _start(self, store: Any, image_set: list[dict[str, Any]]) -> dict[str, Any]:
+        """Record what is under the names the export writes (its baseline), then send ExportImages.
+
+        A refused send (busy image, full export queue) started nothing: wait until a DryRun says the
+        images can be exported and send again. A send without a usable answer is resolved by
+        :meth:`_find_unanswered` before anything is sent again.
+        """
+        expected = count_expected_objects(self._args.image_ids, image_set, self._args.only_export_root_disk)
+        keys = expected_keys(self._args.request(), image_set)
+        while True:
+            # By Tencent Cloud's clock (DescribeImages showed it if ours is off): objects are judged by it.
+            started_at = datetime.fromtimestamp(self._hook.server_time(), UTC).isoformat()
+            baseline = take_baseline(keys, self._list(self._record(started_at)))
+            if store is not None:
+                store.set(INTENT_KEY, {"started_at": started_at, "request": self._args.request(), "baseline": baseline})
             try:
-                response = self._hook.export_images(**request)
-            except AMBIGUOUS as again:
-                raise TencentCloudOutcomeUnknownError(
-                    f"ExportImages failed twice without a usable answer ({lost.message}; then {again.message}): "
-                    "the export may have started. Retry the task: a retry checks for a running export (busy "
-                    "image, files in the bucket) before exporting again",
-                    request_id=again.request_id,
-                    action="ExportImages",
-                ) from None
-            except TencentCloudBusyError as busy:
-                if busy.code != IMAGE_BUSY_CODE:
-                    raise
+                response = self._hook.export_images(**self._args.request(), expected_objects=expected)
+            except TencentCloudBusyError as refused:  # nothing started
+                if store is not None:
+                    store.delete(INTENT_KEY)
+                self._pause(describe(refused))
+                self._wait_until_exportable()
+                continue
+            except AMBIGUOUS as lost:
                 self.log.warning(
-                    "The first ExportImages was accepted: the image is now busy exporting (%s). Its TaskId and "
-                    "CosPaths were lost; the sensor finds the files in the bucket by their documented names",
-                    busy,
+                    "ExportImages may or may not have started (%s); finding out without sending it again", lost
                 )
-                return self._record(started_at, request_id=busy.request_id, recovered=True)
-        return self._record(
-            started_at, task_id=response["TaskId"], cos_paths=response["CosPaths"], request_id=response["RequestId"]
+                found = self._find_unanswered(self._record(started_at, recovered=True, baseline=baseline), image_set)
+                if found is not None:
+                    return self._keep(store, found)
+                self.log.warning("The unanswered ExportImages started nothing; sending it again")
+                continue
+            record = self._record(
+                started_at,
+                task_id=response["TaskId"],
+                cos_paths=response["CosPaths"],
+                request_id=response["RequestId"],
+                baseline=baseline,
+            )
+            return self._keep(store, record)
+
+    def _keep(self, store: Any, record: dict[str, Any]) -> dict[str, Any]:
+        """Store the record of a started export (a retry reattaches to it) and drop the intent."""
+        if store is not None:
+            store.set(self.external_id_key, record)
+            store.delete(INTENT_KEY)
+        return record
+
+    def _find_unanswered(self, record: dict[str, Any], image_set: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The record of the export an unanswered send started, or None when it started nothing.
+
+        A busy image proves only that *an* export runs, not whose, so this waits (back-off, up to
+        ``start_timeout``) until the images are free, then looks under the names this send's export
+        writes: every file new or changed since the send (the record's ``baseline``) means it ran and
+        finished; none means it never started (or failed in the cloud), so sending is safe.
+        """
+        while True:
+            reason = self._busy_reason(wait_for_queue=True, pending=record)
+            if reason is None:
+                paths = recovered_paths(record, image_set, self._list(record))
+                if all(paths) and paths:
+                    self.log.warning(
+                        "The unanswered ExportImages started and finished: %s; not exporting again", ", ".join(paths)
+                    )
+                    return {**record, "cos_paths": paths}
+                if not any(paths):
+                    return None
+                reason = f"{sum(map(bool, paths))} of {len(paths)} of its files are in the bucket"
+            self._pause(reason, pending=record)
+
+    def _wait_until_exportable(self) -> None:
+        """Return once a DryRun says the images can be exported; wait with back-off while they cannot."""
+        while (reason := self._busy_reason()) is not None:
+            self._pause(reason)
+
+    def _busy_reason(self, *, wait_for_queue: bool = False, pending: dict[str, Any] | None = None) -> str | None:
+        """Why the images cannot be exported now (a DryRun: busy image, full export queue), or None.
+
+        With ``wait_for_queue`` a full queue is waited out: it says nothing about the images. A DryRun
+        failing transiently (after the hook's own retries) is waited out too; see
+        :func:`~airflow_cvm_export.utils.starting.start_state`.
+        """
+        while True:
+            try:
+                self._hook.export_images(**{**self._args.request(), "dry_run": True})
+            except TencentCloudError as answer:
+                state = start_state(answer)
+                if state is StartState.FREE:
+                    return None
+                if state is StartState.BUSY or (state is StartState.QUEUE_FULL and not wait_for_queue):
+                    return describe(answer)
+                self._pause(describe(answer), pending=pending)
+            else:
+                raise TencentCloudResponseError("ExportImages with DryRun answered as if it had started an export")
+
+    def _pause(self, reason: str, *, pending: dict[str, Any] | None = None) -> None:
+        """Wait before trying again: back-off in this worker, or, when ``deferrable``, in the triggerer.
+
+        Past ``start_timeout`` raise instead, naming the images and the reason. ``pending`` is the
+        record of an unanswered send being resolved: its intent stays stored, so a retry resumes the
+        search instead of sending again.
+        """
+        left = self._start_deadline - time.time()
+        if left <= 0:
+            raise gave_up(
+                self._args.image_ids, self._args.bucket_name, self.start_timeout, reason, unanswered=pending is not None
+            )
+        if self.deferrable:
+            self._defer_start(reason, pending)
+        delay = pause_seconds(self._pauses, self.poll_interval, left)
+        self._pauses += 1
+        self.log.info(
+            "Cannot start exporting %s yet (%s); checking again in %.1f s",
+            ", ".join(self._args.image_ids),
+            reason,
+            delay,
+        )
+        time.sleep(delay)
+
+    def _defer_start(self, reason: str, pending: dict[str, Any] | None) -> None:
+        """Wait in the triggerer until the images can be exported; the task resumes in :meth:`execute_start`."""
+        from airflow_cvm_export.triggers.start import ExportStartTrigger
+
+        self.log.info(
+            "Cannot start exporting %s yet (%s); waiting in the triggerer", ", ".join(self._args.image_ids), reason
+        )
+        self.defer(
+            trigger=ExportStartTrigger(
+                request=self._args.request(),
+                tencentcloud_conn_id=self.tencentcloud_conn_id,
+                region=self._region,
+                poll_interval=self.poll_interval,
+                end_time=self._start_deadline,
+                reason=reason,
+                pending=pending,
+            ),
+            method_name="execute_start",
         )
 
-    def _find_started_export(
-        self, since: str, image_set: list[dict[str, Any]], expected: int | None
-    ) -> ExportRecord | None:
-        """Record of an export a previous try started (busy image, or its files in the bucket), or None."""
-        try:
-            self._hook.export_images(**{**self._args.request(), "dry_run": True})
-        except TencentCloudBusyError as busy:
-            if busy.code != IMAGE_BUSY_CODE:
-                raise
-            self.log.warning("A previous try's export is still running (%s); reattaching to it", busy)
-            return self._record(since, request_id=busy.request_id, recovered=True)
-        except DryRunSucceeded:
-            pass
+    def execute_start(self, context: Context, event: Mapping[str, Any]) -> ExportRecord | list[str]:
+        """Resume after :class:`~airflow_cvm_export.triggers.start.ExportStartTrigger`: start (or resolve) again.
+
+        The start timeout keeps counting from the first try of this start; a deadline that passed in
+        the triggerer fails as in a worker.
+        """
+        self._resumed = dict(event)
+        return self.execute(context)
+
+    def _list(self, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The objects under the images' file name prefixes, by key."""
         from airflow_cvm_export.utils.waiting import list_recovered
 
-        record = self._record(since, recovered=True)
-        paths = recovered_paths(record, image_set, list_recovered(self._hook, record))
-        if expected and all(paths):
-            self.log.warning("A previous try's export already finished: %s; not exporting again", ", ".join(paths))
-            return {**record, "cos_paths": paths}
-        return None
+        return list_recovered(self._hook, record)
 
     def _record(
         self,
@@ -346,7 +485,8 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         cos_paths: Sequence[str] = (),
         request_id: str | None = None,
         recovered: bool = False,
-    ) -> ExportRecord:
+        baseline: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         args: ExportArgs = self._args
         return {
             "task_id": task_id,
@@ -361,6 +501,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             "started_at": started_at,
             "dry_run": False,
             "recovered": recovered,
+            "baseline": None if baseline is None else dict(baseline),
         }
 
     def _dry_run(self) -> ExportRecord:

@@ -51,6 +51,9 @@ class FakeTaskStateStore(dict):
     def set(self, key: str, value: Any, *, retention: Any = None) -> None:
         self[key] = value
 
+    def delete(self, key: str) -> None:
+        self.pop(key, None)
+
 
 @pytest.fixture
 def context() -> dict[str, Any]:

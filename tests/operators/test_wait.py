@@ -90,10 +90,11 @@ def test_resuming_after_the_trigger_uses_the_sensors_handling(emulator: Emulator
     assert len(emulator.state()["exports"]) == 1  # resuming never exports again
 
 
-@pytest.mark.parametrize("field", ["poll_interval", "wait_timeout"])
-def test_wait_settings_must_be_positive(field: str) -> None:
-    with pytest.raises(TencentCloudConfigError, match="must be positive seconds"):
-        waiting_operator(**{field: 0})
+@pytest.mark.parametrize("field", ["poll_interval", "wait_timeout", "start_timeout"])
+@pytest.mark.parametrize("value", [0, -1, "60", True])
+def test_wait_settings_must_be_positive(field: str, value: Any) -> None:
+    with pytest.raises(TencentCloudConfigError, match=f"{field} must be positive seconds"):
+        waiting_operator(**{field: value})
 
 
 # -- retries (same task state store): the mixin asks get_job_status, which runs the sensor's check ---------------

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -50,19 +50,30 @@ def accepted(emulator: Emulator) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("prefixes", [None, ["nightly-20261126", "web-20261126"]], ids=["no-prefix", "prefix"])
-def test_lost_answer_then_busy_image_recovers_the_files_by_listing(
+def test_lost_answer_is_resolved_by_probing_not_by_a_second_send(
     emulator: Emulator, context: dict[str, Any], prefixes: list[str] | None
 ) -> None:
     emulator.inject("ExportImages", "drop_after")  # the export starts, its answer is lost
     record = operator(file_name_prefixes=prefixes).execute(context)
 
-    assert record["recovered"] is True and record["task_id"] is None and record["cos_paths"] == []
-    assert emulator.state()["requests"]["ExportImages"] == {
-        "fault:drop_after": 1,
-        "InvalidParameterValue.InvalidImageState": 1,
-    }
     (export,) = accepted(emulator)
-    assert wait_for(record, context) == export["CosPaths"]  # same form and order as the API's CosPaths
+    assert record["recovered"] is True and record["task_id"] is None
+    assert record["cos_paths"] == export["CosPaths"]  # found under the documented names, in the API's order
+    outcomes = emulator.state()["requests"]["ExportImages"]
+    assert outcomes["fault:drop_after"] == 1 and "ok" not in outcomes  # never sent a second time
+    assert outcomes["InvalidParameterValue.InvalidImageState"] >= 1  # DryRun: busy until the export finished
+    assert wait_for(record, context) == export["CosPaths"]
+    assert INTENT_KEY not in context["task_state_store"]
+
+
+def test_a_lost_answer_of_a_fast_export_starts_no_second_export(start_emulator: Any, context: dict[str, Any]) -> None:
+    """The export finishes before the probe: the image is free, but its files say it ran."""
+    emulator = start_emulator(export_seconds=0.05)
+    emulator.inject("ExportImages", "drop_after", "slow")  # the probe comes after the export finished
+    record = operator().execute(context)
+    (export,) = accepted(emulator)
+    assert record["cos_paths"] == export["CosPaths"]
+    assert "InvalidParameterValue.InvalidImageState" not in emulator.state()["requests"]["ExportImages"]
 
 
 def test_recovered_export_ignores_older_and_foreign_objects(emulator: Emulator, context: dict[str, Any]) -> None:
@@ -73,10 +84,10 @@ def test_recovered_export_ignores_older_and_foreign_objects(emulator: Emulator, 
     emulator.inject("ExportImages", "drop_after")
     context["task_state_store"] = FakeTaskStateStore()
     record = operator(image_ids=["img-centos02"], only_export_root_disk=True).execute(context)
-    record["started_at"] = (datetime.now(UTC) + timedelta(seconds=0.2)).isoformat()
 
-    paths = wait_for(record, context)
-    assert paths == [accepted(emulator)[-1]["CosPaths"][0]] and "_system_" in paths[0]
+    assert record["cos_paths"] == [accepted(emulator)[-1]["CosPaths"][0]] and "_system_" in record["cos_paths"][0]
+    assert len(accepted(emulator)) == 3
+    assert wait_for(record, context) == record["cos_paths"]
 
 
 def test_lost_answer_of_a_request_that_did_not_start_uses_the_second_answer(
@@ -90,12 +101,30 @@ def test_lost_answer_of_a_request_that_did_not_start_uses_the_second_answer(
     assert (record["task_id"], record["cos_paths"]) == (export["TaskId"], export["CosPaths"])
 
 
-@pytest.mark.parametrize("second", ["drop_before", "http5xx", "internal"])
-def test_two_unusable_answers_fail_with_what_to_do(emulator: Emulator, context: dict[str, Any], second: str) -> None:
-    emulator.inject("ExportImages", "drop_after", second)
-    with pytest.raises(TencentCloudOutcomeUnknownError, match="may have started. Retry the task"):
-        operator().execute(context)
-    assert INTENT_KEY in context["task_state_store"]  # so the retry knows to look for it first
+@pytest.mark.parametrize("then", ["drop_before", "http5xx", "internal", "throttle"])
+def test_faults_while_probing_are_waited_out_in_the_same_try(
+    emulator: Emulator, context: dict[str, Any], then: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two unusable answers in a row used to fail the task: now the probes ride through them."""
+    monkeypatch.setattr(hook_module, "_sleep", lambda seconds: time.sleep(seconds / 50))  # the hook's back-off
+    emulator.inject("ExportImages", "drop_after", *[then] * 6)  # more than the hook's 5 attempts of one DryRun
+    record = operator(poll_interval=0.1).execute(context)
+    (export,) = accepted(emulator)
+    assert record["cos_paths"] == export["CosPaths"]
+
+
+def test_an_unresolved_lost_answer_fails_after_start_timeout_and_the_retry_resumes_the_search(
+    start_emulator: Any, context: dict[str, Any]
+) -> None:
+    emulator = start_emulator(export_seconds=3)
+    emulator.inject("ExportImages", "drop_after")
+    with pytest.raises(TencentCloudOutcomeUnknownError, match="could not be told within start_timeout \\(1 s\\)"):
+        operator(start_timeout=1, poll_interval=0.2).execute(context)
+    assert INTENT_KEY in context["task_state_store"]  # so the retry looks before sending anything
+    context["ti"].try_number = 2
+    record = operator(poll_interval=0.2).execute(context)
+    (export,) = accepted(emulator)
+    assert record["cos_paths"] == export["CosPaths"]
 
 
 def test_deferred_wait_of_a_recovered_export(emulator: Emulator, context: dict[str, Any]) -> None:
@@ -129,19 +158,22 @@ def test_retry_with_a_stored_record_returns_it(emulator: Emulator, context: dict
 def test_retry_after_a_crash_before_the_record_was_stored(
     start_emulator: Any, context: dict[str, Any], finished: bool
 ) -> None:
-    emulator = start_emulator(progression="manual")
+    emulator = start_emulator(export_seconds=0.3 if finished else 2)
     first = operator().execute(context)
-    del context["task_state_store"][ExportImagesOperator.external_id_key]  # killed before it was stored
+    store = context["task_state_store"]
+    del store[ExportImagesOperator.external_id_key]  # killed between the answer and storing it:
+    store[INTENT_KEY] = {"started_at": first["started_at"], "request": {}, "baseline": first["baseline"]}
     context["ti"].try_number = 2
     if finished:
-        emulator.finish()
-    record = operator().execute(context)
+        time.sleep(0.5)
+    record = operator(poll_interval=0.2).execute(context)
 
     (export,) = accepted(emulator)
     assert record["recovered"] is True and record["started_at"] == first["started_at"]
-    assert record["cos_paths"] == (export["CosPaths"] if finished else [])
-    dry_run_answer = "DryRunOperation" if finished else "InvalidParameterValue.InvalidImageState"
-    assert emulator.state()["requests"]["ExportImages"] == {"ok": 1, dry_run_answer: 1}
+    assert record["cos_paths"] == export["CosPaths"]
+    outcomes = emulator.state()["requests"]["ExportImages"]
+    assert outcomes["ok"] == 1
+    assert ("InvalidParameterValue.InvalidImageState" in outcomes) is not finished
 
 
 def test_retry_without_a_task_state_store_detects_the_running_export(

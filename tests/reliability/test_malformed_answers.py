@@ -120,11 +120,37 @@ DESCRIBED = api_ok(
 )
 
 
-def test_operator_reads_a_wrong_answer_as_ambiguous_and_recovers(
+def listing(*keys: str, modified: str = "2026-12-01T22:00:00.000Z") -> Answer:
+    """A COS bucket listing of ``keys`` (ETag = key, so each object is its own)."""
+    contents = "".join(
+        f"<Contents><Key>{key}</Key><LastModified>{modified}</LastModified><ETag>&quot;{key}&quot;</ETag>"
+        f"<Size>1</Size></Contents>"
+        for key in keys
+    )
+    return Answer(body=f"<ListBucketResult><IsTruncated>false</IsTruncated>{contents}</ListBucketResult>".encode())
+
+
+def test_operator_reads_a_wrong_answer_as_ambiguous_and_finds_out_without_sending_again(
     hook: CvmHook, server: ScriptedServer, context: dict[str, Any]
 ) -> None:
-    server.play(DESCRIBED, answer(TaskId=1, CosPaths=PATHS[:1]), api_error("InvalidParameterValue.InvalidImageState"))
-    task = ExportImagesOperator(task_id="start", tencentcloud_conn_id=hook.tencentcloud_conn_id, **EXPORT)
+    keys = [path.lstrip("/") for path in PATHS]
+    server.play(
+        DESCRIBED,
+        listing(keys[0]),  # the baseline: yesterday's system disk is there
+        answer(TaskId=1, CosPaths=PATHS[:1]),  # one CosPath for two disks: not what the API promises
+        api_error("InvalidParameterValue.InvalidImageState"),  # DryRun: busy (whose export? unknown yet)
+        api_error("DryRunOperation"),  # DryRun: free again
+        listing(*keys, modified="2026-12-01T23:00:00.000Z"),  # both files new or changed: it was ours
+    )
+    task = ExportImagesOperator(
+        task_id="start", tencentcloud_conn_id=hook.tencentcloud_conn_id, poll_interval=0.1, **EXPORT
+    )
     record = task.execute(context)
-    assert record["recovered"] is True and record["cos_paths"] == []
-    assert [r.headers["x-tc-action"] for r in server.requests] == ["DescribeImages", "ExportImages", "ExportImages"]
+    assert record["recovered"] is True and record["cos_paths"] == PATHS
+    actions = [r.headers.get("x-tc-action") or r.method for r in server.requests]
+    assert actions == ["DescribeImages", "GET", "ExportImages", "ExportImages", "ExportImages", "GET"]
+    assert [r.json.get("DryRun") for r in server.requests if r.headers.get("x-tc-action") == "ExportImages"] == [
+        False,
+        True,
+        True,
+    ]

@@ -23,8 +23,9 @@ IMAGES = ["img-centos01", "img-centos02"]
 @pytest.mark.parametrize(
     ("crash_at", "export_seconds", "reattached_by"),
     [
-        # Only the request was stored: the retry finds the image busy (DryRun) and reattaches.
-        ("answer", 30, "A previous try's export is still running"),
+        # Only the intent was stored: the retry waits until the image is free (DryRun), then finds
+        # the files the export wrote under its names (new since the intent's baseline).
+        ("answer", 30, "The unanswered ExportImages started and finished"),
         # The record was stored: the retry returns it (ResumableJobMixin).
         ("stored", 1, "Job already completed successfully"),
     ],

@@ -13,6 +13,7 @@ from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.links.cvm import LINK_XCOM_KEY
 from airflow_cvm_export.operators.cvm import ExportImagesOperator
 from airflow_cvm_export.sensors.cvm import DEFAULT_ASSET_ALIAS, OBJECTS_XCOM_KEY, ExportImagesSensor, export_assets
+from airflow_cvm_export.utils.completion import take_baseline
 from airflow_cvm_export.utils.errors import TencentCloudConfigError, TencentCloudError
 from airflow_cvm_export.version_compat import (
     AirflowFailException,
@@ -72,9 +73,13 @@ def test_pokes_until_every_object_is_there(
 def test_objects_older_than_the_export_never_count(emulator: Emulator, context: dict[str, Any]) -> None:
     record = start(context, ["img-centos01"])
     poke_until_done(sensor(record), context)
-    # The same image exported again later writes the same key: yesterday's object must not count.
-    later = {**record, "started_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat()}
+    # The same image exported again later writes the same key: yesterday's object must not count,
+    # whether the record says what was there before (its baseline) or only when it started.
+    later = {**record, "started_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(), "baseline": None}
     assert sensor(later).poke(context) is False
+    existing = {obj["key"]: obj for obj in context["ti"].xcoms[OBJECTS_XCOM_KEY]}
+    rerun = {**record, "baseline": take_baseline(existing, existing)}  # started before yesterday's files
+    assert sensor(rerun).poke(context) is False
 
 
 def test_export_failing_in_the_cloud_fails_fast(start_emulator: Any, context: dict[str, Any]) -> None:

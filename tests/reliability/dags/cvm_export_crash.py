@@ -1,7 +1,7 @@
 """Test DAG for the crash window of ``start_export``: the task process kills itself with SIGKILL.
 
 ``CVM_EXPORT_CRASH_AT=answer`` kills it right after the ExportImages answer, before the export
-record reaches the task state store (only the request and its start time are stored);
+record reaches the task state store (only the intent is stored: request, start time, baseline);
 ``CVM_EXPORT_CRASH_AT=stored`` right after the record is stored. It is killed once: the file
 ``CVM_EXPORT_CRASH_MARKER`` is created just before.
 """
@@ -31,10 +31,9 @@ def _crash_here(point: str) -> None:
 class CrashingExportImagesOperator(ExportImagesOperator):
     """ExportImagesOperator whose process dies at the point named by ``CVM_EXPORT_CRASH_AT``."""
 
-    def submit_job(self, context: Any) -> dict[str, Any]:
-        record = super().submit_job(context)
+    def _keep(self, store: Any, record: dict[str, Any]) -> dict[str, Any]:
         _crash_here("answer")
-        return record
+        return super()._keep(store, record)
 
     def poll_until_complete(self, external_id: Any, context: Any) -> dict[str, Any]:
         _crash_here("stored")

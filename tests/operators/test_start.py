@@ -1,0 +1,109 @@
+"""Starting an export when the image is busy with someone else's export or the queue is full: wait
+with back-off in the worker or defer to the start trigger, give up at start_timeout naming the
+images and the reason, never take the other export for this task's."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from airflow_cvm_export.emulator import Emulator
+from airflow_cvm_export.hooks.cvm import CvmHook
+from airflow_cvm_export.operators.cvm import INTENT_KEY, ExportImagesOperator
+from airflow_cvm_export.triggers.start import ExportStartTrigger
+from airflow_cvm_export.utils.errors import TencentCloudBusyError, TencentCloudOutcomeUnknownError
+from airflow_cvm_export.version_compat import TaskDeferred
+from tests.operators.conftest import BUCKET, CONN_ID
+
+IMAGE = "img-centos01"
+
+
+def operator(**kwargs: Any) -> ExportImagesOperator:
+    args = {
+        "image_ids": [IMAGE],
+        "bucket_name": BUCKET,
+        "tencentcloud_conn_id": CONN_ID,
+        "file_name_prefixes": ["mine"],
+        "export_format": "QCOW2",
+        "poll_interval": 0.2,
+        "deferrable": False,
+        **kwargs,
+    }
+    return ExportImagesOperator(task_id="start_export", **args)
+
+
+def someone_elses_export(image_id: str = IMAGE) -> dict[str, Any]:
+    return CvmHook(CONN_ID).export_images(image_ids=[image_id], bucket_name=BUCKET, file_name_prefixes=["theirs"])
+
+
+@pytest.mark.parametrize("blocked_by", ["busy image", "full queue"])
+def test_waits_in_the_worker_until_it_can_export_its_own_files(
+    start_emulator: Any, context: dict[str, Any], blocked_by: str
+) -> None:
+    emulator = start_emulator(export_seconds=1.0, max_running_exports=1)
+    theirs = someone_elses_export(IMAGE if blocked_by == "busy image" else "img-centos02")
+    began = time.monotonic()
+    record = operator().execute(context)
+
+    assert time.monotonic() - began >= 0.5  # it waited for the other export
+    other, mine = emulator.state()["exports"]
+    assert other["CosPaths"] == theirs["CosPaths"]
+    assert record["task_id"] == mine["TaskId"] and record["cos_paths"] == mine["CosPaths"]
+    assert all(path.startswith("/mine_") and path.endswith(".qcow2") for path in record["cos_paths"])
+    refusal = "InvalidParameterValue.InvalidImageState" if blocked_by == "busy image" else "LimitExceeded"
+    assert any(code.startswith(refusal) for code in emulator.state()["requests"]["ExportImages"])
+    assert INTENT_KEY not in context["task_state_store"]  # a refused send leaves no intent behind
+
+
+def test_gives_up_at_start_timeout_naming_the_image_and_the_reason(
+    start_emulator: Any, context: dict[str, Any]
+) -> None:
+    emulator = start_emulator(export_seconds=60)
+    someone_elses_export()
+    began = time.monotonic()
+    with pytest.raises(TencentCloudBusyError) as raised:
+        operator(start_timeout=1).execute(context)
+
+    assert 0.9 <= time.monotonic() - began < 5
+    message = str(raised.value)
+    assert f"could not start exporting {IMAGE} to {BUCKET} within start_timeout (1 s)" in message
+    assert "[InvalidParameterValue.InvalidImageState]" in message
+    assert len(emulator.state()["exports"]) == 1 and INTENT_KEY not in context["task_state_store"]
+    # The retry of that refused start does not "reattach" to the other export: it waits, then exports.
+    context["ti"].try_number = 2
+    with pytest.raises(TencentCloudBusyError):
+        operator(start_timeout=0.5).execute(context)
+    assert len(emulator.state()["exports"]) == 1
+
+
+def test_deferrable_start_waits_in_the_triggerer_and_resumes_to_export(
+    start_emulator: Any, context: dict[str, Any]
+) -> None:
+    emulator = start_emulator(export_seconds=60)
+    someone_elses_export()
+    task = operator(deferrable=True)
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(context)
+
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, ExportStartTrigger) and deferred.value.method_name == "execute_start"
+    assert trigger.request["image_ids"] == [IMAGE] and "InvalidImageState" in trigger.reason
+    assert trigger.pending is None and INTENT_KEY not in context["task_state_store"]
+    emulator.finish()  # the other export is over: what the trigger waits for
+    event = {"status": "free", "end_time": trigger.end_time, "pending": None}
+    record = operator(deferrable=True).execute_start(context, event)
+    assert record["task_id"] == emulator.state()["exports"][1]["TaskId"]
+
+
+def test_a_start_deadline_passed_in_the_triggerer_fails_as_in_the_worker(
+    emulator: Emulator, context: dict[str, Any]
+) -> None:
+    event = {"status": "timeout", "end_time": time.time() - 1, "reason": "[LimitExceeded.X] full", "pending": None}
+    with pytest.raises(TencentCloudBusyError, match="within start_timeout \\(60 s\\): \\[LimitExceeded.X\\] full"):
+        operator(deferrable=True, start_timeout=60).execute_start(context, event)
+    pending = {**event, "pending": {"started_at": "2026-12-01T00:00:00+00:00"}}
+    with pytest.raises(TencentCloudOutcomeUnknownError, match="whether it started could not be told"):
+        operator(deferrable=True, start_timeout=60).execute_start(context, pending)
+    assert emulator.state()["exports"] == []
