@@ -72,6 +72,13 @@ class DagRun:
         )
         return [json.loads(value) for _, value in rows]
 
+    def tries(self, task_id: str) -> int:
+        """The try number of the task's (unmapped) instance: 1 when it never had to retry."""
+        ((try_number,),) = self._query(
+            "SELECT try_number FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ?", task_id
+        )
+        return try_number
+
     def states(self, task_id: str) -> list[str]:
         """States of the task's instances, in map-index order."""
         rows = self._query(

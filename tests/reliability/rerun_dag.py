@@ -3,7 +3,8 @@
 ``airflow dags test`` deletes an existing run of the same logical date (and its task state store)
 before starting afresh. This resumes it instead, as a scheduler would after a worker died: task
 instances left ``running`` by a killed process are put ``up_for_retry`` (what the scheduler does
-when a task stops heartbeating), then ``dag.test``'s loop runs the rest of the run, retries included.
+when a task stops heartbeating) and a cleared (queued) run is set running, then ``dag.test``'s loop
+runs the rest of the run, retries included.
 Without an existing run it is plain ``dag.test`` at that logical date.
 """
 
@@ -42,6 +43,9 @@ def main(dag_id: str, logical_date: str) -> int:
             print(f"Task {ti.task_id} try {ti.try_number} was left running by a dead process: up_for_retry")
             ti.state = TaskInstanceState.UP_FOR_RETRY
             ti.end_date = timezone.utcnow()
+        if existing is not None and existing.state == DagRunState.QUEUED:
+            print("The DAG run was cleared (queued): running it")  # what the scheduler does with a queued run
+            existing.state = DagRunState.RUNNING
     if existing is None:
         dag_run = dag.test(run_after=when, logical_date=when)
     else:

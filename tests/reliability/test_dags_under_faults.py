@@ -50,14 +50,16 @@ def test_dags_succeed_under_30_percent_faults_with_one_export_per_image(
         seed=6,
     ) as emulator:
         emulator.inject("ExportImages", "drop_after")  # on top of the random faults: one lost answer for sure
-        env = {**RETRIES, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(deferrable)}
+        # The ad hoc DAG as shipped, without task retries: a lost answer is resolved in the same try.
+        retries = RETRIES if dag_id == "cvm_export_nightly" else {"AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "0"}
+        env = {**retries, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(deferrable)}
         run = launch(run_dag, dag_id, emulator, env=env)
         assert_one_export_per_image(run, emulator)
         faults: Counter[str] = Counter()
         for outcomes in emulator.state()["requests"].values():
             faults.update({kind: n for kind, n in outcomes.items() if kind.startswith("fault:")})
         assert faults.total() >= 3 and len(faults) >= 2, faults  # faults of several kinds were really injected
-        assert "sending ExportImages once more" in run.output  # the planned lost answer was recovered
+        assert "finding out without sending it again" in run.output  # the planned lost answer was resolved
 
 
 SECRET_KEY = "RELIABILITY-SECRET-KEY-5f0c1e"
