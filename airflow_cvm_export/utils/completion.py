@@ -9,8 +9,8 @@ records what already exists under the names the export will write (its ``baselin
 Last-Modified per name, None where nothing exists), so afterwards only a new object, or one whose
 ETag or Last-Modified changed, counts. Without a baseline (records of older versions, the
 sensor's explicit fields, a CosPath outside the documented names) an object counts when COS's
-Last-Modified is not before the export's start as COS's clock read it (``started_at`` plus the
-record's ``cos_clock_offset``, learned from COS's ``Date`` header), to the whole second both carry.
+Last-Modified is not before ``started_at`` (taken by Tencent Cloud's clock), to the whole second
+``Last-Modified`` carries: no margin.
 
 The names an export writes follow the documented pattern
 ``[<prefix>_]<ImageId>_system_<SnapshotId>.<format>`` (``_data_`` for data disks), one per disk of
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 DEFAULT_FORMAT = "RAW"
@@ -92,14 +92,9 @@ def canonical_key(key: str) -> str:
     return f"{stem}.{extension.lower()}" if dot else key
 
 
-def written_since(last_modified: str, started_at: str, clock_offset: float = 0.0) -> bool:
-    """True when COS's ``last_modified`` is not before ``started_at`` (our clock) read on COS's clock.
-
-    ``clock_offset`` is how many seconds COS's clock is ahead of ours; both sides are compared to the
-    whole second, the resolution of ``Last-Modified`` and ``Date``.
-    """
-    start = parse_time(started_at) + timedelta(seconds=clock_offset)
-    return _second(last_modified) >= start.replace(microsecond=0)
+def written_since(last_modified: str, started_at: str) -> bool:
+    """True when COS's ``last_modified`` is not before ``started_at``, compared to the whole second (its resolution)."""
+    return _second(last_modified) >= _second(started_at)
 
 
 def changed_since(meta: Mapping[str, Any], before: Mapping[str, Any] | None) -> bool:
@@ -122,7 +117,7 @@ def is_fresh(meta: Mapping[str, Any] | None, export: Mapping[str, Any], key: str
     name = canonical_key(key)
     if isinstance(baseline, Mapping) and name in baseline:
         return changed_since(meta, baseline[name])
-    return written_since(meta["last_modified"], export["started_at"], float(export.get("cos_clock_offset") or 0))
+    return written_since(meta["last_modified"], export["started_at"])
 
 
 def object_url(bucket: str, region: str | None, key: str) -> str:

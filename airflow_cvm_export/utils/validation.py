@@ -277,9 +277,6 @@ def validate_export_record(export: Any) -> dict[str, Any]:
     record["cos_paths"] = paths
     if record.get("baseline") is not None:
         _check_baseline(record["baseline"])
-    offset = record.get("cos_clock_offset")
-    if offset is not None and (isinstance(offset, bool) or not isinstance(offset, int | float)):
-        raise _fail("export.cos_clock_offset", "seconds COS's clock is ahead of ours (a number)", offset)
     return record
 
 
