@@ -160,8 +160,8 @@ def test_clear_hands_on_files_that_are_there_and_exports_again_when_they_were_re
     assert exports_per_image(emulator) == {IMAGE: 1}
     assert handed_on(kept) == first_objects
 
-    removed = emulator.delete_objects(BUCKET, "runs_")
-    assert removed == [obj["key"] for obj in first_objects]
+    for obj in first_objects:  # a user cleans up the bucket
+        assert emulator.delete_object(BUCKET, obj["key"])
     clear(airflow_home, when)  # files gone: the cleared task exports again instead of waiting forever
     again = run_dag("cvm_export_runs", emulator, env=env, logical_date=when)
     assert again.returncode == 0, again.output[-5000:]
