@@ -50,9 +50,7 @@ def test_dags_succeed_under_30_percent_faults_with_one_export_per_image(
         seed=6,
     ) as emulator:
         emulator.inject("ExportImages", "drop_after")  # on top of the random faults: one lost answer for sure
-        # The ad hoc DAG as shipped, without task retries: a lost answer is resolved in the same try.
-        retries = RETRIES if dag_id == "cvm_export_nightly" else {"AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "0"}
-        env = {**retries, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(deferrable)}
+        env = {**RETRIES, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(deferrable)}
         run = launch(run_dag, dag_id, emulator, env=env)
         assert_one_export_per_image(run, emulator)
         faults: Counter[str] = Counter()
