@@ -1,4 +1,6 @@
-# Entry points: make demo, make test, make bench, make system-test, make ui-test, make screenshots, make test-matrix.
+# Entry points: make demo, make test, make bench, make system-test, make ui-test, make screenshots,
+# make test-matrix, make dist, make cloud-smoke (read-only checks of your own Tencent Cloud account;
+# skipped without credentials).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +12,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: venv demo test unit-test ui-test screenshots bench system-test test-matrix test-matrix-older lint clean
+.PHONY: venv demo test unit-test ui-test screenshots bench system-test test-matrix test-matrix-older lint dist cloud-smoke clean
 
 venv: $(STAMP)
 
@@ -23,7 +25,7 @@ demo: venv
 	$(BIN)/python scripts/demo.py
 
 test: venv
-	$(BIN)/ruff check airflow_cvm_export dags tests bench
+	$(BIN)/ruff check airflow_cvm_export dags tests bench scripts
 	$(MAKE) unit-test
 	$(MAKE) ui-test
 	$(MAKE) system-test
@@ -60,9 +62,17 @@ system-test: venv
 bench: venv
 	$(BIN)/python bench/run_all.py
 
+# The release into dist/: sdist, wheel built from it, twine check (see scripts/dist.py).
+dist: venv
+	$(BIN)/python scripts/dist.py dist
+
+# Variables: TENCENTCLOUD_SECRET_ID/_KEY[/_TOKEN], TENCENTCLOUD_REGION, CVM_SMOKE_BUCKET, CVM_SMOKE_IMAGE_ID.
+cloud-smoke: venv
+	$(BIN)/python scripts/cloud_smoke.py
+
 lint: venv
-	$(BIN)/ruff check --fix airflow_cvm_export dags tests bench
-	$(BIN)/ruff format airflow_cvm_export dags tests bench
+	$(BIN)/ruff check --fix airflow_cvm_export dags tests bench scripts
+	$(BIN)/ruff format airflow_cvm_export dags tests bench scripts
 
 clean:
-	rm -rf .airflow .airflow-* build *.egg-info
+	rm -rf .airflow .airflow-* build dist *.egg-info

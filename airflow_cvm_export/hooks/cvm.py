@@ -189,6 +189,13 @@ class CvmHook(CvmClientBase):
         """Return ``{"size", "etag", "last_modified"}`` of an object, or None when it does not exist."""
         return self._run(COS_HEAD_ACTION, True, lambda config: self._head_exchange(config, bucket, key.lstrip("/")))
 
+    def head_cos_bucket(self, bucket: str) -> str | None:
+        """``HEAD`` the bucket: raise unless it exists and these credentials may read it; return COS's request id."""
+        response = self._cos("HEAD", bucket, "")
+        if response.status_code != 200:
+            raise cos_error(response.status_code, bucket, "", response.content)
+        return response.headers.get("x-cos-request-id")
+
     def list_cos_objects(self, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
         """Yield ``{"key", "size", "etag", "last_modified"}`` of every object under ``prefix``."""
         yield from self._run(COS_LIST_ACTION, True, lambda config: self._list_exchange(config, bucket, prefix))
