@@ -38,7 +38,7 @@ from airflow_cvm_export.utils.errors import (
     TencentCloudNetworkError,
     TencentCloudOutcomeUnknownError,
 )
-from airflow_cvm_export.utils.protocol import PreparedRequest, check_export_answer
+from airflow_cvm_export.utils.protocol import PreparedRequest, check_export_answer, cos_error
 from airflow_cvm_export.utils.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -191,10 +191,14 @@ class CvmHook(CvmClientBase):
 
     def head_cos_bucket(self, bucket: str) -> str | None:
         """``HEAD`` the bucket: raise unless it exists and these credentials may read it; return COS's request id."""
-        response = self._cos("HEAD", bucket, "")
-        if response.status_code != 200:
-            raise cos_error(response.status_code, bucket, "", response.content)
-        return response.headers.get("x-cos-request-id")
+
+        def exchange(config: ClientConfig) -> Exchange[str | None]:
+            reply = yield self._cos_request(config, "HEAD", bucket, "")
+            if reply.status_code != 200:
+                raise cos_error(reply.status_code, bucket, "", reply.content)
+            return reply.headers.get("x-cos-request-id")
+
+        return self._run(COS_HEAD_ACTION, True, exchange)
 
     def list_cos_objects(self, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
         """Yield ``{"key", "size", "etag", "last_modified"}`` of every object under ``prefix``."""

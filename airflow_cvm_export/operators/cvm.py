@@ -27,12 +27,14 @@ from airflow_cvm_export.utils.errors import (
     TencentCloudResponseError,
     TencentCloudServerError,
 )
+from airflow_cvm_export.utils.lineage import remember, task_lineage
 from airflow_cvm_export.utils.records import ExportRecord, ExportState
 from airflow_cvm_export.utils.starting import StartState, describe, gave_up, pause_seconds, start_state
 from airflow_cvm_export.utils.validation import DEFAULT_EXPORT_FORMAT, ExportArgs, as_seconds, validate_export_args
 from airflow_cvm_export.version_compat import ResumableJobMixin, conf
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk.definitions.context import Context
 
 # ExportImages failures after which the export may or may not have started: sent without an answer,
@@ -530,7 +532,12 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             record["bucket_name"],
             ", ".join(record["cos_paths"]),
         )
+        remember(self, record, record["cos_paths"])
         persist_export_links(context, record)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the images in, the export's COS objects out (the CosPaths ExportImages returned)."""
+        return task_lineage(self)
 
 
 def _run_started_at(context: Context) -> str:

@@ -13,12 +13,14 @@ from airflow_cvm_export.utils import waiting
 from airflow_cvm_export.utils.completion import ExportProgress
 from airflow_cvm_export.utils.connection import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from airflow_cvm_export.utils.lineage import task_lineage
 from airflow_cvm_export.utils.records import ExportRecord
 from airflow_cvm_export.utils.validation import validate_export_record
 from airflow_cvm_export.utils.waiting import OBJECTS_XCOM_KEY, export_assets
 from airflow_cvm_export.version_compat import AirflowSkipException, conf
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk.definitions.context import Context
     from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
@@ -201,3 +203,7 @@ class ExportImagesSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:
         """Resume after the trigger: see :func:`~airflow_cvm_export.utils.waiting.resume`."""
         return waiting.resume_deferred(self, context, self.export_record, event)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage: the images in, the exported COS objects out."""
+        return task_lineage(self)

@@ -173,13 +173,17 @@ def export_assets(export: Mapping[str, Any], objects: Sequence[Mapping[str, Any]
 def publish(task: BaseOperator, context: Context, export: ExportRecord, objects: list[ExportedObject]) -> list[str]:
     """Hand a finished export downstream; return its CosPaths (the task's XCom ``return_value``).
 
-    Pushes ``objects`` under XCom key ``objects`` and adds one asset event per bucket prefix to every
-    :class:`~airflow.sdk.AssetAlias` in ``task.outlets``. (The console links got their values when
-    the wait began, see :func:`resume_deferred`.)
+    Pushes ``objects`` under XCom key ``objects``, keeps the export for the task's OpenLineage
+    lineage, and adds one asset event per bucket prefix to every :class:`~airflow.sdk.AssetAlias` in
+    ``task.outlets``. (The console links got their values when the wait began, see
+    :func:`resume_deferred`.)
     """
     from airflow.sdk import Asset, AssetAlias
 
+    from airflow_cvm_export.utils.lineage import remember
+
     cos_paths = [obj["cos_path"] for obj in objects]
+    remember(task, export, cos_paths)
     context["ti"].xcom_push(key=OBJECTS_XCOM_KEY, value=objects)
     aliases = [outlet for outlet in task.outlets if isinstance(outlet, AssetAlias)]
     for uri, keys in export_assets(export, objects).items():
