@@ -6,7 +6,13 @@ when the run starts (never while the file is parsed), for example::
     {"image_ids": ["img-centos01", "img-ubuntu01"], "bucket_name": "exports-1250000000",
      "export_format": "QCOW2", "region": "ap-guangzhou", "poke_interval": 60, "mode": "reschedule"}
 
-Optional keys: ``file_name_prefixes`` (one per image; default ``nightly``), ``timeout`` (seconds),
+Instead of ``image_ids``, ``image_tags`` and/or ``image_filters`` (DescribeImages filters) select
+the custom images when the run starts; images ExportImages would refuse (not NORMAL, Windows...)
+are skipped with a log line::
+
+    {"image_tags": {"backup": "nightly"}, "bucket_name": "exports-1250000000"}
+
+Optional keys: ``file_name_prefixes`` (one per image id; default ``nightly``), ``timeout`` (seconds),
 ``batch_size`` (image ids per ExportImages call, default 10), ``mode`` (``deferrable``, ``poke`` or
 ``reschedule``; unset: deferrable when ``[operators] default_deferrable`` is on, else poke). Every
 prefix is stamped with the run's date in the DAG's timezone and a fragment of its run id
@@ -45,11 +51,18 @@ with DAG(
 
     @task
     def plan(dag_run: DagRunProtocol | None = None, dag: DAG | None = None) -> list[dict[str, dict[str, Any]]]:
-        """Read the config Variable and split the images into ExportImages batches with this run's prefixes."""
+        """Read the config Variable, list the images its tags/filters select, split them into batches."""
         from airflow.sdk import Variable
 
+        from airflow_cvm_export.hooks.cvm import CvmHook
+
         stamp = run_stamp(dag_run.run_id, dag_run.run_after, dag.timezone)
-        return plan_exports(Variable.get(CONFIG_VARIABLE, deserialize_json=True), prefix_suffix=stamp)
+        config = Variable.get(CONFIG_VARIABLE, deserialize_json=True)
+        hook = CvmHook(region=config.get("region") if isinstance(config, dict) else None)
+        try:
+            return plan_exports(config, prefix_suffix=stamp, list_images=hook.list_images)
+        finally:
+            hook.close()
 
     @task(multiple_outputs=False)
     def write_manifest(cos_paths: list[list[str]], objects: list[list[dict[str, Any]]]) -> dict[str, Any]:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_cvm_export.hooks.client import (
     COS_HEAD_ACTION,
     COS_LIST_ACTION,
+    DESCRIBE_BATCH,
     RETRYABLE,
     RETRYABLE_WRITE,
     CvmClientBase,
@@ -182,6 +183,24 @@ class CvmHook(CvmClientBase):
             for params in describe_batches(image_ids)
             for image in self.call("DescribeImages", params).get("ImageSet") or []
         ]
+
+    def list_images(self, filters: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The ``ImageSet`` entries of every image DescribeImages ``filters`` match, 100 per page.
+
+        ``filters`` (``[{"Name", "Values"}]``: documented names, at most 10 of at most 5 values) are
+        checked before any request (:func:`~airflow_cvm_export.utils.selection.as_image_filters`).
+        """
+        from airflow_cvm_export.utils.selection import as_image_filters
+
+        checked = as_image_filters(list(filters), "filters")
+        images: list[dict[str, Any]] = []
+        while True:
+            params = {"Filters": checked, "Offset": len(images), "Limit": DESCRIBE_BATCH}
+            response = self.call("DescribeImages", params)
+            page = response.get("ImageSet") or []
+            images.extend(page)
+            if len(page) < DESCRIBE_BATCH or len(images) >= response.get("TotalCount", 0):
+                return images
 
     # -- COS -------------------------------------------------------------------------------------
 

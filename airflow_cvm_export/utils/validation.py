@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -23,6 +23,7 @@ from airflow_cvm_export.utils import bounded_json
 from airflow_cvm_export.utils.completion import parse_time
 from airflow_cvm_export.utils.connection import REGION_RE, validate_region
 from airflow_cvm_export.utils.errors import TencentCloudConfigError, shown
+from airflow_cvm_export.utils.selection import exportable_ids, selection_filters
 
 EXPORT_FORMATS = ("RAW", "QCOW2", "VHD", "VMDK")
 DEFAULT_EXPORT_FORMAT = "RAW"
@@ -335,28 +336,36 @@ def run_stamp(run_id: str, run_after: datetime, tz: tzinfo) -> str:
 
 
 def plan_exports(
-    config: Any, *, prefix_suffix: str | None = None, default_prefix: str = "nightly"
+    config: Any,
+    *,
+    prefix_suffix: str | None = None,
+    default_prefix: str = "nightly",
+    list_images: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
 ) -> list[dict[str, dict[str, Any]]]:
     """Split the example DAGs' config into ExportImages batches, each with its sensor settings.
 
-    ``config`` keys: ``image_ids``, ``bucket_name`` (required), ``export_format``,
-    ``file_name_prefixes``, ``region``, ``poke_interval`` (default 60 s), ``mode`` (``deferrable``,
-    ``poke`` or ``reschedule``; unset or None: the sensor's default, deferrable when
-    ``[operators] default_deferrable`` is on, else poke), ``timeout`` (seconds, default one day),
-    ``batch_size`` (image ids per call, default 10). With ``prefix_suffix`` (see :func:`run_stamp`)
-    each prefix becomes ``<prefix>-<suffix>`` (``default_prefix`` when no prefixes are given), so
-    no two runs share an object key.
+    ``config`` keys: ``image_ids`` or ``image_tags``/``image_filters``, ``bucket_name``
+    (required), ``export_format``, ``file_name_prefixes`` (with ``image_ids`` only), ``region``,
+    ``poke_interval`` (default 60 s), ``mode`` (``deferrable``, ``poke`` or ``reschedule``; unset or
+    None: the sensor's default, deferrable when ``[operators] default_deferrable`` is on, else poke),
+    ``timeout`` (seconds, default one day), ``batch_size`` (image ids per call, default 10). With
+    ``prefix_suffix`` (see :func:`run_stamp`) each prefix becomes ``<prefix>-<suffix>``
+    (``default_prefix`` when no prefixes are given), so no two runs share an object key.
+
+    ``image_tags``/``image_filters`` (see :func:`~airflow_cvm_export.utils.selection.selection_filters`)
+    are resolved, after every other key is checked, by ``list_images(filters)`` (``CvmHook.list_images``)
+    into the ids of the images ExportImages can take; the others are skipped with a log line.
 
     Returns one ``{"export": operator kwargs, "wait": sensor kwargs}`` per batch; map the operator
     over :func:`export_kwargs` and the sensor over :func:`wait_kwargs`.
     """
     if not isinstance(config, Mapping):
-        raise _fail("config", "a JSON object with at least image_ids and bucket_name", config)
-    ids = as_image_ids(config.get("image_ids"), limit=MAX_PLANNED_IMAGE_IDS)
+        raise _fail("config", "a JSON object with at least image_ids (or image_tags) and bucket_name", config)
+    filters = selection_filters(config)
+    if filters is not None and config.get("file_name_prefixes") is not None:
+        raise _fail("file_name_prefixes", "absent with image_tags/image_filters (one prefix per image id)", "given")
+    ids = as_image_ids(config.get("image_ids"), limit=MAX_PLANNED_IMAGE_IDS) if filters is None else []
     prefixes = as_file_name_prefixes(config.get("file_name_prefixes"), len(ids))
-    if prefix_suffix is not None:
-        prefixes = [f"{prefix}-{prefix_suffix}" for prefix in (prefixes or [default_prefix] * len(ids))]
-        as_file_name_prefixes(prefixes, len(ids))
     common = {
         "bucket_name": as_bucket_name(config.get("bucket_name")),
         "export_format": as_export_format(config.get("export_format")),
@@ -368,6 +377,13 @@ def plan_exports(
         **_wait_mode(config.get("mode")),
     }
     size = _as_int(config.get("batch_size", DEFAULT_BATCH_SIZE), "batch_size", 1, MAX_IMAGE_IDS)
+    if filters is not None:
+        if list_images is None:
+            raise TencentCloudConfigError("image_tags/image_filters need list_images (CvmHook.list_images)")
+        ids = exportable_ids(list_images(filters))
+    if prefix_suffix is not None:
+        prefixes = [f"{prefix}-{prefix_suffix}" for prefix in (prefixes or [default_prefix] * len(ids))]
+        as_file_name_prefixes(prefixes, len(ids))
     return [
         {
             "export": {
