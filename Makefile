@@ -18,7 +18,7 @@ venv: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench,celery]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench,celery,openlineage]'
 	touch $(STAMP)
 
 demo: venv
