@@ -27,7 +27,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from airflow_cvm_export.hooks.cvm import READ_ONLY_ACTIONS, CvmHook
+from airflow_cvm_export.hooks.client import is_read_only
+from airflow_cvm_export.hooks.cvm import CvmHook
 from airflow_cvm_export.utils.errors import (
     DryRunSucceeded,
     TencentCloudConfigError,
@@ -40,11 +41,11 @@ DEFAULT_REGION = "ap-guangzhou"
 
 
 class ReadOnlyCvmHook(CvmHook):
-    """A :class:`CvmHook` that can only read: any other action, or ExportImages without DryRun, is refused."""
+    """A :class:`CvmHook` that can only read: an action that is not a read, and has no DryRun, is refused."""
 
     def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         """Refuse, before anything is signed or sent, every call that could change something."""
-        if action not in READ_ONLY_ACTIONS and not (action == "ExportImages" and params.get("DryRun") is True):
+        if not is_read_only(action, params):  # the read actions, or any action with DryRun
             raise TencentCloudConfigError(f"the smoke test only reads: {action} without DryRun is refused")
         return super().call(action, params)
 

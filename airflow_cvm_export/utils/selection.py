@@ -15,6 +15,8 @@ from typing import Any
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
 
 # The documented DescribeImages filter names (plus tag:<key>), at most 10 filters of at most 5 values.
+# The emulator keeps its own copy (emulator/cvm/responses.py) on purpose: it models the cloud, so a
+# mistake here must not be repeated there and hidden by it.
 FILTER_NAMES = (
     "image-id",
     "image-type",

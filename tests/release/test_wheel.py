@@ -1,6 +1,7 @@
 """The release as users get it: ``scripts/dist.py`` (``make dist``) builds the sdist and the wheel and
 twine checks them; the wheel, installed (not editable) into a fresh venv with constraints.txt and
-nothing else, runs the emulator CLI, shows its provider metadata and runs the nightly DAG.
+nothing else (and pytest), runs the emulator CLI, shows its provider metadata, runs the nightly DAG
+and its pytest plugin's fixtures.
 
 One venv for the module, installed from the pip cache the project's own venv filled.
 """
@@ -50,7 +51,8 @@ def venv(dists: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Pa
     run([sys.executable, "-m", "venv", "--without-pip", str(root)])
     pip = [sys.executable, "-m", "pip", "--python", str(root / "bin" / "python"), "--disable-pip-version-check"]
     constraints = str(PROJECT / "constraints.txt")
-    run([*pip, "install", "-q", "--no-compile", "-c", constraints, str(dists["wheel"])])
+    # pytest too, to run the wheel's pytest plugin (pytest11 entry point) as a DAG author would.
+    run([*pip, "install", "-q", "--no-compile", "-c", constraints, str(dists["wheel"]), "pytest"])
     run([*pip, "check"])
     return root / "bin"
 
@@ -93,10 +95,15 @@ def test_sdist_and_wheel_carry_the_package_and_its_metadata(dists: dict[str, Pat
     with zipfile.ZipFile(dists["wheel"]) as wheel:
         names = set(wheel.namelist())
         entry_points = wheel.read(f"airflow_cvm_export-{VERSION}.dist-info/entry_points.txt").decode()
-    assert {"airflow_cvm_export/py.typed", "airflow_cvm_export/emulator/__main__.py"} <= names
+    assert {
+        "airflow_cvm_export/py.typed",
+        "airflow_cvm_export/emulator/__main__.py",
+        "airflow_cvm_export/emulator/pytest_plugin.py",
+    } <= names
     assert not any(name.startswith(("tests/", "dags/", "bench/", "scripts/")) for name in names)
     assert "[apache_airflow_provider]\nprovider_info = airflow_cvm_export:get_provider_info" in entry_points
     assert "cvm-export-emulator = airflow_cvm_export.emulator.__main__:main" in entry_points
+    assert "[pytest11]\ntencentcloud_emulator = airflow_cvm_export.emulator.pytest_plugin" in entry_points
 
 
 def test_changelog_has_an_entry_for_the_release() -> None:
@@ -150,3 +157,16 @@ def test_nightly_dag_runs_from_the_installed_wheel(venv: Path, env: dict[str, st
     with urllib.request.urlopen(f"{emulator_url}/_emulator/state", timeout=10) as response:
         exports = json.load(response)["exports"]
     assert sorted(image for export in exports for image in export["ImageIds"]) == variable["image_ids"]
+
+
+def test_pytest_plugin_runs_from_the_installed_wheel(venv: Path, env: dict[str, str]) -> None:
+    test_file = Path(env["HOME"]) / "test_my_dag.py"
+    test_file.write_text(
+        "from airflow_cvm_export.hooks.cvm import CvmHook\n\n\n"
+        "def test_the_plugin_emulator_answers(tencentcloud_emulator, tencentcloud_connection):\n"
+        "    assert CvmHook(tencentcloud_connection).call('DescribeRegions', {})['TotalCount'] > 0\n"
+    )
+    done = run(
+        [str(venv / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)], env=env, cwd=env["HOME"]
+    )
+    assert "1 passed" in done.stdout
