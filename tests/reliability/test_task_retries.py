@@ -13,6 +13,7 @@ import pytest
 from airflow_cvm_export.emulator import Emulator
 from tests.credentials import SECRET_ID, SECRET_KEY
 from tests.e2e.conftest import DagRun
+from tests.operators.conftest import needs_task_state_store
 
 pytestmark = pytest.mark.reliability
 
@@ -27,7 +28,7 @@ IMAGES = ["img-centos01", "img-centos02"]
         # the files the export wrote under its names (new since the intent's baseline).
         ("answer", 30, "The unanswered ExportImages started and finished"),
         # The record was stored: the retry returns it (ResumableJobMixin).
-        ("stored", 1, "Job already completed successfully"),
+        pytest.param("stored", 1, "Job already completed successfully", marks=needs_task_state_store),
     ],
 )
 def test_killed_start_export_is_retried_without_a_second_export(
