@@ -5,7 +5,9 @@ from __future__ import annotations
 import reprlib
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_cvm_export.version_compat import AirflowFailException
 
 _REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 60, 60

@@ -15,8 +15,8 @@ import shlex
 from pathlib import Path
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 
+from airflow_cvm_export.version_compat import DagBag
 from tests.system.stack import COMMANDS, GUIDE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]

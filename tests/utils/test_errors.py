@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 
 from airflow_cvm_export.utils import errors
 from airflow_cvm_export.utils.errors import (
@@ -22,6 +22,7 @@ from airflow_cvm_export.utils.errors import (
     error_class,
     from_response,
 )
+from airflow_cvm_export.version_compat import AirflowFailException
 
 # The 22 business error codes of the ExportImages reference page.
 EXPORT_IMAGES_CODES = {
