@@ -19,5 +19,6 @@ echo "apache-airflow==$version" >"$tools/airflow.in"
     SSL_CERT_FILE=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt} "$tools/bin/uv" pip compile --quiet \
         --python-version 3.11 --exclude-newer "${date}T00:00:00Z" --no-header --no-annotate \
         --extra test --extra bench setup.cfg "$tools/airflow.in"
-} >"$out"
+} >"$tools/constraints.txt"
+mv "$tools/constraints.txt" "$out"
 echo "wrote $out"
