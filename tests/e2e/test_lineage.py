@@ -34,7 +34,8 @@ def test_events_carry_the_images_and_the_exported_object_keys(
     events = tmp_path / "openlineage.jsonl"
     transport = {"type": "file", "log_file_path": str(events), "append": True}
     images = ["img-centos01", "img-ubuntu01", "img-ubuntu02"]
-    variable = {"image_ids": images, "bucket_name": BUCKET, "poke_interval": 1, "batch_size": 2, "mode": "poke"}
+    # Deferred sensors: the task resumes in a new operator object, which must carry the lineage too.
+    variable = {"image_ids": images, "bucket_name": BUCKET, "poke_interval": 1, "batch_size": 2, "mode": "deferrable"}
     run = run_dag(
         "cvm_export_nightly",
         emulator,
@@ -42,8 +43,6 @@ def test_events_carry_the_images_and_the_exported_object_keys(
         env={
             "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
             "AIRFLOW__OPENLINEAGE__NAMESPACE": "e2e",
-            # Deferred sensors: the task resumes in a new operator object, which must carry the lineage too.
-            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
         },
     )
     assert run.returncode == 0, run.output[-5000:]
