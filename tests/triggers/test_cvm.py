@@ -208,7 +208,7 @@ def test_waits_share_describe_images_calls_of_at_most_100_ids(
 def test_concurrent_pollers_share_one_rate_limiter(
     serve: Callable[..., tuple[Emulator, str]], tencentcloud_conn: Callable[..., str]
 ) -> None:
-    emulator, _ = serve(rate_limits={"DescribeImages": 4, "ExportImages": 20}, export_seconds=1.5)
+    emulator, _ = serve(rate_limits={"DescribeImages": 4, "ExportImages": 20}, export_seconds=3.0)
     limits = {"DescribeImages": 4, "COS HEAD": 100}
     conns = [tencentcloud_conn(f"tc_rl{n}", endpoint=emulator.url, region=REGION, rate_limits=limits) for n in range(4)]
     exports = [start_export(conns[0], [extra_image_id(i)]) for i in range(1, 13)]
