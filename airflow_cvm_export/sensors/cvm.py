@@ -54,8 +54,8 @@ class ExportImagesSensor(BaseSensorOperator):
 
     On success the XCom ``return_value`` is the list of CosPaths, XCom ``objects`` holds one
     :class:`~airflow_cvm_export.utils.records.ExportedObject` per object, and one
-    asset event ``cos://<bucket>/<file name prefix>`` (``cos://<bucket>/<key>`` without prefixes)
-    is emitted through the asset alias.
+    asset event per image, ``cos://<bucket>/<file name prefix>_<ImageId>`` (``cos://<bucket>/<key>``
+    without prefixes), is emitted through the asset alias.
 
     :param export: the export record (:class:`~airflow_cvm_export.utils.records.ExportRecord`) returned by
         :class:`~airflow_cvm_export.operators.cvm.ExportImagesOperator` (``export=start.output``), or a

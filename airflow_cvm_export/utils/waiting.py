@@ -160,13 +160,20 @@ def wait_in_worker(
 
 
 def export_assets(export: Mapping[str, Any], objects: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
-    """Group exported object keys by asset URI: ``cos://<bucket>/<file name prefix>``, else ``cos://<bucket>/<key>``."""
-    prefixes = sorted(set(export.get("file_name_prefixes") or []), key=len, reverse=True)
+    """Group exported object keys by asset URI: one asset per exported image.
+
+    ``cos://<bucket>/<file name prefix>_<ImageId>``, else ``cos://<bucket>/<key>``. Per image, not
+    per prefix: the mapped batches of one run share a prefix and finish at the same moment, and
+    Airflow's api-server fails one of two tasks that both create the same new asset at once
+    (``idx_asset_name_uri_unique``); batches never share an image.
+    """
+    pairs = zip(export.get("file_name_prefixes") or [], export.get("image_ids") or [], strict=False)
+    stems = sorted({f"{prefix}_{image_id}" for prefix, image_id in pairs}, key=len, reverse=True)
     groups: dict[str, list[str]] = defaultdict(list)
     for obj in objects:
         key = obj["key"]
-        prefix = next((p for p in prefixes if key.startswith(f"{p}_")), key)
-        groups[f"cos://{obj['bucket']}/{prefix}"].append(key)
+        stem = next((s for s in stems if key.startswith(f"{s}_")), key)
+        groups[f"cos://{obj['bucket']}/{stem}"].append(key)
     return dict(groups)
 
 

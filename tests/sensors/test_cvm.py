@@ -67,7 +67,10 @@ def test_pokes_until_every_object_is_there(
     assert all(obj["size"] > 0 and obj["url"].startswith(f"https://{BUCKET}.cos.{REGION}.") for obj in objects)
     assert context["ti"].xcoms[LINK_XCOM_KEY]["bucket"] == BUCKET
     events = context["outlet_events"][AssetAlias(DEFAULT_ASSET_ALIAS)].asset_alias_events
-    assert sorted(event.dest_asset_key.uri for event in events) == [f"cos://{BUCKET}/app", f"cos://{BUCKET}/web"]
+    assert sorted(event.dest_asset_key.uri for event in events) == [
+        f"cos://{BUCKET}/app_img-ubuntu01",
+        f"cos://{BUCKET}/web_img-centos02",
+    ]
 
 
 def test_objects_older_than_the_export_never_count(emulator: Emulator, context: dict[str, Any]) -> None:
@@ -187,8 +190,9 @@ def test_assets_grouped_by_prefix_or_key() -> None:
         {"bucket": BUCKET, "key": "web_img-centos01_data_snap-2.raw"},
         {"bucket": BUCKET, "key": "img-ubuntu01_system_snap-3.raw"},
     ]
-    assert export_assets({"file_name_prefixes": ["web", "web"]}, objects) == {
-        f"cos://{BUCKET}/web": ["web_img-centos01_system_snap-1.raw", "web_img-centos01_data_snap-2.raw"],
+    export = {"file_name_prefixes": ["web", "web"], "image_ids": ["img-centos01", "img-ubuntu01"]}
+    assert export_assets(export, objects) == {
+        f"cos://{BUCKET}/web_img-centos01": ["web_img-centos01_system_snap-1.raw", "web_img-centos01_data_snap-2.raw"],
         f"cos://{BUCKET}/img-ubuntu01_system_snap-3.raw": ["img-ubuntu01_system_snap-3.raw"],
     }
 
