@@ -113,6 +113,52 @@ def test_full_export_queue_waits_in_the_same_try_then_exports(
     assert b.tries("start_export") == 1  # waited in the same try
 
 
+def busy_until_the_start_defers(emulator: Emulator, image_ids: list[str], prefix: str) -> threading.Thread:
+    """Keep the run's images busy with :func:`someone_elses_export` (``manual`` progression) until the
+    run's start has deferred and its trigger has seen the image busy, then finish that export; the
+    run's own export finishes as soon as it is accepted (``immediate``)."""
+    emulator.inject("COS LIST", "slow")  # the other export runs before the run's first send
+
+    def refusals() -> int:
+        return emulator.state()["requests"].get("ExportImages", {}).get("InvalidParameterValue.InvalidImageState", 0)
+
+    def watch() -> None:
+        while "DescribeImages" not in emulator.state()["requests"]:
+            time.sleep(0.02)
+        someone_elses_export(emulator, image_ids, prefix)
+        emulator.progression = "immediate"
+        while refusals() < 3:  # the refused send, then at least two DryRuns of the trigger
+            time.sleep(0.05)
+        emulator.finish()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_deferrable_start_waits_for_a_busy_image_in_the_triggerer_then_exports_its_own_files(
+    run_dag: Callable[..., DagRun], start_emulator: Callable[..., Emulator]
+) -> None:
+    """deferrable=True, the image busy with someone else's export: the start defers to
+    ExportStartTrigger (run in line by ``airflow dags test``, as the triggerer would), resumes once the
+    image is free and exports in the same try; the run hands on only its own files."""
+    emulator = start_emulator(progression="manual")
+    other = busy_until_the_start_defers(emulator, [IMAGE], "team-a")
+    b = run(run_dag, emulator, CVM_RUNS_DEFERRABLE="1", CVM_RUNS_START_TIMEOUT="60")
+    other.join(1)
+
+    assert b.returncode == 0, b.output[-5000:]
+    assert "Cannot start exporting img-centos01 yet ([InvalidParameterValue.InvalidImageState]" in b.output
+    assert "waiting in the triggerer" in b.output
+    assert "[DAG TEST] running trigger in line" in b.output
+    assert exports_per_image(emulator) == {IMAGE: 2}  # someone else's and the run's own
+    foreign, mine = emulator.state()["exports"]
+    assert foreign["CosPaths"] == ["/team-a_img-centos01_system_snap-a90ff55d.raw"]
+    assert [obj["cos_path"] for obj in handed_on(b)] == mine["CosPaths"]
+    assert all(obj["key"].startswith("runs_") for obj in handed_on(b))
+    assert b.tries("start_export") == 1  # resumed from the trigger, no retry
+
+
 def test_re_export_of_the_same_keys_hands_on_the_new_files_not_the_old(
     run_dag: Callable[..., DagRun], start_emulator: Callable[..., Emulator]
 ) -> None:
