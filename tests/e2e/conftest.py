@@ -79,6 +79,11 @@ class DagRun:
         )
         return try_number
 
+    def all_tries(self) -> dict[tuple[str, int], int]:
+        """The try number of every task instance of the run, by (task id, map index)."""
+        rows = self._query("SELECT task_id, map_index, try_number FROM task_instance WHERE dag_id = ? AND run_id = ?")
+        return {(task_id, map_index): try_number for task_id, map_index, try_number in rows}
+
     def states(self, task_id: str) -> list[str]:
         """States of the task's instances, in map-index order."""
         rows = self._query(
