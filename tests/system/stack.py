@@ -55,7 +55,8 @@ WORKERS = {  # the second one also with its own AIRFLOW__LOGGING__WORKER_LOG_SER
 }
 NIGHTLY_UNPAUSE = "airflow dags unpause cvm_export_nightly"
 NIGHTLY_TRIGGER = "airflow dags trigger cvm_export_nightly"
-COMMANDS = [MIGRATE, *COMPONENTS.values(), *WORKERS.values(), NIGHTLY_UNPAUSE, NIGHTLY_TRIGGER]
+ADHOC_UNPAUSE = "airflow dags unpause cvm_export_adhoc"
+COMMANDS = [MIGRATE, *COMPONENTS.values(), *WORKERS.values(), NIGHTLY_UNPAUSE, NIGHTLY_TRIGGER, ADHOC_UNPAUSE]
 # Environment variables the guide sets that the stack sets too (with its own values).
 GUIDE_ENV = {
     "AIRFLOW_HOME",
@@ -64,7 +65,9 @@ GUIDE_ENV = {
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
     "AIRFLOW__CELERY__RESULT_BACKEND",
     "AIRFLOW__CELERY__BROKER_URL",
+    "AIRFLOW__API__PORT",
     "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT",
     "AIRFLOW__CORE__FERNET_KEY",
     "AIRFLOW__API_AUTH__JWT_SECRET",
     "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE",
@@ -193,8 +196,20 @@ def missing_for_celery() -> list[str]:
     return missing
 
 
-def _start_postgres(stack: Stack, scratch: Path) -> str:
-    """A throw-away cluster on a free loopback port; returns its ``host:port``."""
+def start_postgres(
+    stack: Stack,
+    scratch: Path,
+    *,
+    port: int | None = None,
+    superuser: str = "airflow",
+    socket_dir: str | None = None,
+    create_database: bool = True,
+) -> str:
+    """A throw-away cluster on loopback (``port``, else a free one), with database ``airflow``; its ``host:port``.
+
+    ``superuser`` owns the cluster (trust authentication); ``socket_dir`` is where its Unix socket
+    goes (default: ``scratch``; ``/var/run/postgresql`` is where Debian's ``psql`` looks).
+    """
     pg = postgres_bin()
     data = scratch / "pgdata"
     user = None
@@ -203,15 +218,16 @@ def _start_postgres(stack: Stack, scratch: Path) -> str:
         entry = pwd.getpwnam(user)
         os.chmod(scratch.parent, 0o711)  # mkdtemp makes it 0700: let postgres through
         os.chown(scratch, entry.pw_uid, entry.pw_gid)
-    init = ["initdb", "-D", str(data), "-U", "airflow", "--auth=trust", "-E", "UTF8", "--no-sync"]
+    init = ["initdb", "-D", str(data), "-U", superuser, "--auth=trust", "-E", "UTF8", "--no-sync"]
     init[0] = str(pg / "initdb")
     if user:
         init = ["runuser", "-u", user, "--", *init]
     done = subprocess.run(init, capture_output=True, text=True, timeout=120)
     if done.returncode:
         raise RuntimeError(f"initdb failed: {done.stdout}{done.stderr}")
-    port = free_port()
-    server = [str(pg / "postgres"), "-D", str(data), "-p", str(port), "-k", str(scratch), "-h", "127.0.0.1"]
+    port = port or free_port()
+    server = [str(pg / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1"]
+    server += ["-k", socket_dir or str(scratch)]
     server += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
     stack.start("postgres", server, env=dict(os.environ), user=user)
 
@@ -222,13 +238,16 @@ def _start_postgres(stack: Stack, scratch: Path) -> str:
         return probe.returncode == 0
 
     wait_until("PostgreSQL", ready, 60)
-    createdb = [str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "airflow", "airflow"]
+    if not create_database:
+        return f"127.0.0.1:{port}"
+    createdb = [str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", superuser, "airflow"]
     subprocess.run(createdb, check=True, capture_output=True, timeout=60)
     return f"127.0.0.1:{port}"
 
 
-def _start_redis(stack: Stack, scratch: Path) -> str:
-    port = free_port()
+def start_redis(stack: Stack, scratch: Path, port: int | None = None) -> str:
+    """A throw-away Redis on loopback (``port``, else a free one), nothing saved; its ``host:port``."""
+    port = port or free_port()
     server = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     stack.start("redis", [*server, "--dir", str(scratch)], env=dict(os.environ))
 
@@ -264,6 +283,7 @@ def _airflow_env(stack: Stack, variable: dict[str, Any] | None) -> dict[str, str
         AIRFLOW__API__PORT=stack.api.rsplit(":", 1)[1],
         AIRFLOW__API__WORKERS="1",
         AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_urlsafe(32),
+        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),  # 8794 may be another stack's
         # As docker-compose.yaml: sensors without an explicit mode wait in the triggerer.
         AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="True",
         AIRFLOW_CONN_TENCENTCLOUD_DEFAULT=json.dumps(
@@ -318,8 +338,8 @@ def celery_stack(
     stack.home.mkdir()
     try:
         (scratch / "pg").mkdir()
-        database = _start_postgres(stack, scratch / "pg")
-        broker = _start_redis(stack, scratch)
+        database = start_postgres(stack, scratch / "pg")
+        broker = start_redis(stack, scratch)
         _start_emulator(stack, export_seconds, emulator_args or [])
         stack.env = _airflow_env(stack, variable)
         # As docker-compose.yaml, but on loopback ports and without a password (trust auth).

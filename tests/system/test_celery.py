@@ -24,6 +24,7 @@ import pytest
 
 from airflow_cvm_export.emulator.catalog import EXPORTABLE_IMAGE_IDS, WRITABLE_BUCKETS, extra_image_id
 from tests.system.stack import (
+    ADHOC_UNPAUSE,
     GUIDE_ENV,
     NIGHTLY_TRIGGER,
     NIGHTLY_UNPAUSE,
@@ -159,7 +160,8 @@ def test_nightly_from_the_documented_cli_trigger(stack: Stack) -> None:
 
 @pytest.mark.parametrize("mode", ["deferrable", "poke"])
 def test_adhoc_from_the_rest_api_without_a_logical_date(stack: Stack, mode: str) -> None:
-    stack.session.patch(f"{stack.api}/api/v2/dags/cvm_export_adhoc", json={"is_paused": False}, timeout=10)
+    unpause = stack.airflow(ADHOC_UNPAUSE)
+    assert unpause.returncode == 0, unpause.stderr
     conf = {"image_ids": ADHOC_IMAGES[mode], "bucket_name": BUCKET, "poke_interval": POKE_INTERVAL, "mode": mode}
     response = stack.session.post(
         f"{stack.api}/api/v2/dags/cvm_export_adhoc/dagRuns", json={"logical_date": None, "conf": conf}, timeout=10
