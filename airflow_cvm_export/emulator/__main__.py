@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, help="open connections at most")
     parser.add_argument("--no-rate-limits", action="store_true", help="switch off the 20/s and 40/s limits")
     parser.add_argument(
+        "--cos-clock-offset", type=float, default=0.0, help="seconds COS's clock is ahead of the true time"
+    )
+    parser.add_argument(
         "--progression", choices=PROGRESSIONS, default="time", help="how exports move on (see docs/emulator.md)"
     )
     return parser.parse_args(argv)

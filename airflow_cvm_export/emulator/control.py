@@ -1,4 +1,4 @@
-"""The control API under ``/_emulator/``: documents, reset, progression, faults and user mistakes.
+"""The control API under ``/_emulator/``: documents, reset, progression, COS's clock, faults and user mistakes.
 
 Thin like the service handlers: parse JSON, call the :class:`~airflow_cvm_export.emulator.Emulator`,
 answer JSON. Bad input gets 400 with an ``error`` naming the field and what is allowed.
@@ -92,6 +92,14 @@ class ControlResponse:
             raise ControlError(400, "progression is required: time, manual or immediate")
         self.emulator.progression = document["progression"]
         return {"progression": self.emulator.progression}
+
+    def clock(self, request: Request) -> Any:
+        """``POST /_emulator/clock`` ``{"cos_clock_offset": seconds}``: COS's clock that far off the true time."""
+        document = _body(request)
+        if "cos_clock_offset" not in document:
+            raise ControlError(400, "cos_clock_offset is required: seconds COS's clock is ahead (negative: behind)")
+        self.emulator.cos_clock_offset = document["cos_clock_offset"]
+        return {"cos_clock_offset": self.emulator.cos_clock_offset}
 
     def faults(self, request: Request) -> Any:
         """``GET /_emulator/faults``: the rules in force."""

@@ -71,11 +71,13 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_length: int | None = None  # HEAD: the length the body would have
     drop: bool = False
+    date: float | None = None  # the time the Date header shows (Unix time), None for now
+
 
     def encode(self, *, head: bool, keep_alive: bool) -> bytes:
         """The response as bytes on the wire (no body for ``HEAD``)."""
         length = len(self.body) if self.content_length is None else self.content_length
-        lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, 'Unknown')}", f"Date: {_http_date()}"]
+        lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, 'Unknown')}", f"Date: {_http_date(self.date)}"]
         lines += [f"{name}: {value}" for name, value in self.headers]
         lines.append(f"Content-Length: {length}")
         lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
@@ -86,10 +88,10 @@ class Response:
 _date_cache: tuple[int, str] = (0, "")
 
 
-def _http_date() -> str:
-    """RFC 1123 date of now, recomputed once a second."""
+def _http_date(when: float | None = None) -> str:
+    """RFC 1123 date of ``when`` (default now), recomputed once a second."""
     global _date_cache
-    now = int(time.time())
+    now = int(time.time() if when is None else when)
     if _date_cache[0] != now:
         _date_cache = (now, formatdate(now, usegmt=True))
     return _date_cache[1]

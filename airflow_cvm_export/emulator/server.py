@@ -72,6 +72,9 @@ class Emulator:
         (only by :meth:`advance` / :meth:`finish`) or ``immediate`` (finished when accepted).
     :param idle_timeout: seconds a connection may stay silent before it is closed.
     :param max_connections: open connections at most (the longest-idle one makes room for a new one).
+    :param cos_clock_offset: seconds COS's clock is ahead of the true time (negative: behind), as on a
+        COS whose clock differs from the API's and this machine's: objects' ``Last-Modified`` and the
+        ``Date`` of COS answers show it; API 3.0 keeps the true time.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class Emulator:
         progression: str = "time",
         idle_timeout: float = IDLE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        cos_clock_offset: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -104,7 +108,7 @@ class Emulator:
         self.max_connections = max_connections
         credentials = Credentials(secret_id, secret_key, token)
         self._catalog = Catalog(region, extra_images)
-        self.objects = CosBackend(self._catalog)
+        self.objects = CosBackend(self._catalog, clock_offset=cos_clock_offset)
         self.exports = CvmBackend(
             self._catalog,
             self.objects,
@@ -121,6 +125,7 @@ class Emulator:
             "export_seconds": export_seconds,
             "max_running_exports": max_running_exports,
         }
+        self._cos_clock_default = cos_clock_offset
         self.faults = FaultInjector(fault_rate, seed, fault_kinds)
         self.rules = FaultRules(seed)
         limiter = RateLimiter(DEFAULT_RATE_LIMITS if rate_limits is None else rate_limits)
@@ -179,6 +184,7 @@ class Emulator:
             "progression": self.progression,
             "faults": self.rules.to_json(),
             "deleted_images": self.exports.deleted_images(),
+            "cos_clock_offset": self.cos_clock_offset,
         }
 
     # Control
@@ -192,10 +198,22 @@ class Emulator:
     def progression(self, value: str) -> None:
         self.exports.progression = check_progression(value)
 
+    @property
+    def cos_clock_offset(self) -> float:
+        """Seconds COS's clock is ahead of the true time (negative: behind); objects written from now on
+        are stamped by it and COS answers show it in their ``Date`` header."""
+        return self.objects.clock_offset
+
+    @cos_clock_offset.setter
+    def cos_clock_offset(self, value: float) -> None:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ValueError(f"cos_clock_offset must be a number of seconds, got {value!r}")
+        self.objects.clock_offset = float(value)
+
     def reset(self, progression: str | None = None) -> None:
         """Back to a freshly started emulator: no exports, empty buckets, no fault rules, no counts, every
-        image back; progression, ``fail_rate``, ``export_seconds`` and ``max_running_exports`` as
-        constructed (progression: or ``progression``).
+        image back; progression, ``fail_rate``, ``export_seconds``, ``max_running_exports`` and
+        ``cos_clock_offset`` as constructed (progression: or ``progression``).
 
         TaskIds keep counting up, so an id is never given to two exports of one emulator.
         """
@@ -205,6 +223,7 @@ class Emulator:
         for name, value in self._defaults.items():
             setattr(self.exports, name, value)
         self.exports.progression = new_progression
+        self.cos_clock_offset = self._cos_clock_default
         self.clear_faults()
         self.reset_counters()
 
@@ -283,6 +302,8 @@ class Emulator:
         action = handler.action_name(request)
         fault = self.rules.draw(service, action) or self.faults.draw()
         outcome, response = self._serve(handler, request, fault)
+        if service == "cos":
+            response.date = self.objects.now()  # COS answers show COS's clock
         with self._counts_lock:
             outcomes = self._counts.setdefault(action, {})
             outcomes[outcome] = outcomes.get(outcome, 0) + 1

@@ -26,6 +26,7 @@ CONTROL_PATHS: dict[tuple[str, str], str] = {
     ("GET", r"/_emulator/state"): "state",
     ("POST", r"/_emulator/reset"): "reset",
     ("POST", r"/_emulator/progression"): "progression",
+    ("POST", r"/_emulator/clock"): "clock",
     ("GET", r"/_emulator/faults"): "faults",
     ("POST", r"/_emulator/faults"): "add_fault",
     ("DELETE", r"/_emulator/faults"): "clear_faults",

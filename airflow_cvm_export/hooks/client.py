@@ -3,8 +3,9 @@
 
 Everything but moving bytes lives here once: reading the connection and masking its secrets, the
 clock offset learned from Tencent Cloud's ``Date`` header (re-signing once after
-``AuthFailure.SignatureExpire``), the rate limiters, which errors are retried and the tenacity
-back-off, the User-Agent, TLS verification and proxies from the environment, DescribeImages
+``AuthFailure.SignatureExpire``), COS's clock learned from the ``Date`` header of every COS answer
+(what exported objects' ``Last-Modified`` is compared with), the rate limiters, which errors are
+retried and the tenacity back-off, the User-Agent, TLS verification and proxies from the environment, DescribeImages
 batches, and how COS answers are read. Each call is written as an *exchange*: a generator that
 yields the signed request to send and receives the reply, so the two hooks differ only in how they
 send (see ``CvmHook._drive`` and ``CvmAsyncHook._drive``).
@@ -118,6 +119,7 @@ class CvmClientBase(BaseHook):
         self.retry_delay = retry_delay
         self._retry_policies: dict[tuple[tuple[type[Exception], ...], bool], Retrying | AsyncRetrying] = {}
         self._clock_offset = 0
+        self._cos_clock_offset: float | None = None  # None until a COS answer showed its clock
         self._proxy_cache: dict[str, str | None] = {}
 
     # -- connection ------------------------------------------------------------------------------
@@ -147,6 +149,18 @@ class CvmClientBase(BaseHook):
         """Now by Tencent Cloud's clock: this machine's, corrected by what a ``Date`` header showed."""
         return time.time() + self._clock_offset
 
+    def cos_time(self) -> float:
+        """Now by COS's clock, the clock of the objects' ``Last-Modified``: this machine's, corrected by the
+        ``Date`` header of the latest COS answer (to its whole second); :meth:`server_time` until one came."""
+        offset = self._clock_offset if self._cos_clock_offset is None else self._cos_clock_offset
+        return time.time() + offset
+
+    def _learn_cos_clock(self, reply: Reply) -> None:
+        """Take COS's clock from the ``Date`` header of a COS answer (kept when it has none)."""
+        offset = _server_offset(reply.headers.get("Date"))
+        if offset is not None:
+            self._cos_clock_offset = offset
+
     def _learn_clock(
         self, skew: TencentCloudClockSkewError, date_header: str | None, signed_with: int, resigned: bool
     ) -> None:
@@ -155,9 +169,10 @@ class CvmClientBase(BaseHook):
         ``signed_with`` is the offset the refused request was signed with: when another call learned
         the clock meanwhile, the request is simply signed again.
         """
-        offset = _server_offset(date_header)
-        if offset is None:
+        seen = _server_offset(date_header)
+        if seen is None:
             raise skew
+        offset = int(seen)
         if resigned or abs(offset - signed_with) < CLOCK_TOLERANCE:
             raise _skew_error(skew, offset) from None
         if abs(offset - self._clock_offset) >= CLOCK_TOLERANCE:
@@ -187,6 +202,7 @@ class CvmClientBase(BaseHook):
     def _head_exchange(self, config: ClientConfig, bucket: str, key: str) -> Exchange[dict[str, Any] | None]:
         """COS ``HEAD``: the object's metadata, or None when it does not exist."""
         reply = yield self._cos_request(config, "HEAD", bucket, key)
+        self._learn_cos_clock(reply)
         return parse_head_reply(reply.status_code, reply.headers, reply.content, bucket, key)
 
     def _list_exchange(self, config: ClientConfig, bucket: str, prefix: str) -> Exchange[list[dict[str, Any]]]:
@@ -195,6 +211,7 @@ class CvmClientBase(BaseHook):
         marker: str | None = ""
         while marker is not None:
             reply = yield self._cos_request(config, "GET", bucket, "", bucket_listing_params(prefix, marker))
+            self._learn_cos_clock(reply)
             page, marker = parse_bucket_reply(reply.status_code, reply.content, bucket, prefix)
             objects.extend(page)
         return objects
@@ -306,10 +323,10 @@ def _sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def _server_offset(date_header: str | None) -> int | None:
+def _server_offset(date_header: str | None) -> float | None:
     """Seconds the server's clock (its ``Date`` header) is ahead of ours, or None without a usable header."""
     try:
-        return int(parsedate_to_datetime(date_header).timestamp() - time.time())
+        return parsedate_to_datetime(date_header).timestamp() - time.time()
     except (TypeError, ValueError, IndexError):
         return None
 

@@ -335,9 +335,10 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         expected = count_expected_objects(self._args.image_ids, image_set, self._args.only_export_root_disk)
         keys = expected_keys(self._args.request(), image_set)
         while True:
-            # By Tencent Cloud's clock (DescribeImages showed it if ours is off): objects are judged by it.
-            started_at = datetime.fromtimestamp(self._hook.server_time(), UTC).isoformat()
-            baseline = take_baseline(keys, self._list(self._record(started_at)))
+            baseline = take_baseline(keys, self._list(self._args.request()))
+            # By COS's clock, as the listing's Date header showed it: objects outside the baseline are
+            # judged by comparing their Last-Modified with it.
+            started_at = datetime.fromtimestamp(self._hook.cos_time(), UTC).isoformat()
             if store is not None:
                 store.set(INTENT_KEY, {"started_at": started_at, "request": self._args.request(), "baseline": baseline})
             try:

@@ -45,8 +45,9 @@ class ExportImagesSensor(BaseSensorOperator):
     Every mode (poke, reschedule, deferrable) checks, decides and acts with the same wait engine
     (:mod:`airflow_cvm_export.utils.waiting`). No public API reports an export's progress, so
     completion is inferred by :func:`~airflow_cvm_export.utils.completion.assess`: each CosPath
-    must exist (COS HEAD) and have been written after the export started (minus a small clock-skew
-    margin), so an object left by an earlier export of the same image never counts. Each check also
+    must exist (COS HEAD) and have been written by this export (new or changed since the record's
+    ``baseline``; without one, ``Last-Modified`` not before ``started_at``), so an object left by an
+    earlier export of the same image never counts. Each check also
     reads DescribeImages: a deleted image or a failed image state fails the task at once
     (``AirflowFailException`` naming the image and its state). A check that fails even after the
     hook's retries fails only this try, in every mode, so the task's retries run. Progress
@@ -64,8 +65,9 @@ class ExportImagesSensor(BaseSensorOperator):
     :param cos_paths: CosPaths ExportImages returned (explicit fields). Templated.
     :param image_ids: exported image ids (explicit fields). Templated.
     :param bucket_name: bucket the images are exported to (explicit fields). Templated.
-    :param started_at: ISO 8601 time with zone, taken just before ExportImages was sent; objects
-        older than this (minus the clock-skew margin) do not count (explicit fields). Templated.
+    :param started_at: ISO 8601 time with zone, taken just before ExportImages was sent by COS's
+        clock (the record's ``started_at`` is); objects whose ``Last-Modified`` is older, to the
+        second, do not count (explicit fields). Templated.
     :param file_name_prefixes: the prefixes the export used, which tell the image of each object
         for the asset events (explicit fields). Templated.
     :param region: region of the images and bucket; overrides the record's and the connection's.

@@ -9,8 +9,8 @@ records what already exists under the names the export will write (its ``baselin
 Last-Modified per name, None where nothing exists), so afterwards only a new object, or one whose
 ETag or Last-Modified changed, counts. Without a baseline (records of older versions, the
 sensor's explicit fields, a CosPath outside the documented names) an object counts when COS's
-Last-Modified is not before ``started_at`` (taken by Tencent Cloud's clock), to the whole second
-``Last-Modified`` carries: no margin.
+Last-Modified is not before ``started_at`` (taken by COS's clock, learned from the ``Date`` header
+of its answers: the clock Last-Modified is written by), to the whole second both carry: no margin.
 
 The names an export writes follow the documented pattern
 ``[<prefix>_]<ImageId>_system_<SnapshotId>.<format>`` (``_data_`` for data disks), one per disk of

@@ -23,8 +23,9 @@ class ExportRecord(TypedDict, total=False):
     :param export_format: RAW, QCOW2, VHD or VMDK.
     :param only_export_root_disk: only the system disk was exported.
     :param request_id: ``RequestId`` of the ExportImages answer.
-    :param started_at: ISO 8601 UTC time taken just before ExportImages was sent (by Tencent
-        Cloud's clock when this machine's was found off).
+    :param started_at: ISO 8601 UTC time taken just before ExportImages was sent, by COS's clock (the
+        ``Date`` header of the baseline listing): what ``Last-Modified`` is compared with where the
+        ``baseline`` does not cover a key.
     :param dry_run: nothing was exported (DryRun).
     :param recovered: the ExportImages answer was lost; the files are found by listing the bucket.
     """

@@ -21,6 +21,7 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.cvm.v20170312 import cvm_client, models
 
 from airflow_cvm_export.emulator import Emulator
+from airflow_cvm_export.utils.completion import parse_time
 from tests.credentials import SECRET_ID, SECRET_KEY
 from tests.e2e.conftest import AIRFLOW, PROJECT, REGION, DagRun, airflow_env
 
@@ -174,6 +175,29 @@ def test_re_export_of_the_same_keys_hands_on_the_new_files_not_the_old(
     assert [obj["key"] for obj in old] == [obj["key"] for obj in new]
     assert [obj["etag"] for obj in old] != [obj["etag"] for obj in new]  # the second export's own objects
     assert "1 of 1 exported objects present" not in second.output.split("0 of 1 exported objects present")[0]
+
+
+@pytest.mark.parametrize("cos_clock", [+120, -120], ids=["cos_ahead", "cos_behind"])
+def test_without_a_baseline_files_are_judged_by_cos_clock_from_its_date_header(
+    run_dag: Callable[..., DagRun], start_emulator: Callable[..., Emulator], cos_clock: int
+) -> None:
+    """COS's clock 2 minutes off this machine's and the API's; the sensor gets the record's fields one
+    by one (no baseline: only ``started_at``). COS ahead: a file an earlier export left under the run's
+    key, stamped "after" this machine's start, is not handed on. COS behind: the run's own files,
+    stamped "before" this machine's start, are. ``started_at`` is by COS's clock (its ``Date`` header)."""
+    emulator = start_emulator(export_seconds=4, cos_clock_offset=cos_clock)
+    key = "runs_img-centos01_system_snap-a90ff55d.raw"
+    earlier = emulator.put_object(BUCKET, key, b"an earlier export's file")
+    began = time.time()
+    b = run(run_dag, emulator, CVM_RUNS_EXPLICIT="1")
+
+    assert b.returncode == 0, b.output[-5000:]
+    assert exports_per_image(emulator) == {IMAGE: 1}
+    (obj,) = handed_on(b)
+    assert obj["key"] == key and obj["etag"] != earlier.etag.strip('"')  # the run's own file
+    (record,) = b.xcoms("start_export")
+    started = parse_time(record["started_at"]).timestamp() - cos_clock  # by this machine's clock
+    assert began - 2 < started < began + b.seconds
 
 
 def clear(airflow_home: Path, logical_date: str) -> None:

@@ -184,3 +184,31 @@ def test_delete_and_put_objects_mid_run(start_emulator):
 def test_unknown_endpoint_and_method(client):
     assert _control(client, "GET", "nothing").status_code == 404
     assert _control(client, "PUT", "state").status_code == 405
+
+
+def test_cos_clock_offset_skews_cos_only(start_emulator):
+    """A COS clock off the true time: COS answers' ``Date`` and the objects' ``Last-Modified`` show it,
+    API 3.0 answers keep the true time; settable over HTTP, reset to what was constructed."""
+    from email.utils import parsedate_to_datetime
+
+    def date(response) -> float:
+        return parsedate_to_datetime(response.headers["Date"]).timestamp()
+
+    client = start_emulator(progression="immediate", cos_clock_offset=-120)
+    assert client.emu.state()["cos_clock_offset"] == -120
+    [path] = client.export(["img-centos01"])["CosPaths"]
+    head = client.cos("HEAD", BUCKET, path.lstrip("/"))
+    assert head.status_code == 200
+    assert abs(date(head) - (time.time() - 120)) < 2
+    assert abs(parsedate_to_datetime(head.headers["Last-Modified"]).timestamp() - (time.time() - 120)) < 2
+    assert abs(date(client.cos("GET", BUCKET, "no-such-key")) - (time.time() - 120)) < 2  # errors too
+    api = client.session.post(client.emu.url, data=b"{}", timeout=10)
+    assert abs(date(api) - time.time()) < 2
+
+    assert _control(client, "POST", "clock", {"cos_clock_offset": 30}).json() == {"cos_clock_offset": 30.0}
+    assert abs(date(client.cos("GET", BUCKET)) - (time.time() + 30)) < 2
+    bad = _control(client, "POST", "clock", {"cos_clock_offset": "soon"})
+    assert bad.status_code == 400 and "cos_clock_offset must be a number" in bad.json()["error"]
+    assert _control(client, "POST", "clock", {}).status_code == 400
+    client.emu.reset()
+    assert client.emu.cos_clock_offset == -120  # as constructed

@@ -120,6 +120,42 @@ def test_concurrent_calls_refused_for_skew_all_re_sign(hook_on: Callable[..., An
     assert len(server.requests) == 6
 
 
+def dated(answer: Answer, when: float | None) -> Answer:
+    """``answer`` with a ``Date`` header showing ``when`` (None: no Date header)."""
+    return Answer(answer.status, answer.body, {**answer.headers, "Date": formatdate(when, usegmt=True) if when else ""})
+
+
+LISTING = Answer(
+    200,
+    b"<ListBucketResult><Name>bucket-1250000000</Name><Prefix>a</Prefix><IsTruncated>false</IsTruncated>"
+    b"<Contents><Key>a.raw</Key><LastModified>2026-12-01T10:00:00.000Z</LastModified><ETag>&quot;abc&quot;</ETag>"
+    b"<Size>7</Size></Contents></ListBucketResult>",
+)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cos_clock_is_learned_from_the_date_header_of_cos_answers(
+    hook_on: Callable[..., Any], server: ScriptedServer, kind: str
+) -> None:
+    """COS's clock (the one ``Last-Modified`` is written by) comes from the ``Date`` of COS answers, HEAD
+    and listing alike, apart from the API's; an answer without a usable ``Date`` keeps what was learned."""
+    hook = hook_on(kind, server.url, cos_endpoint=server.url)
+    assert abs(hook.cos_time() - hook.server_time()) < 1  # no COS answer yet: the API's clock
+
+    server.play(dated(HEAD_OK, time.time() - 90))
+    run(hook, "head_cos_object", "bucket-1250000000", "a.raw")
+    assert -92 < hook.cos_time() - time.time() < -88  # COS is 90 s behind
+    assert abs(hook.server_time() - time.time()) < 1  # the API's clock is not COS's
+
+    server.play(dated(LISTING, time.time() + 45))
+    assert [obj["key"] for obj in run(hook, "list_cos_objects", "bucket-1250000000", "a")] == ["a.raw"]
+    assert 43 < hook.cos_time() - time.time() < 47  # the latest answer counts
+
+    server.play(dated(HEAD_OK, None))
+    run(hook, "head_cos_object", "bucket-1250000000", "a.raw")
+    assert 43 < hook.cos_time() - time.time() < 47
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_environment_proxies_are_honoured(
     hook_on: Callable[..., Any], server: ScriptedServer, monkeypatch: pytest.MonkeyPatch, kind: str

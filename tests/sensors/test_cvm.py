@@ -85,6 +85,29 @@ def test_objects_older_than_the_export_never_count(emulator: Emulator, context: 
     assert sensor(rerun).poke(context) is False
 
 
+@pytest.mark.parametrize("cos_clock", [-120, +120], ids=["cos_behind", "cos_ahead"])
+def test_without_a_baseline_objects_are_judged_by_cos_clock(
+    start_emulator: Any, context: dict[str, Any], cos_clock: int
+) -> None:
+    """COS's clock 2 minutes off this machine's (and the API's): ``started_at`` is taken by COS's clock,
+    from the baseline listing's ``Date``, so a record without a baseline still hands on the new files
+    (COS behind: they are stamped "2 minutes before" this machine's start) and never the files an
+    earlier export wrote 30 s before the start (COS ahead: they are stamped "90 s after" it)."""
+    emulator = start_emulator(progression="manual", cos_clock_offset=cos_clock)
+    key = "img-centos01_system_snap-a90ff55d.raw"
+    earlier = emulator.objects.put_object(BUCKET, key, b"earlier export", time.time() - 30)
+    record = start(context, ["img-centos01"])
+    started = datetime.fromisoformat(record["started_at"]).timestamp()
+    assert abs(started - (time.time() + cos_clock)) < 3
+
+    legacy = {**record, "baseline": None}  # a record of an older version, or the sensor's explicit fields
+    assert sensor(legacy).poke(context) is False  # the earlier export's file is not this export's
+    emulator.finish()
+    poke_until_done(sensor(legacy), context)
+    (obj,) = context["ti"].xcoms[OBJECTS_XCOM_KEY]
+    assert obj["key"] == key and obj["etag"] != earlier.etag.strip('"')  # the new export's file
+
+
 def test_export_failing_in_the_cloud_fails_fast(start_emulator: Any, context: dict[str, Any]) -> None:
     start_emulator(fail_rate=1, export_seconds=0.3)
     record = start(context, ["img-centos01"])

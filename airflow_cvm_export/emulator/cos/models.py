@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,11 +44,14 @@ class CosBackend:
 
     :param catalog: the buckets (those named ``<name>-<APPID>`` exist).
     :param settle: called before every read, so exports that came due write their objects first.
+    :param clock_offset: seconds COS's clock is ahead of the true time (negative: behind). Objects are
+        stamped with it (``Last-Modified``), COS answers show it in ``Date`` and signatures are checked by it.
     """
 
-    def __init__(self, catalog: Catalog, settle: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, catalog: Catalog, settle: Callable[[], None] = lambda: None, clock_offset: float = 0.0) -> None:
         self.catalog = catalog
         self.settle = settle
+        self.clock_offset = clock_offset
         self._lock = threading.Lock()
         self._objects: dict[str, dict[str, CosObject]] = {}
         self.reset()
@@ -64,9 +68,13 @@ class CosBackend:
             raise no_such_bucket()
         return bucket
 
+    def now(self) -> float:
+        """Now by COS's clock (``clock_offset`` off the true time)."""
+        return time.time() + self.clock_offset
+
     def put_object(self, bucket: str, key: str, body: bytes, now: float) -> CosObject:
-        """Write (or overwrite) an object."""
-        obj = CosObject(key, body, '"' + hashlib.md5(body).hexdigest() + '"', now)
+        """Write (or overwrite) an object at the true time ``now``; it is stamped by COS's clock."""
+        obj = CosObject(key, body, '"' + hashlib.md5(body).hexdigest() + '"', now + self.clock_offset)
         with self._lock:
             self._objects[bucket][key] = obj
         return obj

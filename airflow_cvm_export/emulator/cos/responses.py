@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -141,7 +140,9 @@ class CosResponse:
         try:
             if request.method not in ("GET", "HEAD", "DELETE"):
                 raise CosError(405, "MethodNotAllowed", "The emulator serves GET, HEAD and DELETE only.")
-            verify_cos(self.credentials, request.method, where.signed_path, request.query, request.headers, time.time())
+            verify_cos(
+                self.credentials, request.method, where.signed_path, request.query, request.headers, self.backend.now()
+            )
             bucket = self.backend.bucket(where.bucket, where.region).name
             if where.key is None:
                 response = self._bucket(request, bucket, request_id)

@@ -1,6 +1,8 @@
 """Test DAG (airflow): start an export and wait for it, as the example DAGs do, with the start's
 settings from the environment (``CVM_RUNS_START_TIMEOUT``, ``CVM_RUNS_RETRIES``,
-``CVM_RUNS_RETRY_DELAY``, ``CVM_RUNS_DEFERRABLE``) and the request from the run's conf."""
+``CVM_RUNS_RETRY_DELAY``, ``CVM_RUNS_DEFERRABLE``) and the request from the run's conf.
+``CVM_RUNS_EXPLICIT=1`` gives the sensor the record's fields one by one instead of the record: no
+``baseline``, so objects are judged by ``started_at`` alone."""
 
 from __future__ import annotations
 
@@ -32,4 +34,17 @@ with DAG(
         retries=int(os.environ.get("CVM_RUNS_RETRIES", "0")),
         retry_delay=timedelta(seconds=float(os.environ.get("CVM_RUNS_RETRY_DELAY", "0"))),
     )
-    ExportImagesSensor(task_id="wait_for_export", export=start.output, poke_interval=1, timeout=120)
+    if os.environ.get("CVM_RUNS_EXPLICIT") == "1":  # the sensor's explicit fields: no baseline, only started_at
+        record = "ti.xcom_pull(task_ids='start_export')"
+        wait = ExportImagesSensor(
+            task_id="wait_for_export",
+            cos_paths=f"{{{{ {record}['cos_paths'] | tojson }}}}",
+            image_ids=f"{{{{ {record}['image_ids'] | tojson }}}}",
+            bucket_name="exports-1250000000",
+            started_at=f"{{{{ {record}['started_at'] }}}}",
+            poke_interval=1,
+            timeout=60,
+        )
+        start >> wait
+    else:
+        ExportImagesSensor(task_id="wait_for_export", export=start.output, poke_interval=1, timeout=120)
