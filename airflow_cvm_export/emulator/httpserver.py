@@ -73,7 +73,6 @@ class Response:
     drop: bool = False
     date: float | None = None  # the time the Date header shows (Unix time), None for now
 
-
     def encode(self, *, head: bool, keep_alive: bool) -> bytes:
         """The response as bytes on the wire (no body for ``HEAD``)."""
         length = len(self.body) if self.content_length is None else self.content_length

@@ -16,6 +16,7 @@ from airflow_cvm_export.utils.completion import (
     expected_keys,
     recovered_paths,
     take_baseline,
+    unexpected_objects,
 )
 from airflow_cvm_export.utils.connection import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.errors import (
@@ -380,18 +381,31 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         A busy image proves only that *an* export runs, not whose, so this waits (back-off, up to
         ``start_timeout``) until the images are free, then looks under the names this send's export
         writes: every file new or changed since the send (the record's ``baseline``) means it ran and
-        finished; none means it never started (or failed in the cloud), so sending is safe.
+        finished; none means it never started (or failed in the cloud), so sending is safe, unless
+        other new objects appeared under its prefixes (:func:`unexpected_objects`): then it fails
+        rather than risk a duplicate.
         """
         while True:
             reason = self._busy_reason(wait_for_queue=True, pending=record)
             if reason is None:
-                paths = recovered_paths(record, image_set, self._list(record))
+                listed = self._list(record)
+                paths = recovered_paths(record, image_set, listed)
                 if all(paths) and paths:
                     self.log.warning(
                         "The unanswered ExportImages started and finished: %s; not exporting again", ", ".join(paths)
                     )
                     return {**record, "cos_paths": paths}
                 if not any(paths):
+                    strays = unexpected_objects(record, image_set, listed)
+                    if strays:
+                        raise TencentCloudOutcomeUnknownError(
+                            f"ExportImages of {', '.join(record['image_ids'])} got no usable answer; none of its "
+                            f"documented file names is in {record['bucket_name']}, but {', '.join(strays)} appeared "
+                            "under its prefixes since it was sent, so it may have started an export under other "
+                            "names. Not sending it again: check the bucket, then move or delete those objects and "
+                            "clear the task",
+                            action="ExportImages",
+                        )
                     return None
                 reason = f"{sum(map(bool, paths))} of {len(paths)} of its files are in the bucket"
             self._pause(reason, pending=record)

@@ -205,6 +205,26 @@ def recovered_paths(
     return paths
 
 
+def unexpected_objects(
+    export: Mapping[str, Any],
+    image_set: Sequence[Mapping[str, Any]],
+    listed: Mapping[str, Mapping[str, Any] | None],
+) -> list[str]:
+    """Keys listed under the export's :func:`listing_prefixes` that are not its documented names but were
+    written since it started (``Last-Modified`` not before ``started_at``, both by COS's clock).
+
+    After an unanswered send that found none of its files, such objects may be that export's under
+    names the documentation does not give (or another format's of someone else's export with the
+    same prefix): sending again could start a duplicate.
+    """
+    expected = {canonical_key(key) for key in expected_keys(export, image_set)}
+    return sorted(
+        key
+        for key, meta in listed.items()
+        if meta and canonical_key(key) not in expected and written_since(meta["last_modified"], export["started_at"])
+    )
+
+
 def export_paths(
     export: Mapping[str, Any],
     image_set: Sequence[Mapping[str, Any]],

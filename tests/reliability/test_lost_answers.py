@@ -101,6 +101,28 @@ def test_lost_answer_of_a_request_that_did_not_start_uses_the_second_answer(
     assert (record["task_id"], record["cos_paths"]) == (export["TaskId"], export["CosPaths"])
 
 
+def test_a_lost_answer_with_new_files_under_other_names_is_not_sent_again(
+    emulator: Emulator, context: dict[str, Any]
+) -> None:
+    """None of the documented names, but a new object under the export's prefix (as if Tencent Cloud
+    named its files otherwise): the send may have started an export, so it fails saying so instead
+    of sending again; once the object is moved away, a retry exports."""
+    stray = "nightly_img-centos02_disk-0.raw"
+    emulator.objects.put_object(BUCKET, stray, b"?", time.time() + 5)  # written "after" the send, by COS's clock
+    emulator.inject("ExportImages", "drop_before")  # nothing started, but the operator cannot know
+    start = operator(image_ids=["img-centos02"], file_name_prefixes=["nightly"])
+    with pytest.raises(TencentCloudOutcomeUnknownError, match=f"but {stray} appeared under its prefixes"):
+        start.execute(context)
+    assert accepted(emulator) == []  # never sent a second time
+    assert INTENT_KEY in context["task_state_store"]
+
+    assert emulator.delete_object(BUCKET, stray)  # the user checked the bucket and cleared the task
+    context["ti"].try_number = 2
+    record = start.execute(context)
+    (export,) = accepted(emulator)
+    assert record["cos_paths"] == export["CosPaths"]
+
+
 @pytest.mark.parametrize("then", ["drop_before", "http5xx", "internal", "throttle"])
 def test_faults_while_probing_are_waited_out_in_the_same_try(
     emulator: Emulator, context: dict[str, Any], then: str, monkeypatch: pytest.MonkeyPatch

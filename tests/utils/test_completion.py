@@ -19,6 +19,7 @@ from airflow_cvm_export.utils.completion import (
     parse_time,
     recovered_paths,
     take_baseline,
+    unexpected_objects,
     written_since,
 )
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
@@ -227,6 +228,22 @@ def test_recovered_listing_matches_only_the_requested_format() -> None:
     progress = assess(export, [IMAGE], {**upper, DATA_KEY: meta(11)})
     assert progress.done
     assert [obj["key"] for obj in progress.objects] == [SYSTEM_KEY.replace(".qcow2", ".QCOW2"), DATA_KEY]
+
+
+def test_unexpected_objects_are_new_ones_under_the_prefix_with_other_names() -> None:
+    """What an unanswered send that found none of its names must not ignore before sending again."""
+    export = record(recovered=True, cos_paths=[])
+    listed = {
+        SYSTEM_KEY: meta(20),  # a documented name: recovered_paths' business, not a stray
+        "nightly_img-centos01_disk0.qcow2": meta(20),  # new, another name
+        "nightly_img-centos01_system_snap-root0001.raw": meta(0),  # new, another format
+        "nightly_img-centos01_old.qcow2": meta(-1),  # older than the send
+    }
+    assert unexpected_objects(export, [IMAGE], listed) == [
+        "nightly_img-centos01_disk0.qcow2",
+        "nightly_img-centos01_system_snap-root0001.raw",
+    ]
+    assert unexpected_objects(export, [IMAGE], {SYSTEM_KEY: meta(20)}) == []
 
 
 def test_assess_counts_only_what_the_export_wrote() -> None:
