@@ -274,14 +274,27 @@ class CvmAsyncHook(CvmClientBase):
         config = await self.aconfig()
         limiter = self._limiter(config, action)
         retryable = RETRYABLE if read_only else RETRYABLE_WRITE
-        # A copy per call: concurrent calls must not share tenacity's per-call state.
-        async for attempt in self._retrying(retryable, asynchronous=True).copy():
-            with attempt:
-                return await self._drive(exchange(config), action, read_only, limiter)
-        raise AssertionError("unreachable: tenacity reraises the last error")
+        # A copy per call: concurrent calls must not share tenacity's per-call state. That state refers
+        # back to the copy (its next actions are the copy's bound methods); resetting it at the end
+        # lets reference counting free each call's objects at once, instead of leaving cyclic garbage
+        # for the garbage collector, whose full passes stall a triggerer holding thousands of waits.
+        retrying = self._retrying(retryable, asynchronous=True).copy()
+        try:
+            return await retrying(self._drive, exchange, config, action, read_only, limiter)
+        finally:
+            retrying.iter_state.reset()
 
-    async def _drive(self, exchange: Exchange[T], action: str, read_only: bool, limiter: RateLimiter | None) -> T:
-        """Run one exchange: each request it yields is sent, and its reply sent back (see ``run_exchange``)."""
+    async def _drive(
+        self,
+        make_exchange: Callable[[ClientConfig], Exchange[T]],
+        config: ClientConfig,
+        action: str,
+        read_only: bool,
+        limiter: RateLimiter | None,
+    ) -> T:
+        """Run one attempt, a fresh exchange: each request it yields is sent, and its reply sent back
+        (see ``run_exchange``)."""
+        exchange = make_exchange(config)
         request = next(exchange)
         while True:
             reply = await self._send(request, action=action, read_only=read_only, limiter=limiter)
@@ -307,7 +320,7 @@ class CvmAsyncHook(CvmClientBase):
             if limiter is not None:
                 await limiter.await_slot()
             try:
-                return await client.request(
+                response = await client.request(
                     request.method, request.url, headers=request.headers, content=request.body or None
                 )
             except httpx.TransportError as exc:
@@ -317,6 +330,10 @@ class CvmAsyncHook(CvmClientBase):
                     raise TencentCloudConnectError(f"could not connect: {reason(exc)}", action=action) from None
                 cls = TencentCloudNetworkError if read_only else TencentCloudOutcomeUnknownError
                 raise cls(f"the request was sent but no answer came back: {reason(exc)}", action=action) from None
+        # httpx links a response and its stream both ways. The body is read: cutting the link lets
+        # reference counting free the exchange at once, rather than leave it to the garbage collector.
+        response.stream = httpx.ByteStream(response.content)
+        return response
 
     async def _client(self, proxy: str | None) -> httpx.AsyncClient:
         client = self._clients.get(proxy)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import ipaddress
 import ssl
 import time
@@ -232,3 +233,30 @@ def test_an_unanswered_write_is_not_sent_again(hook_on: Callable[..., Any], serv
     with pytest.raises(TencentCloudOutcomeUnknownError, match="no answer came back"):
         run(hook_on(kind, server.url), "call", "ExportImages", {"ImageIds": ["img-1"], "BucketName": "b-1250000000"})
     assert len(server.requests) == 1
+
+
+def test_async_calls_leave_no_cyclic_garbage(hook_on: Callable[..., Any], server: ScriptedServer) -> None:
+    """A triggerer holding thousands of waits must not pay for each call in collector passes.
+
+    tenacity's per-call state refers back to its retrying object; the hook breaks that cycle, so
+    reference counting frees every call's objects (responses, futures, locks) at once.
+    """
+    server.default = api_ok(ImageSet=[{"ImageId": "img-1"}])
+    hook = hook_on("async", server.url)
+
+    async def calls() -> int:
+        await hook.describe_images(["img-1"])  # connection pool, config and clock exist before counting
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(20):
+                await hook.describe_images(["img-1"])
+            server.default = HEAD_OK
+            for _ in range(20):
+                await hook.head_cos_object("exports-1250000000", "img-1.raw")
+            return gc.collect()
+        finally:
+            gc.enable()
+            await hook.aclose()
+
+    assert asyncio.run(calls()) == 0
