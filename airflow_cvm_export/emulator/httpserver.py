@@ -121,10 +121,12 @@ def plain_error(status: int, message: str, method: str, path: str) -> Response:
     return Response(status, f"{message}\n".encode(), [("Content-Type", "text/plain")])
 
 
-def _line(rfile, what: str, status: int, method: str = "", path: str = "") -> bytes:
+def _request_line(rfile) -> bytes:
     line = rfile.readline(MAX_LINE + 1)
+    while line in (b"\r\n", b"\n"):  # tolerate stray blank lines between requests
+        line = rfile.readline(MAX_LINE + 1)
     if len(line) > MAX_LINE:
-        raise BadRequest(f"{what} longer than {MAX_LINE} bytes", status, method, path)
+        raise BadRequest(f"request line longer than {MAX_LINE} bytes", 414)
     return line
 
 
@@ -134,9 +136,7 @@ def read_request(rfile) -> tuple[Request, bool] | None:
     Returns the request and whether the connection may be kept alive after it; raises
     :class:`BadRequest` for anything else, before reading a body it would not accept.
     """
-    line = _line(rfile, "request line", 414)
-    while line in (b"\r\n", b"\n"):  # tolerate stray blank lines between requests
-        line = _line(rfile, "request line", 414)
+    line = _request_line(rfile)
     if not line:
         return None
     try:
@@ -145,20 +145,24 @@ def read_request(rfile) -> tuple[Request, bool] | None:
         raise BadRequest("malformed request line") from None
     method = method.upper()
     path, _, query = target.partition("?")
-    path = unquote(path)
+    if "%" in path:
+        path = unquote(path)
     if not version.startswith("HTTP/1."):
         raise BadRequest(f"unsupported HTTP version {version[:20]!r}", 505, method, path)
     headers: dict[str, str] = {}
+    readline = rfile.readline
     for _ in range(MAX_HEADERS):
-        line = _line(rfile, "header line", 431, method, path)
+        line = readline(MAX_LINE + 1)
         if line in (b"\r\n", b"\n"):
             break
         if not line:
             return None  # the client went away in the middle of its headers
+        if len(line) > MAX_LINE:
+            raise BadRequest(f"header line longer than {MAX_LINE} bytes", 431, method, path)
         name, sep, value = line.decode("latin-1").partition(":")
-        if not sep or not name.strip():
-            raise BadRequest("malformed header line", 400, method, path)
         name = name.strip().lower()
+        if not sep or not name:
+            raise BadRequest("malformed header line", 400, method, path)
         value = value.strip()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     else:
