@@ -80,14 +80,7 @@ class ExportImagesTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Wait in the shared poller and yield one event."""
         region = self.region or self.export.get("region")
-        self._waiter = ExportPoller.join(self.tencentcloud_conn_id, region, self.export, self.poll_interval)
-        try:
-            event = await self._wait(self._waiter)
-        finally:
-            self._leave()
-        yield TriggerEvent(event)
-
-    async def _wait(self, waiter: Waiter) -> ExportEvent:
+        waiter = self._waiter = ExportPoller.join(self.tencentcloud_conn_id, region, self.export, self.poll_interval)
         self.log.info(
             "Waiting for %s (%s) every %ss%s",
             waiter.label,
@@ -96,14 +89,22 @@ class ExportImagesTrigger(BaseTrigger):
             f" ({deadline_text(self.end_time)})" if self.end_time is not None else "",
         )
         timeout = None if self.end_time is None else max(0.0, self.end_time - time.time())
+        event: ExportEvent | None = None
         try:
             async with asyncio.timeout(timeout):  # no helper task per wait, unlike wait_for
-                while isinstance(report := await waiter.reports.get(), str):
-                    self.log.info("%s: %s", waiter.label, report)
+                while event is None:
+                    await waiter.posted()
+                    for report in waiter.take():
+                        if isinstance(report, str):
+                            self.log.info("%s: %s", waiter.label, report)
+                        else:
+                            event = report
         except TimeoutError:
             assert self.end_time is not None
-            return timeout_event(self.export, waiter.progress, deadline_text(self.end_time))
-        return report
+            event = timeout_event(self.export, waiter.progress, deadline_text(self.end_time))
+        finally:
+            self._leave()
+        yield TriggerEvent(event)
 
     def _leave(self) -> None:
         if self._waiter is not None:
