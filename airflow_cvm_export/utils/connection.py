@@ -8,7 +8,6 @@ here contains the value of a secret (SecretKey, token, a password written into a
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import json
 import math
@@ -230,6 +229,8 @@ def _short(value: Any) -> str:
 
 def _closest(name: str, known: tuple[str, ...]) -> str:
     """``; did you mean '<the closest known name>'?`` (ignoring case), or nothing when none is close."""
+    import difflib  # only for a connection with a misspelt extra
+
     by_lower = {option.lower(): option for option in known}
     match = difflib.get_close_matches(name.lower(), by_lower, n=1, cutoff=0.6)
     return f"; did you mean {by_lower[match[0]]!r}?" if match else ""
