@@ -23,6 +23,9 @@ PROJECT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = PROJECT / "dags"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 REGION = "ap-guangzhou"
+# The hooks' retry back-off in the Airflow processes of run_dag, as a share of the shipped one
+# (tests.e2e.quick_backoff): the same retries, 20 times sooner.
+BACKOFF_SCALE = 0.05
 
 
 def airflow_env(home: Path) -> dict[str, str]:
@@ -115,10 +118,11 @@ def run_dag(airflow_home: Path) -> Callable[..., DagRun]:
     """``run_dag(dag_id, emulator, variable=None, conf=None, env=None, connection=None, logical_date=None,
     clock_offset=None)``.
 
-    Runs ``airflow dags test`` to the end. ``connection`` replaces the default connection fields
-    (``login``, ``password``, ``extra``...); ``logical_date`` runs the DAG run of that date with
-    ``tests.reliability.rerun_dag`` instead, resuming it when it exists (as a scheduler retry would);
-    ``clock_offset`` runs Airflow with its wall clock that many seconds off (``tests.e2e.skewed_clock``).
+    Runs ``airflow dags test`` to the end, the hooks' retry back-off scaled by ``BACKOFF_SCALE``.
+    ``connection`` replaces the default connection fields (``login``, ``password``, ``extra``...);
+    ``logical_date`` runs the DAG run of that date with ``tests.reliability.rerun_dag`` instead,
+    resuming it when it exists (as a scheduler retry would); ``clock_offset`` runs Airflow with its
+    wall clock that many seconds off (``tests.e2e.skewed_clock``).
     """
 
     def run(
@@ -143,11 +147,12 @@ def run_dag(airflow_home: Path) -> Callable[..., DagRun]:
         if variable is not None:
             full_env["AIRFLOW_VAR_CVM_EXPORT_CONFIG"] = json.dumps(variable)
         full_env.update(env or {})
-        command = [AIRFLOW, "dags", "test", dag_id]
+        module, arguments = "airflow", ["dags", "test", dag_id]
         if logical_date is not None:
-            command = [sys.executable, "-m", "tests.reliability.rerun_dag", dag_id, logical_date]
+            module, arguments = "tests.reliability.rerun_dag", [dag_id, logical_date]
         if clock_offset is not None:
-            command = [sys.executable, "-m", "tests.e2e.skewed_clock", str(clock_offset), *command[1:]]
+            module, arguments = "tests.e2e.skewed_clock", [str(clock_offset), *arguments]
+        command = [sys.executable, "-m", "tests.e2e.quick_backoff", str(BACKOFF_SCALE), module, *arguments]
         if conf is not None:
             command += ["-c", json.dumps(conf)]
         began = time.monotonic()
