@@ -3,6 +3,8 @@ crash window of ``start_export`` and the retry reattaches to the export the firs
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -21,14 +23,35 @@ DAGS = str(Path(__file__).with_name("dags"))
 IMAGES = ["img-centos01", "img-centos02"]
 
 
+BUSY = "InvalidParameterValue.InvalidImageState"
+
+
+def finish_once_refused(emu: Emulator) -> threading.Thread:
+    """Finish the running export as soon as a DryRun from now on was refused because its images are busy."""
+    refused = emu.state()["requests"].get("ExportImages", {}).get(BUSY, 0)
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while emu.state()["requests"].get("ExportImages", {}).get(BUSY, 0) == refused:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        emu.finish()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
 @pytest.mark.parametrize(
-    ("crash_at", "export_seconds", "reattached_by"),
+    ("crash_at", "progression", "reattached_by"),
     [
-        # Only the intent was stored: the retry waits until the image is free (DryRun), then finds
-        # the files the export wrote under its names (new since the intent's baseline).
-        ("answer", 30, "The unanswered ExportImages started and finished"),
+        # Only the intent was stored: the retry waits while the image is busy (a DryRun refused; the
+        # export is finished only then), then finds the files the export wrote under its names (new
+        # since the intent's baseline).
+        ("answer", "manual", "The unanswered ExportImages started and finished"),
         # The record was stored: the retry returns it (ResumableJobMixin).
-        pytest.param("stored", 1, "Job already completed successfully", marks=needs_task_state_store),
+        pytest.param("stored", "immediate", "Job already completed successfully", marks=needs_task_state_store),
     ],
 )
 def test_killed_start_export_is_retried_without_a_second_export(
@@ -36,10 +59,10 @@ def test_killed_start_export_is_retried_without_a_second_export(
     tmp_path: Path,
     request: pytest.FixtureRequest,
     crash_at: str,
-    export_seconds: float,
+    progression: str,
     reattached_by: str,
 ) -> None:
-    emu = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, export_seconds=export_seconds).start()
+    emu = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, progression=progression).start()
     request.addfinalizer(emu.stop)
     env = {
         "AIRFLOW__CORE__DAGS_FOLDER": DAGS,
@@ -52,10 +75,14 @@ def test_killed_start_export_is_retried_without_a_second_export(
     assert killed.xcoms("start_export") == []
     assert len(emu.state()["exports"]) == 1
 
+    watcher = finish_once_refused(emu) if progression == "manual" else None
     retried = run_dag("cvm_export_crash", emu, env=env, logical_date=logical_date)
 
     assert retried.returncode == 0, retried.output[-5000:]
     assert reattached_by in retried.output
+    if watcher is not None:
+        watcher.join(1)
+        assert emu.state()["requests"]["ExportImages"][BUSY] >= 1  # the retry saw the image busy and waited
     exports = emu.state()["exports"]
     assert Counter(i for export in exports for i in export["ImageIds"]) == Counter(IMAGES)  # one export per image
     assert retried.xcoms("wait_for_export") == [exports[0]["CosPaths"]]
