@@ -6,6 +6,7 @@ from its XComs."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import threading
 import time
@@ -47,22 +48,54 @@ def someone_elses_export(emulator: Emulator, image_ids: list[str], prefix: str) 
     return json.loads(client.ExportImages(request).to_json_string())
 
 
-def when_the_run_starts(emulator: Emulator, image_ids: list[str], prefix: str) -> threading.Thread:
-    """Start :func:`someone_elses_export` as soon as the run's start task reads its images.
+BUSY = "InvalidParameterValue.InvalidImageState"
+QUEUE_FULL = "LimitExceeded.ExportImageTaskLimitExceeded"
 
-    The run's baseline listing is slowed down (3 s), so the other export is running by the time the
-    run sends ExportImages, however long Airflow took to get there.
+
+def refusals(emulator: Emulator, code: str) -> int:
+    """ExportImages requests (sends and DryRuns) refused with ``code`` so far."""
+    return emulator.state()["requests"].get("ExportImages", {}).get(code, 0)
+
+
+def busy_until(emulator: Emulator, image_ids: list[str], prefix: str, until: Callable[[], bool]) -> threading.Thread:
+    """Start :func:`someone_elses_export` as soon as the run's start task reads its images, keep it
+    running (``manual`` progression) until ``until()`` holds, then finish it; the run's own exports
+    finish as soon as they are accepted (``immediate``).
+
+    The run's baseline listing is delayed (1 s), so the other export is running by the time the run
+    sends ExportImages, however long Airflow took to get there.
     """
-    emulator.inject("COS LIST", "slow")
+    emulator.progression = "manual"
+    emulator.add_fault(action="COS LIST", count=1, latency=1.0)
 
     def watch() -> None:
         while "DescribeImages" not in emulator.state()["requests"]:
             time.sleep(0.02)
         someone_elses_export(emulator, image_ids, prefix)
+        emulator.progression = "immediate"
+        while not until():
+            time.sleep(0.05)
+        emulator.finish()
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread
+
+
+def up_for_retry(airflow_home: Path, task_id: str) -> bool:
+    """Whether the first try of ``task_id`` in the latest run of ``cvm_export_runs`` is over, failed
+    and up for retry (read from the metadata DB while the run goes on)."""
+    try:
+        with sqlite3.connect(airflow_home / "airflow.db", timeout=1) as db:
+            row = db.execute(
+                "SELECT ti.state, ti.try_number FROM task_instance ti JOIN dag_run r "
+                "ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id "
+                "WHERE ti.dag_id = 'cvm_export_runs' AND ti.task_id = ? ORDER BY r.id DESC LIMIT 1",
+                (task_id,),
+            ).fetchone()
+    except sqlite3.OperationalError:  # the run holds the write lock: ask again
+        return False
+    return row is not None and (row[0] == "up_for_retry" or row[1] >= 2)
 
 
 def run(run_dag: Callable[..., DagRun], emulator: Emulator, conf: dict[str, Any] | None = None, **env: str) -> DagRun:
@@ -75,21 +108,22 @@ def handed_on(run: DagRun) -> list[dict[str, Any]]:
 
 
 def test_busy_image_waits_gives_up_with_a_clear_message_and_the_retry_exports_its_own_files(
-    run_dag: Callable[..., DagRun], start_emulator: Callable[..., Emulator]
+    run_dag: Callable[..., DagRun], start_emulator: Callable[..., Emulator], airflow_home: Path
 ) -> None:
     """Run B's image is busy with someone else's RAW export under another prefix. B (QCOW2) waits with
     back-off, gives up at start_timeout naming the image and the reason, and its retry, once the
     image is free, exports: B hands on only the QCOW2 files it wrote, never the other export's."""
-    emulator = start_emulator(export_seconds=10)
-    other = when_the_run_starts(emulator, [IMAGE], "team-a")
+    emulator = start_emulator()
+    # Someone else's export ends once B's first try has given up (its start_export is up for retry).
+    other = busy_until(emulator, [IMAGE], "team-a", lambda: up_for_retry(airflow_home, "start_export"))
     conf = {"image_ids": [IMAGE], "file_name_prefixes": ["team-b"], "export_format": "QCOW2"}
-    b = run(run_dag, emulator, conf, CVM_RUNS_START_TIMEOUT="6", CVM_RUNS_RETRIES="1", CVM_RUNS_RETRY_DELAY="6")
+    b = run(run_dag, emulator, conf, CVM_RUNS_START_TIMEOUT="4", CVM_RUNS_RETRIES="1", CVM_RUNS_RETRY_DELAY="1")
     other.join(1)
 
     assert b.returncode == 0, b.output[-5000:]
     assert "Cannot start exporting img-centos01 yet ([InvalidParameterValue.InvalidImageState]" in b.output
     assert (
-        "could not start exporting img-centos01 to exports-1250000000 within start_timeout (6 s): "
+        "could not start exporting img-centos01 to exports-1250000000 within start_timeout (4 s): "
         "[InvalidParameterValue.InvalidImageState]" in b.output
     )
     assert exports_per_image(emulator) == {IMAGE: 2}  # someone else's and B's own, no third
@@ -103,9 +137,11 @@ def test_busy_image_waits_gives_up_with_a_clear_message_and_the_retry_exports_it
 def test_full_export_queue_waits_in_the_same_try_then_exports(
     run_dag: Callable[..., DagRun], start_emulator: Callable[..., Emulator]
 ) -> None:
-    emulator = start_emulator(export_seconds=5, max_running_exports=1)
-    when_the_run_starts(emulator, ["img-centos02"], "team-a")  # takes the queue's only place
+    emulator = start_emulator(max_running_exports=1)
+    # Someone else's export takes the queue's only place until B was refused twice.
+    other = busy_until(emulator, ["img-centos02"], "team-a", lambda: refusals(emulator, QUEUE_FULL) >= 2)
     b = run(run_dag, emulator)
+    other.join(1)
 
     assert b.returncode == 0, b.output[-5000:]
     assert "[LimitExceeded.ExportImageTaskLimitExceeded]" in b.output
@@ -114,37 +150,15 @@ def test_full_export_queue_waits_in_the_same_try_then_exports(
     assert b.tries("start_export") == 1  # waited in the same try
 
 
-def busy_until_the_start_defers(emulator: Emulator, image_ids: list[str], prefix: str) -> threading.Thread:
-    """Keep the run's images busy with :func:`someone_elses_export` (``manual`` progression) until the
-    run's start has deferred and its trigger has seen the image busy, then finish that export; the
-    run's own export finishes as soon as it is accepted (``immediate``)."""
-    emulator.inject("COS LIST", "slow")  # the other export runs before the run's first send
-
-    def refusals() -> int:
-        return emulator.state()["requests"].get("ExportImages", {}).get("InvalidParameterValue.InvalidImageState", 0)
-
-    def watch() -> None:
-        while "DescribeImages" not in emulator.state()["requests"]:
-            time.sleep(0.02)
-        someone_elses_export(emulator, image_ids, prefix)
-        emulator.progression = "immediate"
-        while refusals() < 3:  # the refused send, then at least two DryRuns of the trigger
-            time.sleep(0.05)
-        emulator.finish()
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
-
-
 def test_deferrable_start_waits_for_a_busy_image_in_the_triggerer_then_exports_its_own_files(
     run_dag: Callable[..., DagRun], start_emulator: Callable[..., Emulator]
 ) -> None:
     """deferrable=True, the image busy with someone else's export: the start defers to
     ExportStartTrigger (run in line by ``airflow dags test``, as the triggerer would), resumes once the
     image is free and exports in the same try; the run hands on only its own files."""
-    emulator = start_emulator(progression="manual")
-    other = busy_until_the_start_defers(emulator, [IMAGE], "team-a")
+    emulator = start_emulator()
+    # The refused send, then at least two DryRuns of the trigger, before someone else's export ends.
+    other = busy_until(emulator, [IMAGE], "team-a", lambda: refusals(emulator, BUSY) >= 3)
     b = run(run_dag, emulator, CVM_RUNS_DEFERRABLE="1", CVM_RUNS_START_TIMEOUT="60")
     other.join(1)
 
@@ -160,14 +174,36 @@ def test_deferrable_start_waits_for_a_busy_image_in_the_triggerer_then_exports_i
     assert b.tries("start_export") == 1  # resumed from the trigger, no retry
 
 
+def finished_after_its_first_check(emulator: Emulator) -> threading.Thread:
+    """Finish the next export once a wait has checked it (a COS HEAD after it was accepted)."""
+
+    def heads() -> int:
+        return sum(emulator.state()["requests"].get("COS HEAD", {}).values())
+
+    def watch() -> None:
+        while not any(export["status"] == "running" for export in emulator.state()["exports"]):
+            time.sleep(0.02)
+        before = heads()
+        while heads() == before:
+            time.sleep(0.02)
+        emulator.finish()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_re_export_of_the_same_keys_hands_on_the_new_files_not_the_old(
     run_dag: Callable[..., DagRun], start_emulator: Callable[..., Emulator]
 ) -> None:
     """A second run right after the first writes the same keys: its first check must not find the
     first run's objects "present" (they were written seconds before it started)."""
-    emulator = start_emulator(export_seconds=4)
+    emulator = start_emulator(progression="immediate")
     first = run(run_dag, emulator)
+    emulator.progression = "manual"
+    checked = finished_after_its_first_check(emulator)
     second = run(run_dag, emulator)
+    checked.join(1)
 
     assert first.returncode == 0 and second.returncode == 0, second.output[-5000:]
     assert exports_per_image(emulator) == {IMAGE: 2}
@@ -216,7 +252,7 @@ def clear(airflow_home: Path, logical_date: str) -> None:
 def test_clear_hands_on_files_that_are_there_and_exports_again_when_they_were_removed(
     run_dag: Callable[..., DagRun], start_emulator: Callable[..., Emulator], airflow_home: Path
 ) -> None:
-    emulator = start_emulator(export_seconds=2)
+    emulator = start_emulator(progression="immediate")
     when = "2026-03-01T00:00:00+00:00"
     env = {"AIRFLOW__CORE__DAGS_FOLDER": TEST_DAGS}
     first = run_dag("cvm_export_runs", emulator, env=env, logical_date=when)
