@@ -30,7 +30,7 @@ def names(datasets: list[dict[str, Any]]) -> set[tuple[str, str]]:
 def test_events_carry_the_images_and_the_exported_object_keys(
     run_dag: Any, start_emulator: Any, tmp_path: Path
 ) -> None:
-    emulator = start_emulator()
+    emulator = start_emulator(progression="immediate")  # deferred sensors defer all the same
     events = tmp_path / "openlineage.jsonl"
     transport = {"type": "file", "log_file_path": str(events), "append": True}
     images = ["img-centos01", "img-ubuntu01", "img-ubuntu02"]

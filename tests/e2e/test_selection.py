@@ -18,7 +18,7 @@ def exported(emulator: Any) -> list[str]:
 
 
 def test_image_tags_select_the_tagged_images(run_dag: Any, start_emulator: Any) -> None:
-    emulator = start_emulator()
+    emulator = start_emulator(progression="immediate")
     run = run_dag("cvm_export_nightly", emulator, variable={"image_tags": {"backup": "nightly"}, **SETTINGS})
     assert run.returncode == 0, run.output[-5000:]
     assert exported(emulator) == ["img-centos01", "img-centos02"]
@@ -27,7 +27,7 @@ def test_image_tags_select_the_tagged_images(run_dag: Any, start_emulator: Any) 
 
 
 def test_unexportable_matches_are_skipped_with_a_log_line_and_counted(run_dag: Any, start_emulator: Any) -> None:
-    emulator = start_emulator()
+    emulator = start_emulator(progression="immediate")
     ids = ["img-centos01", "img-windows1", "img-syncing1", "img-redhat01", "img-ubuntu02"]
     variable = {"image_filters": [{"Name": "image-id", "Values": ids}], **SETTINGS}
     run = run_dag("cvm_export_nightly", emulator, variable=variable)
