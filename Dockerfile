@@ -10,7 +10,7 @@ FROM apache/airflow:3.3.2-python3.11
 
 # Build the package from a throw-away directory, not /opt/airflow: a source tree in the working
 # directory would shadow the installed package for `python -m ...`.
-COPY --chown=airflow:0 setup.cfg pyproject.toml README.md constraints.txt /tmp/airflow-cvm-export/
+COPY --chown=airflow:0 setup.cfg pyproject.toml README.md LICENSE constraints.txt /tmp/airflow-cvm-export/
 COPY --chown=airflow:0 airflow_cvm_export /tmp/airflow-cvm-export/airflow_cvm_export
 
 # Install as the image's own "airflow" user, as the official image documents, and pin Airflow in

@@ -73,6 +73,9 @@ def test_the_dockerfile_install_step_passes_pip_check_in_a_fresh_venv(tmp_path: 
     installed = dict(line.split("==", 1) for line in frozen.splitlines() if "==" in line)
     for name in ("apache-airflow-providers-celery", "redis", "psycopg", "psycopg2-binary", "asyncpg"):
         assert installed.get(name) == constraint(name), (name, installed.get(name))
+    # Everything setup.cfg's metadata names was copied: the license file is in the installed metadata.
+    (dist_info,) = venv.glob("lib/python*/site-packages/airflow_cvm_export-*.dist-info")
+    assert [path.name for path in dist_info.rglob("LICENSE")] == ["LICENSE"], sorted(dist_info.rglob("*"))
 
 
 def test_the_wrong_base_image_stops_the_build(tmp_path: Path) -> None:

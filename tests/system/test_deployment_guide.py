@@ -1,8 +1,8 @@
 """docs/deployment.md, "Native install with Celery", run as written (``make system-test``).
 
 Every bash block of the section, in order, verbatim, in a throw-away copy of the checkout
-(``setup.cfg``, ``pyproject.toml``, ``README.md``, ``constraints.txt``, the package, ``dags/``) with
-``HOME`` in a throw-away directory. The one exception is step 1, the line of port settings: it
+(``setup.cfg``, ``pyproject.toml``, ``README.md``, ``LICENSE``, ``constraints.txt``, the package,
+``dags/``) with ``HOME`` in a throw-away directory. The one exception is step 1, the line of port settings: it
 gets free ports instead of the defaults (and must name exactly the ports below). What
 ``apt-get install`` would start, this test starts itself on those ports: a throw-away PostgreSQL
 cluster owned by ``postgres`` with its socket in Debian's ``/var/run/postgresql`` (so the guide's
@@ -53,7 +53,7 @@ PORTS = (  # step 1, in its order
     "WORKER2_LOG_PORT",
     "TRIGGERER_LOG_PORT",
 )
-CHECKOUT = ("setup.cfg", "pyproject.toml", "README.md", "constraints.txt", "airflow_cvm_export", "dags")
+CHECKOUT = ("setup.cfg", "pyproject.toml", "README.md", "LICENSE", "constraints.txt", "airflow_cvm_export", "dags")
 RUN_TIMEOUT = 300
 
 
