@@ -47,7 +47,8 @@ test-matrix: unit-test test-matrix-older
 
 test-matrix-older: $(AIRFLOW_MATRIX:%=test-airflow-%)
 
-# MATRIX_PYTEST: extra pytest arguments for the older lines (CI leaves out tests/e2e and tests/reliability there).
+# MATRIX_PYTEST: extra pytest arguments for the older lines (CI passes --matrix-lean: of the airflow dags test
+# runs only the example DAGs' poke and deferrable runs and the killed-start retry; see tests/conftest.py).
 test-airflow-%: .venv-%/.installed
 	AIRFLOW_HOME=$(CURDIR)/.airflow-$* .venv-$*/bin/python -m pytest -q $(MATRIX_PYTEST)
 

@@ -23,6 +23,7 @@ from tencentcloud.cvm.v20170312 import cvm_client, models
 
 from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.utils.completion import parse_time
+from airflow_cvm_export.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.credentials import SECRET_ID, SECRET_KEY
 from tests.e2e.conftest import AIRFLOW, PROJECT, REGION, DagRun, airflow_env
 
@@ -252,6 +253,10 @@ def clear(airflow_home: Path, logical_date: str) -> None:
 def test_clear_hands_on_files_that_are_there_and_exports_again_when_they_were_removed(
     run_dag: Callable[..., DagRun], start_emulator: Callable[..., Emulator], airflow_home: Path
 ) -> None:
+    """On 3.3+ from the export record in the task state store (ResumableJobMixin). Before 3.3 there is
+    no record and a clear starts the DAG run afresh (its start is what a retry counts from), so the
+    cleared task exports again: the README's documented fallback, asserted here so it cannot become a
+    hand-on of older files unnoticed."""
     emulator = start_emulator(progression="immediate")
     when = "2026-03-01T00:00:00+00:00"
     env = {"AIRFLOW__CORE__DAGS_FOLDER": TEST_DAGS}
@@ -259,9 +264,14 @@ def test_clear_hands_on_files_that_are_there_and_exports_again_when_they_were_re
     assert first.returncode == 0, first.output[-5000:]
     first_objects = handed_on(first)  # the same DAG run: its XComs are replaced by each clear
 
-    clear(airflow_home, when)  # files still there: handed on again, no new export
+    clear(airflow_home, when)  # files still there: handed on again, no new export (3.3+)
     kept = run_dag("cvm_export_runs", emulator, env=env, logical_date=when)
     assert kept.returncode == 0, kept.output[-5000:]
+    if not AIRFLOW_V_3_3_PLUS:
+        assert exports_per_image(emulator) == {IMAGE: 2}
+        assert [obj["cos_path"] for obj in handed_on(kept)] == emulator.state()["exports"][1]["CosPaths"]
+        assert [obj["etag"] for obj in handed_on(kept)] != [obj["etag"] for obj in first_objects]
+        return
     assert "Job already completed successfully" in kept.output
     assert exports_per_image(emulator) == {IMAGE: 1}
     assert handed_on(kept) == first_objects
