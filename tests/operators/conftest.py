@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -57,8 +58,16 @@ class FakeTaskStateStore(dict):
 
 @pytest.fixture
 def context() -> dict[str, Any]:
-    """A minimal task context for calling ``execute``/``poke`` directly."""
-    return {"ti": FakeTaskInstance(), "outlet_events": OutletEventAccessors(), "task_state_store": FakeTaskStateStore()}
+    """A minimal task context for calling ``execute``/``poke`` directly.
+
+    Its DAG run started now: what a retry counts from without a task state store (before Airflow 3.3).
+    """
+    return {
+        "ti": FakeTaskInstance(),
+        "dag_run": SimpleNamespace(start_date=datetime.now(UTC)),
+        "outlet_events": OutletEventAccessors(),
+        "task_state_store": FakeTaskStateStore(),
+    }
 
 
 @pytest.fixture

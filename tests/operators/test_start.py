@@ -14,7 +14,7 @@ from airflow_cvm_export.hooks.cvm import CvmHook
 from airflow_cvm_export.operators.cvm import INTENT_KEY, ExportImagesOperator
 from airflow_cvm_export.triggers.start import ExportStartTrigger
 from airflow_cvm_export.utils.errors import TencentCloudBusyError, TencentCloudOutcomeUnknownError
-from airflow_cvm_export.version_compat import TaskDeferred
+from airflow_cvm_export.version_compat import AIRFLOW_V_3_3_PLUS, TaskDeferred
 from tests.operators.conftest import BUCKET, CONN_ID
 
 IMAGE = "img-centos01"
@@ -72,8 +72,10 @@ def test_gives_up_at_start_timeout_naming_the_image_and_the_reason(
     assert "[InvalidParameterValue.InvalidImageState]" in message
     assert len(emulator.state()["exports"]) == 1 and INTENT_KEY not in context["task_state_store"]
     # The retry of that refused start does not "reattach" to the other export: it waits, then exports.
+    # Without a task state store (before 3.3) the retry cannot know the earlier send was refused: it
+    # waits for the image to find out whether that send started an export, and says so.
     context["ti"].try_number = 2
-    with pytest.raises(TencentCloudBusyError):
+    with pytest.raises(TencentCloudBusyError if AIRFLOW_V_3_3_PLUS else TencentCloudOutcomeUnknownError):
         operator(start_timeout=0.5).execute(context)
     assert len(emulator.state()["exports"]) == 1
 

@@ -141,7 +141,6 @@ def test_an_unresolved_lost_answer_fails_after_start_timeout_and_the_retry_resum
 ) -> None:
     emulator = start_emulator(export_seconds=3)
     emulator.inject("ExportImages", "drop_after")
-    context["dag_run"] = type("DagRun", (), {"start_date": datetime.now(UTC)})()  # what a retry counts from < 3.3
     with pytest.raises(TencentCloudOutcomeUnknownError, match="could not be told within start_timeout \\(1 s\\)"):
         operator(start_timeout=1, poll_interval=0.2).execute(context)
     # So the retry looks before sending anything: the intent on 3.3+; before, any retry looks.

@@ -51,6 +51,7 @@ EXPECTED_ERRORS = (
 )
 
 
+@pytest.mark.every_line  # Airflow's logging and masking differ between the lines
 def test_no_secret_or_signature_at_debug_level(run_dag: Callable[..., DagRun], airflow_home: Path) -> None:
     emulator = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, token=TOKEN, export_seconds=1)
     authorizations: list[str] = []
