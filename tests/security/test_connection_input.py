@@ -16,6 +16,7 @@ from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.operators.cvm import ExportImagesOperator
 from airflow_cvm_export.utils.connection import config_from_connection, parse_endpoint
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from airflow_cvm_export.version_compat import AIRFLOW_V_3_2_PLUS
 from tests.credentials import SECRET_ID, SECRET_KEY, TOKEN
 from tests.operators.conftest import BUCKET
 
@@ -136,6 +137,9 @@ EXTRA_CASES: list[tuple[dict[str, Any], str]] = [
     ({"rate_limits": [20]}, "rate_limits must be a JSON object"),
 ]
 
+# Airflow 3.1's AIRFLOW_CONN_ backend drops a connection whose extra is not a JSON object (it reports
+# "isn't defined"), so the hook never sees that extra: it says the connection does not exist.
+DROPPED_BY_AIRFLOW_3_1 = "connection 'tc_bad' does not exist"
 RAW_EXTRA_CASES: list[tuple[str, str]] = [
     ("{not json", "extra is not valid JSON"),
     ("[" * 40 + "]" * 40, "extra must be a JSON object"),
@@ -159,7 +163,10 @@ def _cases() -> list[Any]:
     ]
     cases += [pytest.param({"extra": extra}, m, id=f"endpoint-{i}") for i, (extra, m) in enumerate(ENDPOINT_CASES)]
     cases += [pytest.param({"extra": extra}, m, id=f"extra-{i}") for i, (extra, m) in enumerate(EXTRA_CASES)]
-    cases += [pytest.param({"extra": extra}, m, id=f"raw-extra-{i}") for i, (extra, m) in enumerate(RAW_EXTRA_CASES)]
+    cases += [
+        pytest.param({"extra": extra}, m if AIRFLOW_V_3_2_PLUS else DROPPED_BY_AIRFLOW_3_1, id=f"raw-extra-{i}")
+        for i, (extra, m) in enumerate(RAW_EXTRA_CASES)
+    ]
     return cases
 
 
