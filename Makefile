@@ -52,6 +52,8 @@ test-matrix-older: $(AIRFLOW_MATRIX:%=test-airflow-%)
 test-airflow-%: .venv-%/.installed
 	AIRFLOW_HOME=$(CURDIR)/.airflow-$* .venv-$*/bin/python -m pytest -q $(MATRIX_PYTEST)
 
+# Kept between runs (make deletes the targets of pattern-rule chains otherwise, and would reinstall).
+.PRECIOUS: .venv-%/.installed
 .venv-%/.installed: setup.cfg pyproject.toml constraints-airflow-%.txt
 	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$* || python3 -m venv .venv-$*
 	.venv-$*/bin/python -m pip install -q -c constraints-airflow-$*.txt uv
