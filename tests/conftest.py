@@ -37,23 +37,33 @@ def tencentcloud_conn(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
 
 
 # CI on Airflow 3.1 and 3.2 (make test-matrix-older MATRIX_PYTEST=--matrix-lean in .ci/run) keeps to
-# the 45-minute budget by running, of the `airflow dags test` runs (10 s to 2 min each), only those
-# marked every_line: the example DAGs' poke and deferrable runs and the retry of a killed start
-# (the path that differs below 3.3). The others run the same code on every line; make test runs
-# them on 3.3 and make test-matrix without --matrix-lean on each line.
+# the 45-minute budget: of the `airflow dags test` runs (10 s to 2 min each) it runs only those marked
+# every_line (the example DAGs' poke and deferrable runs, the retry of a killed start, the secrets
+# check at debug level); the others run the same code on every line. It leaves out the release tests
+# too: they install constraints.txt (Airflow 3.3) in a fresh venv whichever venv runs them. make test
+# runs all of them on 3.3, make test-matrix without --matrix-lean on every line.
 LEFT_OUT_ON_OLDER_LINES = (
     "--matrix-lean: this airflow dags test run is left out on the older Airflow lines in CI (the 45-minute "
     "budget); make test runs it on 3.3, make test-matrix on every line"
 )
+RELEASE_ON_3_3_ONLY = (
+    "--matrix-lean: a release test installs constraints.txt (Airflow 3.3) whichever venv runs it; make test runs it"
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--matrix-lean", action="store_true", help="run only the airflow dags test runs marked every_line")
+    parser.addoption(
+        "--matrix-lean",
+        action="store_true",
+        help="run only the airflow dags test runs marked every_line, and no release tests",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.getoption("--matrix-lean"):
         return
     for item in items:
-        if "run_dag" in getattr(item, "fixturenames", ()) and item.get_closest_marker("every_line") is None:
+        if item.get_closest_marker("release") is not None:
+            item.add_marker(pytest.mark.skip(reason=RELEASE_ON_3_3_ONLY))
+        elif "run_dag" in getattr(item, "fixturenames", ()) and item.get_closest_marker("every_line") is None:
             item.add_marker(pytest.mark.skip(reason=LEFT_OUT_ON_OLDER_LINES))
