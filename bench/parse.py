@@ -102,18 +102,20 @@ def twin_source(shape: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def median_of(path: Path, runs: int) -> tuple[float, float, dict]:
-    results = [measure(path) for _ in range(runs)]
+def paired(ours: Path, twin: Path, runs: int) -> tuple[float, float, float, float]:
+    """Medians of (ours, twin) CPU seconds and RSS, from runs taking turns, so drifting load hits both alike."""
+    pairs = [(measure(ours), measure(twin)) for _ in range(runs)]
     return (
-        statistics.median(r["seconds"] for r in results),
-        statistics.median(r["rss"] for r in results),
-        results[0],
+        statistics.median(a["seconds"] for a, _ in pairs),
+        statistics.median(b["seconds"] for _, b in pairs),
+        statistics.median(a["rss"] for a, _ in pairs),
+        statistics.median(b["rss"] for _, b in pairs),
     )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="fresh interpreters per file (median)")
+    parser.add_argument("--runs", type=int, default=7, help="runs of each file and its twin, in turns (median)")
     parser.add_argument("--quick", action="store_true", help="3 runs per file")
     args = parser.parse_args()
     runs = 3 if args.quick else args.runs
@@ -122,12 +124,12 @@ def main() -> int:
         compileall.compile_dir(ROOT / tree, quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
         for dag_file in sorted((ROOT / "dags").glob("*.py")):
-            ours_s, ours_rss, first = median_of(dag_file, runs)
+            first = measure(dag_file)
             if not first["shape"]:
                 continue
             twin = Path(tmp) / f"twin_{dag_file.name}"
             twin.write_text(twin_source(first["shape"]))
-            base_s, base_rss, _ = median_of(twin, runs)
+            ours_s, base_s, ours_rss, base_rss = paired(dag_file, twin, runs)
             extra_ms = (ours_s - base_s) * 1000
             extra_mb = (ours_rss - base_rss) / 2**20
             heavy = [m for m in first["modules"] if m.startswith(HEAVY)]
