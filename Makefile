@@ -26,6 +26,7 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check airflow_cvm_export dags tests bench scripts
+	$(BIN)/ruff format --check airflow_cvm_export dags tests bench scripts
 	$(MAKE) unit-test
 	$(MAKE) ui-test
 	$(MAKE) system-test

@@ -110,9 +110,23 @@ class Recorder:
 
 def start_emulator(n: int, export_seconds: float) -> tuple[subprocess.Popen, str]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "airflow_cvm_export.emulator", "--port", "0", "--secret-id", SECRET_ID,
-         "--secret-key", SECRET_KEY, "--export-seconds", str(export_seconds), "--extra-images", str(n),
-         "--max-running-exports", str(n)],
+        [
+            sys.executable,
+            "-m",
+            "airflow_cvm_export.emulator",
+            "--port",
+            "0",
+            "--secret-id",
+            SECRET_ID,
+            "--secret-key",
+            SECRET_KEY,
+            "--export-seconds",
+            str(export_seconds),
+            "--extra-images",
+            str(n),
+            "--max-running-exports",
+            str(n),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -133,9 +147,15 @@ def start_exports(n: int) -> list[dict[str, Any]]:
         started_at = datetime.now(UTC).isoformat()
         response = hook.export_images(image_ids=[image_id], bucket_name=BUCKET)
         return {
-            "task_id": response["TaskId"], "cos_paths": response["CosPaths"], "image_ids": [image_id],
-            "bucket_name": BUCKET, "region": REGION, "file_name_prefixes": None, "export_format": "RAW",
-            "request_id": response["RequestId"], "started_at": started_at,
+            "task_id": response["TaskId"],
+            "cos_paths": response["CosPaths"],
+            "image_ids": [image_id],
+            "bucket_name": BUCKET,
+            "region": REGION,
+            "file_name_prefixes": None,
+            "export_format": "RAW",
+            "request_id": response["RequestId"],
+            "started_at": started_at,
         }
 
     with ThreadPoolExecutor(8) as pool:
@@ -146,8 +166,9 @@ async def wait_all(exports: list[dict[str, Any]], poll_interval: float, recorder
     """Run one trigger per export in this loop; return events and memory figures."""
     proc = psutil.Process()
     watcher = asyncio.create_task(recorder.watch())
-    triggers = [ExportImagesTrigger(export=e, tencentcloud_conn_id=CONN_ID, poll_interval=poll_interval)
-                for e in exports]
+    triggers = [
+        ExportImagesTrigger(export=e, tencentcloud_conn_id=CONN_ID, poll_interval=poll_interval) for e in exports
+    ]
 
     async def first_event(trigger: ExportImagesTrigger) -> dict[str, Any]:
         async for event in trigger.run():
@@ -172,8 +193,12 @@ async def wait_all(exports: list[dict[str, Any]], poll_interval: float, recorder
     events = await asyncio.gather(*tasks)
     elapsed = time.monotonic() - started
     watcher.cancel()
-    return {"events": events, "elapsed": elapsed, "waiting": waiting,
-            "per_export": (rss_waiting - rss_before) / max(waiting, 1)}
+    return {
+        "events": events,
+        "elapsed": elapsed,
+        "waiting": waiting,
+        "per_export": (rss_waiting - rss_before) / max(waiting, 1),
+    }
 
 
 def task_runner_rss() -> int:
@@ -182,12 +207,17 @@ def task_runner_rss() -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def report(n: int, poll_interval: float, result: dict[str, Any], recorder: Recorder,
-           calls: dict[str, dict[str, int]]) -> bool:
+def report(
+    n: int, poll_interval: float, result: dict[str, Any], recorder: Recorder, calls: dict[str, dict[str, int]]
+) -> bool:
     statuses = Counter(event["status"] for event in result["events"])
     by_action = {action: sum(outcomes.values()) for action, outcomes in sorted(calls.items())}
-    throttled = sum(count for outcomes in calls.values() for outcome, count in outcomes.items()
-                    if "RequestLimitExceeded" in outcome or "SlowDown" in outcome)
+    throttled = sum(
+        count
+        for outcomes in calls.values()
+        for outcome, count in outcomes.items()
+        if "RequestLimitExceeded" in outcome or "SlowDown" in outcome
+    )
     describe_cap = math.ceil(n / 100)
     worst_cycle = max(recorder.cycles, default=0)
     describe_rate = recorder.peak_rate("DescribeImages")
@@ -198,20 +228,30 @@ def report(n: int, poll_interval: float, result: dict[str, Any], recorder: Recor
     print(f"completions: {dict(statuses)} in {result['elapsed']:.1f}s ({result['waiting']} waiting at once)")
     print("API calls while waiting: " + ", ".join(f"{a} {c}" for a, c in by_action.items()))
     print("calls per export: " + ", ".join(f"{a} {c / n:.2f}" for a, c in by_action.items()))
-    print(f"poll cycles: {len(recorder.cycles)}; DescribeImages calls per cycle: max {worst_cycle} "
-          f"(target <= {describe_cap})")
-    print(f"peak API rate (1-s window): DescribeImages {describe_rate}/s "
-          f"(limit {DEFAULT_RATE_LIMITS['DescribeImages']:g}/s), COS HEAD {recorder.peak_rate('COS HEAD')}/s")
+    print(
+        f"poll cycles: {len(recorder.cycles)}; DescribeImages calls per cycle: max {worst_cycle} "
+        f"(target <= {describe_cap})"
+    )
+    print(
+        f"peak API rate (1-s window): DescribeImages {describe_rate}/s "
+        f"(limit {DEFAULT_RATE_LIMITS['DescribeImages']:g}/s), COS HEAD {recorder.peak_rate('COS HEAD')}/s"
+    )
     print(f"throttled responses: {throttled}")
-    print(f"peak RSS: {recorder.peak_rss / KB / KB:.0f} MB (process max "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KB:.0f} MB)")
-    print(f"longest event-loop stall: {recorder.stall * 1000:.1f} ms (target < 100 ms); longest GC pause "
-          f"{recorder.gc_pause * 1000:.1f} ms (after gc.freeze(); a full GC of Airflow's heap unfrozen is ~70 ms)")
+    print(
+        f"peak RSS: {recorder.peak_rss / KB / KB:.0f} MB (process max "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KB:.0f} MB)"
+    )
+    print(
+        f"longest event-loop stall: {recorder.stall * 1000:.1f} ms (target < 100 ms); longest GC pause "
+        f"{recorder.gc_pause * 1000:.1f} ms (after gc.freeze(); a full GC of Airflow's heap unfrozen is ~70 ms)"
+    )
     print(f"memory per waiting export: {per_export_kb:.1f} KB (target <= 15 KB)")
     limit = "over" if poke_rate > DEFAULT_RATE_LIMITS["DescribeImages"] else "within"
-    print(f"poke-mode estimate for the same N: {n} worker slots held for the whole wait, >= "
-          f"{n * runner_mb / KB:.1f} GB ({runner_mb:.0f} MB per task process, measured lower bound); "
-          f"{poke_rate:.0f} DescribeImages/s at the same interval ({limit} the 40/s limit)")
+    print(
+        f"poke-mode estimate for the same N: {n} worker slots held for the whole wait, >= "
+        f"{n * runner_mb / KB:.1f} GB ({runner_mb:.0f} MB per task process, measured lower bound); "
+        f"{poke_rate:.0f} DescribeImages/s at the same interval ({limit} the 40/s limit)"
+    )
     return (
         statuses["success"] == n
         and throttled == 0
@@ -234,8 +274,12 @@ def main() -> None:
     server, url = start_emulator(n, export_seconds)
     try:
         os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
-            {"conn_type": "tencentcloud", "login": SECRET_ID, "password": SECRET_KEY,
-             "extra": {"endpoint": url, "region": REGION}}
+            {
+                "conn_type": "tencentcloud",
+                "login": SECRET_ID,
+                "password": SECRET_KEY,
+                "extra": {"endpoint": url, "region": REGION},
+            }
         )
         print(f"starting {n} exports at the ExportImages limit (~{start_seconds:.0f}s)...", flush=True)
         exports = start_exports(n)

@@ -116,6 +116,4 @@ with DAG(
 
     planned = plan()
     start = ExportImagesOperator.partial(task_id="start_export").expand_kwargs(planned.map(export_kwargs))
-    ExportImagesSensor.partial(task_id="wait_for_export").expand_kwargs(
-        start.output.zip(planned).map(wait_kwargs)
-    )
+    ExportImagesSensor.partial(task_id="wait_for_export").expand_kwargs(start.output.zip(planned).map(wait_kwargs))

@@ -109,6 +109,7 @@ def test_clock_skew_re_signs_once_for_api_and_cos(
 
 def test_concurrent_calls_refused_for_skew_all_re_sign(hook_on: Callable[..., Any], server: ScriptedServer) -> None:
     """Three DescribeImages batches in flight are refused together; each signs again, none gives up."""
+
     def server_clock(request: Any) -> Answer:  # the server's clock is 900 s ahead of ours
         now = time.time() + 900
         late = abs(int(request.headers["x-tc-timestamp"]) - now) > 300
