@@ -160,21 +160,20 @@ def wait_in_worker(
 
 
 def export_assets(export: Mapping[str, Any], objects: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
-    """Group exported object keys by asset URI: one asset per bucket and image, ``cos://<bucket>/<ImageId>``.
+    """Group exported object keys by asset URI: one asset per exported image.
 
-    The URI names what was exported, not this run's keys (those go in the event's ``keys``), so it
-    is the same every night: Airflow creates each asset once and its scheduler activates it once,
-    instead of a new, inactive asset per run prefix. An object is the image's when its key starts
-    with the image's :func:`listing_prefixes` entry (the documented ``[<prefix>_]<ImageId>_`` file
-    names); a key that does not (never seen) is its own asset, ``cos://<bucket>/<key>``. Batches
-    never share an image, so two tasks of a run never create one asset at once.
+    ``cos://<bucket>/<file name prefix>_<ImageId>``, else ``cos://<bucket>/<key>``. Per image, not
+    per prefix: the mapped batches of one run share a prefix and finish at the same moment, and
+    Airflow's api-server fails one of two tasks that both create the same new asset at once
+    (``idx_asset_name_uri_unique``); batches never share an image.
     """
-    owners = sorted(zip(listing_prefixes(export), export["image_ids"], strict=True), key=lambda o: -len(o[0]))
+    pairs = zip(export.get("file_name_prefixes") or [], export.get("image_ids") or [], strict=False)
+    stems = sorted({f"{prefix}_{image_id}" for prefix, image_id in pairs}, key=len, reverse=True)
     groups: dict[str, list[str]] = defaultdict(list)
     for obj in objects:
         key = obj["key"]
-        name = next((image_id for prefix, image_id in owners if key.startswith(prefix)), key)
-        groups[f"cos://{obj['bucket']}/{name}"].append(key)
+        stem = next((s for s in stems if key.startswith(f"{s}_")), key)
+        groups[f"cos://{obj['bucket']}/{stem}"].append(key)
     return dict(groups)
 
 
@@ -182,9 +181,9 @@ def publish(task: BaseOperator, context: Context, export: ExportRecord, objects:
     """Hand a finished export downstream; return its CosPaths (the task's XCom ``return_value``).
 
     Pushes ``objects`` under XCom key ``objects``, keeps the export for the task's OpenLineage
-    lineage, and adds one asset event per exported image (:func:`export_assets`) to every
-    :class:`~airflow.sdk.AssetAlias` in ``task.outlets``. (The console links got their values when
-    the wait began, see :func:`resume_deferred`.)
+    lineage, and adds one asset event per bucket prefix to every :class:`~airflow.sdk.AssetAlias` in
+    ``task.outlets``. (The console links got their values when the wait began, see
+    :func:`resume_deferred`.)
     """
     from airflow.sdk import Asset, AssetAlias
 

@@ -6,9 +6,7 @@ after the other: the nightly DAG started with the documented ``airflow dags trig
 date; its mode unset, so ``[operators] default_deferrable`` makes it wait in the triggerer), then the
 ad-hoc DAG through the REST API without a logical date, once deferrable and once waiting in a worker
 (poke). For each run: success, the sensors' XCom is the emulator's CosPaths, one export per image,
-tasks ran on both workers, and no ERROR line in any of its task logs. Last, a second night of the
-same images once the scheduler has activated their assets: no new asset, and not one WARNING or
-ERROR line in the api-server's or the scheduler's log while it runs.
+tasks ran on both workers, and no ERROR line in any of its task logs.
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ from tests.system.stack import (
     Stack,
     celery_stack,
     missing_for_celery,
-    wait_until,
     worker_runs,
 )
 
@@ -171,49 +168,3 @@ def test_adhoc_from_the_rest_api_without_a_logical_date(stack: Stack, mode: str)
     check_run(stack, "cvm_export_adhoc", run_id, ADHOC_IMAGES[mode])
     # An explicit mode wins over [operators] default_deferrable (on here): poke never defers.
     assert len(trigger_logs(stack, "cvm_export_adhoc", run_id)) == (2 if mode == "deferrable" else 0)
-
-
-def test_a_second_night_logs_no_warning_in_the_api_server_or_scheduler(stack: Stack) -> None:
-    # A first export of an image creates its asset cos://<bucket>/<ImageId> through the alias, and
-    # Airflow warns once that the new asset is not active yet (the scheduler activates it on its next
-    # [scheduler] parsing_cleanup_interval pass). Those warnings are in the log already: the check sees them.
-    nightly_assets = {f"cos://{BUCKET}/{image_id}" for image_id in NIGHTLY["image_ids"]}
-    first_nights = [line for line in server_lines(stack) if server_level(line) == "warning"]
-    assert {uri for uri in nightly_assets if any(uri in line for line in first_nights)} == nightly_assets, first_nights
-    wait_until("the nightly's assets to be active", lambda: nightly_assets <= asset_uris(stack, only_active=True), 90)
-    assets_before = asset_uris(stack, only_active=False)
-    runs_before = {run["dag_run_id"] for run in stack.get("/dags/cvm_export_nightly/dagRuns")["dag_runs"]}
-    offsets = {name: len(stack.log(name)) for name in SERVERS}
-
-    triggered = stack.airflow(NIGHTLY_TRIGGER)
-    assert triggered.returncode == 0, triggered.stdout + triggered.stderr
-    (run_id,) = {run["dag_run_id"] for run in stack.get("/dags/cvm_export_nightly/dagRuns")["dag_runs"]} - runs_before
-    check_run(stack, "cvm_export_nightly", run_id, NIGHTLY["image_ids"])
-
-    assert asset_uris(stack, only_active=False) == assets_before  # the same assets as the first nights
-    lines = server_lines(stack, offsets)
-    assert sum(server_level(line) == "info" for line in lines), lines  # else the check below proves nothing
-    flagged = [line for line in lines if server_level(line) in ("warning", "error", "critical")]
-    assert not flagged, "\n".join(flagged)
-
-
-SERVERS = ("api-server", "scheduler")
-
-
-def server_lines(stack: Stack, offsets: dict[str, int] | None = None) -> list[str]:
-    """The api-server's and the scheduler's log lines, from ``offsets`` (characters) on."""
-    return [
-        f"{name}: {line}" for name in SERVERS for line in stack.log(name)[(offsets or {}).get(name, 0) :].splitlines()
-    ]
-
-
-def server_level(line: str) -> str | None:
-    """The level of a component's log line (structlog's console format: ``<time> [warning  ] ...``)."""
-    found = re.search(r" \[(debug|info|warning|error|critical) *\] ", line)
-    return found[1] if found else None
-
-
-def asset_uris(stack: Stack, *, only_active: bool) -> set[str]:
-    """The URIs of the assets in this bucket (``only_active``: those the scheduler has activated)."""
-    found = stack.get("/assets", uri_pattern=BUCKET, only_active=only_active, limit=1000)["assets"]
-    return {asset["uri"] for asset in found}
