@@ -66,9 +66,9 @@ class Waiter:
 
     def posted(self) -> asyncio.Future[None]:
         """A future done once something was posted (at once if something is waiting)."""
-        if self._posted is None or (self._posted.done() and not self._posts):
+        if self._posted is None or self._posted.done():
             self._posted = asyncio.get_running_loop().create_future()
-        if self._posts and not self._posted.done():
+        if self._posts:
             self._posted.set_result(None)
         return self._posted
 
