@@ -1,4 +1,8 @@
-"""Operator starting a Tencent Cloud CVM image export (``ExportImages``) into a COS bucket."""
+"""Operator starting a Tencent Cloud CVM image export (``ExportImages``) into a COS bucket.
+
+The hook, the triggers, the wait engine and the completion checks are imported by the methods that
+use them: a DAG file importing this module pays only for building the task (``bench/parse.py``).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
-from airflow_cvm_export.utils.completion import (
-    ExportProgress,
-    count_expected_objects,
-    expected_keys,
-    recovered_paths,
-    take_baseline,
-    unexpected_objects,
-)
-from airflow_cvm_export.utils.connection import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.errors import (
     DryRunSucceeded,
     TencentCloudBusyError,
@@ -31,12 +26,20 @@ from airflow_cvm_export.utils.errors import (
 from airflow_cvm_export.utils.lineage import remember, task_lineage
 from airflow_cvm_export.utils.records import ExportRecord, ExportState
 from airflow_cvm_export.utils.starting import StartState, describe, gave_up, pause_seconds, start_state
-from airflow_cvm_export.utils.validation import DEFAULT_EXPORT_FORMAT, ExportArgs, as_seconds, validate_export_args
+from airflow_cvm_export.utils.validation import (
+    DEFAULT_CONN_ID,
+    DEFAULT_EXPORT_FORMAT,
+    ExportArgs,
+    as_seconds,
+    validate_export_args,
+)
 from airflow_cvm_export.version_compat import ResumableJobMixin, conf
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk.definitions.context import Context
+
+    from airflow_cvm_export.utils.completion import ExportProgress
 
 # ExportImages failures after which the export may or may not have started: sent without an answer,
 # a server error, or an answer that is not what the API promises.
@@ -333,10 +336,12 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         images can be exported and send again. A send without a usable answer is resolved by
         :meth:`_find_unanswered` before anything is sent again.
         """
-        expected = count_expected_objects(self._args.image_ids, image_set, self._args.only_export_root_disk)
-        keys = expected_keys(self._args.request(), image_set)
+        from airflow_cvm_export.utils import completion
+
+        expected = completion.count_expected_objects(self._args.image_ids, image_set, self._args.only_export_root_disk)
+        keys = completion.expected_keys(self._args.request(), image_set)
         while True:
-            baseline = take_baseline(keys, self._list(self._args.request()))
+            baseline = completion.take_baseline(keys, self._list(self._args.request()))
             # By COS's clock, as the listing's Date header showed it: objects outside the baseline are
             # judged by comparing their Last-Modified with it.
             started_at = datetime.fromtimestamp(self._hook.cos_time(), UTC).isoformat()
@@ -385,18 +390,20 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         other new objects appeared under its prefixes (:func:`unexpected_objects`): then it fails
         rather than risk a duplicate.
         """
+        from airflow_cvm_export.utils import completion
+
         while True:
             reason = self._busy_reason(wait_for_queue=True, pending=record)
             if reason is None:
                 listed = self._list(record)
-                paths = recovered_paths(record, image_set, listed)
+                paths = completion.recovered_paths(record, image_set, listed)
                 if all(paths) and paths:
                     self.log.warning(
                         "The unanswered ExportImages started and finished: %s; not exporting again", ", ".join(paths)
                     )
                     return {**record, "cos_paths": paths}
                 if not any(paths):
-                    strays = unexpected_objects(record, image_set, listed)
+                    strays = completion.unexpected_objects(record, image_set, listed)
                     if strays:
                         raise TencentCloudOutcomeUnknownError(
                             f"ExportImages of {', '.join(record['image_ids'])} got no usable answer; none of its "

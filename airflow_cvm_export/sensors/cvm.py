@@ -1,4 +1,8 @@
-"""Sensor waiting for a CVM image export to land in its COS bucket."""
+"""Sensor waiting for a CVM image export to land in its COS bucket.
+
+The hook, the trigger and the wait engine are imported by the methods that use them: a DAG file
+importing this module pays only for building the task (``bench/parse.py``).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import AssetAlias, BaseSensorOperator, PokeReturnValue
 
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
-from airflow_cvm_export.utils import waiting
-from airflow_cvm_export.utils.completion import ExportProgress
-from airflow_cvm_export.utils.connection import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
 from airflow_cvm_export.utils.lineage import task_lineage
-from airflow_cvm_export.utils.records import ExportRecord
-from airflow_cvm_export.utils.validation import validate_export_record
-from airflow_cvm_export.utils.waiting import OBJECTS_XCOM_KEY, export_assets
+from airflow_cvm_export.utils.records import OBJECTS_XCOM_KEY
+from airflow_cvm_export.utils.validation import DEFAULT_CONN_ID, validate_export_record
 from airflow_cvm_export.version_compat import AirflowSkipException, conf
 
 if TYPE_CHECKING:
@@ -25,10 +25,21 @@ if TYPE_CHECKING:
     from airflow.sdk.definitions.mappedoperator import OperatorPartial
 
     from airflow_cvm_export.hooks.cvm import CvmHook
+    from airflow_cvm_export.utils.completion import ExportProgress
+    from airflow_cvm_export.utils.records import ExportRecord
 
-__all__ = ["DEFAULT_ASSET_ALIAS", "OBJECTS_XCOM_KEY", "ExportImagesSensor", "export_assets", "with_alias"]
+__all__ = ["DEFAULT_ASSET_ALIAS", "OBJECTS_XCOM_KEY", "ExportImagesSensor", "with_alias"]
 
 DEFAULT_ASSET_ALIAS = "cvm_export"
+
+
+def __getattr__(name: str) -> Any:
+    """``export_assets`` (0.1.0 defined it here) now lives in the wait engine, loaded on first use."""
+    if name == "export_assets":
+        from airflow_cvm_export.utils.waiting import export_assets
+
+        return export_assets
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def with_alias(outlets: Any, asset_alias: str | None) -> list[Any]:
@@ -193,10 +204,14 @@ class ExportImagesSensor(BaseSensorOperator):
 
     def check(self) -> ExportProgress:
         """One check of the export: see :func:`~airflow_cvm_export.utils.waiting.check`."""
+        from airflow_cvm_export.utils import waiting
+
         return waiting.check(self, self.hook, self.export_record)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """Return the CosPaths once every object is there; fail at once if the export failed."""
+        from airflow_cvm_export.utils import waiting
+
         event = waiting.verdict(self.export_record, self.check())
         if event is None:
             return False
@@ -204,6 +219,8 @@ class ExportImagesSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:
         """Resume after the trigger: see :func:`~airflow_cvm_export.utils.waiting.resume`."""
+        from airflow_cvm_export.utils import waiting
+
         return waiting.resume_deferred(self, context, self.export_record, event)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:

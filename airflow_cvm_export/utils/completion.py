@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-DEFAULT_FORMAT = "RAW"
+from airflow_cvm_export.utils.validation import DEFAULT_EXPORT_FORMAT, parse_time
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,6 @@ class ExportProgress:
         return f"{len(self.objects)} of {self.expected} exported objects present"
 
 
-def parse_time(value: str) -> datetime:
-    """An ISO 8601 time with a zone (``Z`` allowed); ValueError for anything else."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        raise ValueError(f"timestamp without time zone: {value!r}")
-    return parsed
-
-
 def _second(value: str) -> datetime:
     """A COS time to the whole second (HEAD's Last-Modified has no fraction; listings show ``.000``)."""
     return parse_time(value).replace(microsecond=0)
@@ -83,7 +75,7 @@ def file_extension(export_format: str | None) -> str:
     The API reference shows ``.raw`` for RAW; QCOW2, VHD and VMDK follow the same documented
     pattern (``.qcow2``, ``.vhd``, ``.vmdk``).
     """
-    return (export_format or DEFAULT_FORMAT).lower()
+    return (export_format or DEFAULT_EXPORT_FORMAT).lower()
 
 
 def canonical_key(key: str) -> str:

@@ -17,16 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_cvm_export.utils.errors import TencentCloudConfigError, shown
+from airflow_cvm_export.utils.validation import validate_region
 
 CONN_TYPE = "tencentcloud"
-DEFAULT_CONN_ID = "tencentcloud_default"
 DEFAULT_ENDPOINT = "https://cvm.tencentcloudapi.com"
 DEFAULT_RATE_LIMITS = {"ExportImages": 20.0, "DescribeImages": 40.0}
 # The only keys rate_limits accepts: the API actions the provider sends, and the trigger's COS checks.
 RATE_LIMITED_ACTIONS = ("ExportImages", "DescribeImages", "DescribeRegions", "COS HEAD")
 # Requests per second a rate limit may be set to (0 switches one off).
 MIN_RATE, MAX_RATE = 0.1, 1000.0
-REGION_RE = re.compile(r"^[a-z]{2,4}(-[a-z]+)+(-\d+)?$")
 EXTRA_KEYS = ("region", "endpoint", "cos_endpoint", "token", "allow_http", "rate_limits")
 # How Airflow's connection form stores the provider's extra fields (older forms; newer ones use plain names).
 EXTRA_PREFIX = f"extra__{CONN_TYPE}__"
@@ -96,16 +95,6 @@ def is_loopback(hostname: str) -> bool:
         return ipaddress.ip_address(hostname).is_loopback
     except ValueError:
         return False
-
-
-def validate_region(region: Any, *, field_name: str = "region") -> str:
-    """Return ``region`` if it looks like a Tencent Cloud region such as ``ap-guangzhou``."""
-    if not isinstance(region, str) or not REGION_RE.fullmatch(region):
-        raise TencentCloudConfigError(
-            f"{field_name} must be a Tencent Cloud region such as 'ap-guangzhou' or 'na-siliconvalley', "
-            f"got {shown(region)}"
-        )
-    return region
 
 
 def check_credential(value: Any, field_name: str) -> str:

@@ -9,6 +9,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TypedDict
 
+# XCom key of the exported objects (a list of ExportedObject).
+OBJECTS_XCOM_KEY = "objects"
+
 
 class ExportRecord(TypedDict, total=False):
     """The export record: ``ExportImagesOperator``'s return value (XCom ``return_value``, or ``export``

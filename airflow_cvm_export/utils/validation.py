@@ -20,13 +20,14 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from airflow_cvm_export.utils import bounded_json
-from airflow_cvm_export.utils.completion import parse_time
-from airflow_cvm_export.utils.connection import REGION_RE, validate_region
 from airflow_cvm_export.utils.errors import TencentCloudConfigError, shown
 from airflow_cvm_export.utils.selection import exportable_ids, selection_filters
 
+# The connection every ``tencentcloud_conn_id`` argument defaults to.
+DEFAULT_CONN_ID = "tencentcloud_default"
 EXPORT_FORMATS = ("RAW", "QCOW2", "VHD", "VMDK")
 DEFAULT_EXPORT_FORMAT = "RAW"
+# The *_PATTERN values are compiled on first use (``re``'s cache), not when a DAG file imports this.
 # The form of every documented image id: ``img-`` and 8 lowercase letters or digits.
 IMAGE_ID_PATTERN = r"^img-[a-z0-9]{8}$"
 # ``<name>-<APPID>``: lowercase letters, digits and hyphens, then a numeric APPID; at most 60 characters.
@@ -36,7 +37,8 @@ BUCKET_NAME_MAX = 60
 FILE_NAME_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # CAM role names: letters, digits and ``+=,.@_-``, 1 to 128 characters.
 ROLE_NAME_PATTERN = r"^[A-Za-z0-9+=,.@_-]{1,128}$"
-REGION_PATTERN = REGION_RE.pattern
+# Regions look like ``ap-guangzhou``, ``na-siliconvalley`` or ``ap-shanghai-fsi``.
+REGION_PATTERN = r"^[a-z]{2,4}(-[a-z]+)+(-\d+)?$"
 SENSOR_MODES = ("poke", "reschedule")
 # How the example DAGs wait: in the triggerer, or in a worker in one of the sensor's modes.
 WAIT_MODES = ("deferrable", *SENSOR_MODES)
@@ -50,11 +52,6 @@ MAX_COS_PATHS = 1000
 MAX_COS_PATH_LENGTH = 1024
 DEFAULT_POKE_INTERVAL = 60
 DEFAULT_TIMEOUT = 24 * 60 * 60
-
-_IMAGE_ID_RE = re.compile(IMAGE_ID_PATTERN)
-_BUCKET_RE = re.compile(BUCKET_NAME_PATTERN)
-_PREFIX_RE = re.compile(FILE_NAME_PREFIX_PATTERN)
-_ROLE_RE = re.compile(ROLE_NAME_PATTERN)
 
 
 def _fail(field: str, allowed: str, value: Any) -> TencentCloudConfigError:
@@ -93,7 +90,7 @@ def as_image_ids(value: Any, field: str = "image_ids", limit: int = MAX_IMAGE_ID
             "exports (plan_exports does, batch_size at a time)"
         )
     for image_id in ids:
-        if not isinstance(image_id, str) or not _IMAGE_ID_RE.fullmatch(image_id):
+        if not isinstance(image_id, str) or not re.fullmatch(IMAGE_ID_PATTERN, image_id):
             raise _fail(f"{field} item", "an image id: 'img-' and 8 lowercase letters or digits", image_id)
     duplicates = sorted({image_id for image_id in ids if ids.count(image_id) > 1})
     if duplicates:
@@ -103,7 +100,7 @@ def as_image_ids(value: Any, field: str = "image_ids", limit: int = MAX_IMAGE_ID
 
 def as_bucket_name(value: Any, field: str = "bucket_name") -> str:
     """A full COS bucket name ``<name>-<APPID>``."""
-    if not isinstance(value, str) or len(value) > BUCKET_NAME_MAX or not _BUCKET_RE.fullmatch(value):
+    if not isinstance(value, str) or len(value) > BUCKET_NAME_MAX or not re.fullmatch(BUCKET_NAME_PATTERN, value):
         raise _fail(
             field,
             f"a COS bucket name '<name>-<APPID>' such as 'exports-1250000000' (lowercase letters, digits and "
@@ -130,7 +127,7 @@ def as_file_name_prefixes(value: Any, count: int, field: str = "file_name_prefix
     for prefix in _as_list(value, field, "['nightly-20261126']"):
         if isinstance(prefix, int) and not isinstance(prefix, bool) and prefix >= 0:
             prefix = str(prefix)
-        if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
+        if not isinstance(prefix, str) or not re.fullmatch(FILE_NAME_PREFIX_PATTERN, prefix):
             raise _fail(
                 f"{field} item",
                 "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
@@ -162,9 +159,19 @@ def as_role_name(value: Any, field: str = "role_name") -> str | None:
     """None (the API's default ``CVM_QcsRole``) or a CAM role name."""
     if value is None:
         return None
-    if not isinstance(value, str) or not _ROLE_RE.fullmatch(value):
+    if not isinstance(value, str) or not re.fullmatch(ROLE_NAME_PATTERN, value):
         raise _fail(field, "a CAM role name: 1 to 128 letters, digits or '+=,.@_-'", value)
     return value
+
+
+def validate_region(region: Any, *, field_name: str = "region") -> str:
+    """Return ``region`` if it looks like a Tencent Cloud region such as ``ap-guangzhou``."""
+    if not isinstance(region, str) or not re.fullmatch(REGION_PATTERN, region):
+        raise TencentCloudConfigError(
+            f"{field_name} must be a Tencent Cloud region such as 'ap-guangzhou' or 'na-siliconvalley', "
+            f"got {shown(region)}"
+        )
+    return region
 
 
 def as_optional_region(value: Any, field: str = "region") -> str | None:
@@ -217,6 +224,14 @@ def validate_export_args(
         role_name=as_role_name(role_name),
         region=as_optional_region(region),
     )
+
+
+def parse_time(value: str) -> datetime:
+    """An ISO 8601 time with a zone (``Z`` allowed); ValueError for anything else."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp without time zone: {value!r}")
+    return parsed
 
 
 def _as_started_at(value: Any, field: str) -> str:

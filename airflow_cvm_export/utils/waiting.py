@@ -22,16 +22,20 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_cvm_export.utils.completion import ExportProgress, assess, listing_prefixes
-from airflow_cvm_export.utils.records import EventStatus, ExportedObject, ExportEvent, ExportRecord, ExportState
+from airflow_cvm_export.utils.records import (
+    OBJECTS_XCOM_KEY,
+    EventStatus,
+    ExportedObject,
+    ExportEvent,
+    ExportRecord,
+    ExportState,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.definitions.context import Context
 
     from airflow_cvm_export.hooks.cvm import CvmHook
-
-# XCom key of the exported objects (a list of ExportedObject).
-OBJECTS_XCOM_KEY = "objects"
 
 
 def export_label(export: Mapping[str, Any]) -> str:

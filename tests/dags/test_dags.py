@@ -32,12 +32,15 @@ socket.create_connection = refuse
 
 from airflow_cvm_export.version_compat import DagBag
 
+# What only a running task needs: a DAG file that imports the operator or sensor must not load it.
+RUNTIME_ONLY = ("airflow_cvm_export.emulator", "airflow_cvm_export.hooks", "airflow_cvm_export.triggers",
+                "airflow_cvm_export.utils.connection", "airflow_cvm_export.utils.completion",
+                "airflow_cvm_export.utils.waiting")
 bag = DagBag(sys.argv[1])
 print(json.dumps({
     "errors": bag.import_errors,
     "files": sorted({dag.fileloc for dag in bag.dags.values()}),
-    "loaded": [name for name in ("requests", "airflow_cvm_export.emulator", "airflow_cvm_export.hooks.cvm")
-               if name in sys.modules],
+    "loaded": [name for name in sys.modules if name == "requests" or name.startswith(RUNTIME_ONLY)],
 }))
 """
 

@@ -22,7 +22,7 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.cvm.v20170312 import cvm_client, models
 
 from airflow_cvm_export.emulator import Emulator
-from airflow_cvm_export.utils.completion import parse_time
+from airflow_cvm_export.utils.validation import parse_time
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.credentials import SECRET_ID, SECRET_KEY
 from tests.e2e.conftest import AIRFLOW, PROJECT, REGION, DagRun, airflow_env

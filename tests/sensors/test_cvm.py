@@ -12,9 +12,10 @@ from airflow.sdk import DAG, Asset, AssetAlias, PokeReturnValue
 from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.links.cvm import LINK_XCOM_KEY
 from airflow_cvm_export.operators.cvm import ExportImagesOperator
-from airflow_cvm_export.sensors.cvm import DEFAULT_ASSET_ALIAS, OBJECTS_XCOM_KEY, ExportImagesSensor, export_assets
+from airflow_cvm_export.sensors.cvm import DEFAULT_ASSET_ALIAS, OBJECTS_XCOM_KEY, ExportImagesSensor
 from airflow_cvm_export.utils.completion import take_baseline
 from airflow_cvm_export.utils.errors import TencentCloudConfigError, TencentCloudError
+from airflow_cvm_export.utils.waiting import export_assets
 from airflow_cvm_export.version_compat import (
     AirflowFailException,
     AirflowSensorTimeout,

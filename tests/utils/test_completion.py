@@ -16,14 +16,13 @@ from airflow_cvm_export.utils.completion import (
     expected_keys,
     is_fresh,
     listing_prefixes,
-    parse_time,
     recovered_paths,
     take_baseline,
     unexpected_objects,
     written_since,
 )
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
-from airflow_cvm_export.utils.validation import validate_export_record
+from airflow_cvm_export.utils.validation import parse_time, validate_export_record
 
 STARTED = "2026-12-01T10:00:00+00:00"
 AFTER = "2026-12-01T10:20:00+00:00"
