@@ -2,8 +2,8 @@
 
 Each successful ``wait_for_export`` (in ``cvm_export_nightly``, ``cvm_export_adhoc`` or any DAG
 using ``ExportImagesSensor``) emits, through ``AssetAlias("cvm_export")``, one asset event per
-exported image: URI ``cos://<bucket>/<file name prefix>_<ImageId>`` (``cos://<bucket>/<key>``
-when the export used no prefixes), extra ``{"export_task_id": <ExportImages TaskId>, "keys": [...]}``.
+exported image: URI ``cos://<bucket>/<ImageId>?dag_id=<producing DAG>`` (the same every run), extra
+``{"export_task_id": <ExportImages TaskId>, "keys": [<this run's object keys of the image>]}``.
 The scheduler starts this DAG on those events. ``list_exported_objects`` reads them from
 ``triggering_asset_events`` and returns the URI of every exported object, ``cos://<bucket>/<key>``:
 replace it with whatever should happen to fresh images (copy, scan, register).

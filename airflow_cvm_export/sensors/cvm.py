@@ -65,9 +65,9 @@ class ExportImagesSensor(BaseSensorOperator):
     (``n of m``) is logged on every check.
 
     On success the XCom ``return_value`` is the list of CosPaths, XCom ``objects`` holds one
-    :class:`~airflow_cvm_export.utils.records.ExportedObject` per object, and one
-    asset event per image, ``cos://<bucket>/<file name prefix>_<ImageId>`` (``cos://<bucket>/<key>``
-    without prefixes), is emitted through the asset alias.
+    :class:`~airflow_cvm_export.utils.records.ExportedObject` per object, and one asset event per
+    image, ``cos://<bucket>/<ImageId>?dag_id=<dag_id>`` (the same URI every run; the run's object
+    keys are in the event's ``extra``), is emitted through the asset alias.
 
     :param export: the export record (:class:`~airflow_cvm_export.utils.records.ExportRecord`) returned by
         :class:`~airflow_cvm_export.operators.cvm.ExportImagesOperator` (``export=start.output``), or a
@@ -79,8 +79,8 @@ class ExportImagesSensor(BaseSensorOperator):
     :param started_at: ISO 8601 time with zone, taken just before ExportImages was sent by COS's
         clock (the record's ``started_at`` is); objects whose ``Last-Modified`` is older, to the
         second, do not count (explicit fields). Templated.
-    :param file_name_prefixes: the prefixes the export used, which name each image's asset
-        (explicit fields). Templated.
+    :param file_name_prefixes: the prefixes the export used, which tell the image of each object
+        for the asset events (explicit fields). Templated.
     :param region: region of the images and bucket; overrides the record's and the connection's.
         Templated.
     :param tencentcloud_conn_id: connection of type ``tencentcloud``. Templated.

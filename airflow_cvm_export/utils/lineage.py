@@ -6,7 +6,7 @@ storage entries, see the README's "Lineage"):
 
 - a COS object: namespace ``cos://<bucket>``, name ``<object key>`` (the CosPath without its
   leading ``/``), as ``s3://<bucket>`` / ``<object key>`` for S3; the same scheme and bucket as
-  the provider's Airflow assets ``cos://<bucket>/<prefix>``.
+  the provider's Airflow assets ``cos://<bucket>/<ImageId>?dag_id=<dag_id>``.
 - a CVM custom image: namespace ``cvm://<region>``, name ``<image id>``: an image id is unique
   and lives in one region, and the region is where the CVM API serves it.
 

@@ -163,21 +163,31 @@ def wait_in_worker(
         time.sleep(poll_interval)
 
 
-def export_assets(export: Mapping[str, Any], objects: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
-    """Group exported object keys by asset URI: one asset per exported image.
+def export_assets(
+    export: Mapping[str, Any], objects: Sequence[Mapping[str, Any]], dag_id: str | None = None
+) -> dict[str, list[str]]:
+    """Group exported object keys by asset URI: one asset per bucket, image and producing DAG.
 
-    ``cos://<bucket>/<file name prefix>_<ImageId>``, else ``cos://<bucket>/<key>``. Per image, not
-    per prefix: the mapped batches of one run share a prefix and finish at the same moment, and
-    Airflow's api-server fails one of two tasks that both create the same new asset at once
-    (``idx_asset_name_uri_unique``); batches never share an image.
+    ``cos://<bucket>/<ImageId>?dag_id=<dag_id>``: the URI names what was exported and by which DAG,
+    not this run's keys (those go in the event's ``keys``), so it is the same every run. Airflow
+    then creates each asset once, on the first export, and its scheduler activates it once, instead
+    of a new, inactive asset per run prefix. The DAG is in the URI because Airflow's api-server
+    fails one of two tasks that create the same new asset at the same moment (unique violation on
+    ``idx_asset_name_uri_unique``; see the README's "Assets"): DAGs never share an asset, and the
+    batches of a run never share an image. An object is the image's when its key starts with the
+    image's :func:`listing_prefixes` entry (the documented ``[<prefix>_]<ImageId>_`` file names); a
+    key that does not (never seen) is its own asset, ``cos://<bucket>/<key>?dag_id=<dag_id>``.
+    Without ``dag_id`` (callers of 0.1.0's two-argument form) the URIs have no query.
     """
-    pairs = zip(export.get("file_name_prefixes") or [], export.get("image_ids") or [], strict=False)
-    stems = sorted({f"{prefix}_{image_id}" for prefix, image_id in pairs}, key=len, reverse=True)
+    from urllib.parse import urlencode
+
+    owners = sorted(zip(listing_prefixes(export), export["image_ids"], strict=True), key=lambda o: -len(o[0]))
+    query = f"?{urlencode({'dag_id': dag_id})}" if dag_id else ""
     groups: dict[str, list[str]] = defaultdict(list)
     for obj in objects:
         key = obj["key"]
-        stem = next((s for s in stems if key.startswith(f"{s}_")), key)
-        groups[f"cos://{obj['bucket']}/{stem}"].append(key)
+        name = next((image_id for prefix, image_id in owners if key.startswith(prefix)), key)
+        groups[f"cos://{obj['bucket']}/{name}{query}"].append(key)
     return dict(groups)
 
 
@@ -185,9 +195,9 @@ def publish(task: BaseOperator, context: Context, export: ExportRecord, objects:
     """Hand a finished export downstream; return its CosPaths (the task's XCom ``return_value``).
 
     Pushes ``objects`` under XCom key ``objects``, keeps the export for the task's OpenLineage
-    lineage, and adds one asset event per bucket prefix to every :class:`~airflow.sdk.AssetAlias` in
-    ``task.outlets``. (The console links got their values when the wait began, see
-    :func:`resume_deferred`.)
+    lineage, and adds one asset event per exported image (:func:`export_assets`) to every
+    :class:`~airflow.sdk.AssetAlias` in ``task.outlets``. (The console links got their values when
+    the wait began, see :func:`resume_deferred`.)
     """
     from airflow.sdk import Asset, AssetAlias
 
@@ -197,7 +207,7 @@ def publish(task: BaseOperator, context: Context, export: ExportRecord, objects:
     remember(task, export, cos_paths)
     context["ti"].xcom_push(key=OBJECTS_XCOM_KEY, value=objects)
     aliases = [outlet for outlet in task.outlets if isinstance(outlet, AssetAlias)]
-    for uri, keys in export_assets(export, objects).items():
+    for uri, keys in export_assets(export, objects, task.dag_id).items():
         for alias in aliases:
             context["outlet_events"][alias].add(
                 Asset(uri=uri), extra={"export_task_id": export.get("task_id"), "keys": keys}

@@ -62,7 +62,8 @@ def test_export_events_schedule_the_consumer_dag_with_the_exported_objects(
         ALIAS,
     ) == [(CONSUMER,)]
 
-    # One event per exported image, through the alias, on cos://<bucket>/<prefix>_<ImageId> assets.
+    # One event per exported image, through the alias, on cos://<bucket>/<ImageId>?dag_id=<dag> assets:
+    # the same URIs every run (this run's keys, under its stamped prefixes, are in the events' extra).
     events = rows(
         db,
         "SELECT e.source_map_index, a.uri, e.extra, al.name FROM asset_event e JOIN asset a ON a.id = e.asset_id "
@@ -71,11 +72,10 @@ def test_export_events_schedule_the_consumer_dag_with_the_exported_objects(
         run.dag_id,
         run.run_id,
     )
-    stamp = cos_paths[0].split("_")[0].removeprefix("/web-")
     assert sorted((index, uri) for index, uri, _, _ in events) == [
-        (0, f"cos://{BUCKET}/web-{stamp}_img-centos01"),
-        (0, f"cos://{BUCKET}/web-{stamp}_img-centos02"),
-        (1, f"cos://{BUCKET}/db-{stamp}_img-ubuntu01"),
+        (0, f"cos://{BUCKET}/img-centos01?dag_id={run.dag_id}"),
+        (0, f"cos://{BUCKET}/img-centos02?dag_id={run.dag_id}"),
+        (1, f"cos://{BUCKET}/img-ubuntu01?dag_id={run.dag_id}"),
     ]
     assert {alias for *_, alias in events} == {ALIAS}
     assert sorted(key for _, _, extra, _ in events for key in json.loads(extra)["keys"]) == sorted(

@@ -69,8 +69,8 @@ def test_pokes_until_every_object_is_there(
     assert context["ti"].xcoms[LINK_XCOM_KEY]["bucket"] == BUCKET
     events = context["outlet_events"][AssetAlias(DEFAULT_ASSET_ALIAS)].asset_alias_events
     assert sorted(event.dest_asset_key.uri for event in events) == [
-        f"cos://{BUCKET}/app_img-ubuntu01",
-        f"cos://{BUCKET}/web_img-centos02",
+        f"cos://{BUCKET}/img-centos02?dag_id={wait.dag_id}",
+        f"cos://{BUCKET}/img-ubuntu01?dag_id={wait.dag_id}",
     ]
 
 
@@ -208,16 +208,36 @@ def test_execute_complete_failure(emulator: Emulator, status: str, error: type[E
     assert resumed["ti"].xcoms[LINK_XCOM_KEY]["bucket"] == BUCKET  # the failed task keeps its console links
 
 
-def test_assets_grouped_by_prefix_or_key() -> None:
+def test_one_asset_per_bucket_image_and_dag_whatever_the_prefix() -> None:
     objects = [
-        {"bucket": BUCKET, "key": "web_img-centos01_system_snap-1.raw"},
-        {"bucket": BUCKET, "key": "web_img-centos01_data_snap-2.raw"},
-        {"bucket": BUCKET, "key": "img-ubuntu01_system_snap-3.raw"},
+        {"bucket": BUCKET, "key": "web-20261126-3f2a9c1d_img-centos01_system_snap-1.raw"},
+        {"bucket": BUCKET, "key": "web-20261126-3f2a9c1d_img-centos01_data_snap-2.raw"},
+        # A prefix that starts like another image's file names: the longest listing prefix wins.
+        {"bucket": BUCKET, "key": "web-20261126-3f2a9c1d_img-centos01_img-ubuntu01_system_snap-4.raw"},
     ]
-    export = {"file_name_prefixes": ["web", "web"], "image_ids": ["img-centos01", "img-ubuntu01"]}
-    assert export_assets(export, objects) == {
-        f"cos://{BUCKET}/web_img-centos01": ["web_img-centos01_system_snap-1.raw", "web_img-centos01_data_snap-2.raw"],
-        f"cos://{BUCKET}/img-ubuntu01_system_snap-3.raw": ["img-ubuntu01_system_snap-3.raw"],
+    prefixes = ["web-20261126-3f2a9c1d", "web-20261126-3f2a9c1d_img-centos01"]
+    export = {"file_name_prefixes": prefixes, "image_ids": ["img-centos01", "img-ubuntu01"]}
+    assert export_assets(export, objects, "nightly") == {
+        f"cos://{BUCKET}/img-centos01?dag_id=nightly": [obj["key"] for obj in objects[:2]],
+        f"cos://{BUCKET}/img-ubuntu01?dag_id=nightly": [objects[2]["key"]],
+    }
+    tomorrow = {**export, "file_name_prefixes": [p.replace("20261126-3f2a9c1d", "20261127-0b1c2d3e") for p in prefixes]}
+    renamed = [{**obj, "key": obj["key"].replace("20261126-3f2a9c1d", "20261127-0b1c2d3e")} for obj in objects]
+    assert export_assets(tomorrow, renamed, "nightly").keys() == export_assets(export, objects, "nightly").keys()
+    # Another DAG exporting the same image to the same bucket has its own assets (never created at once).
+    assert not export_assets(export, objects, "adhoc").keys() & export_assets(export, objects, "nightly").keys()
+    assert list(export_assets(export, objects)) == [f"cos://{BUCKET}/img-centos01", f"cos://{BUCKET}/img-ubuntu01"]
+
+
+def test_assets_without_prefixes_and_of_keys_off_the_documented_pattern() -> None:
+    objects = [
+        {"bucket": BUCKET, "key": "img-ubuntu01_system_snap-3.raw"},
+        {"bucket": BUCKET, "key": "unexpected-name.raw"},
+    ]
+    export = {"file_name_prefixes": None, "image_ids": ["img-ubuntu01"]}
+    assert export_assets(export, objects, "adhoc") == {
+        f"cos://{BUCKET}/img-ubuntu01?dag_id=adhoc": ["img-ubuntu01_system_snap-3.raw"],
+        f"cos://{BUCKET}/unexpected-name.raw?dag_id=adhoc": ["unexpected-name.raw"],
     }
 
 

@@ -268,13 +268,13 @@ def _start_emulator(stack: Stack, export_seconds: float, extra_args: list[str]) 
     stack.emulator = wait_until("the emulator's URL", lambda: stack.log("emulator").strip().splitlines()[:1], 30)[0]
 
 
-def _airflow_env(stack: Stack, variable: dict[str, Any] | None) -> dict[str, str]:
+def _airflow_env(stack: Stack, variable: dict[str, Any] | None, dags_folder: Path) -> dict[str, str]:
     from cryptography.fernet import Fernet
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "TENCENTCLOUD_"))}
     env.update(
         AIRFLOW_HOME=str(stack.home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__FERNET_KEY=Fernet.generate_key().decode(),
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
@@ -331,6 +331,7 @@ def celery_stack(
     emulator_args: list[str] | None = None,
     variable: dict[str, Any] | None = None,
     worker_concurrency: int = 1,
+    dags_folder: Path = ROOT / "dags",
 ) -> Iterator[Stack]:
     """PostgreSQL, Redis, the emulator and Airflow with the CeleryExecutor and two workers."""
     scratch = Path(tempfile.mkdtemp(prefix="cvm-celery-"))
@@ -341,7 +342,7 @@ def celery_stack(
         database = start_postgres(stack, scratch / "pg")
         broker = start_redis(stack, scratch)
         _start_emulator(stack, export_seconds, emulator_args or [])
-        stack.env = _airflow_env(stack, variable)
+        stack.env = _airflow_env(stack, variable, dags_folder)
         # As docker-compose.yaml, but on loopback ports and without a password (trust auth).
         stack.env.update(
             AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
@@ -363,7 +364,7 @@ def local_stack(*, export_seconds: float = 10, variable: dict[str, Any] | None =
     stack = Stack(home=scratch, api=f"http://127.0.0.1:{free_port()}")
     try:
         _start_emulator(stack, export_seconds, [])
-        stack.env = _airflow_env(stack, variable)
+        stack.env = _airflow_env(stack, variable, ROOT / "dags")
         stack.env.update(
             AIRFLOW__CORE__EXECUTOR="LocalExecutor",
             AIRFLOW__CORE__PARALLELISM="4",

@@ -6,7 +6,11 @@ after the other: the nightly DAG started with the documented ``airflow dags trig
 date; its mode unset, so ``[operators] default_deferrable`` makes it wait in the triggerer), then the
 ad-hoc DAG through the REST API without a logical date, once deferrable and once waiting in a worker
 (poke). For each run: success, the sensors' XCom is the emulator's CosPaths, one export per image,
-tasks ran on both workers, and no ERROR line in any of its task logs.
+tasks ran on both workers, and no ERROR line in any of its task logs. Then a second night of the
+same images once the scheduler has activated their assets: no new asset, and not one WARNING or
+ERROR line in the api-server's or the scheduler's log while it runs. Last, what the asset URIs are
+designed around, shown on this stack with ``tests/system/dags/asset_race.py``: two tasks that create
+the same new asset at the same moment, and Airflow's api-server fails one of them.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,9 +32,11 @@ from tests.system.stack import (
     GUIDE_ENV,
     NIGHTLY_TRIGGER,
     NIGHTLY_UNPAUSE,
+    ROOT,
     Stack,
     celery_stack,
     missing_for_celery,
+    wait_until,
     worker_runs,
 )
 
@@ -53,14 +61,17 @@ ADHOC_IMAGES = {
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     missing = missing_for_celery()
     if missing:
         if os.environ.get("CI"):
             pytest.fail(f"the Celery system test needs {', '.join(missing)} (.ci/run installs them)")
         pytest.skip(f"needs {', '.join(missing)}; tests/system/test_deferrable.py runs without them")
+    dags = tmp_path_factory.mktemp("dags")  # the example DAGs and the asset race DAG
+    for path in [*(ROOT / "dags").glob("*.py"), Path(__file__).parent / "dags" / "asset_race.py"]:
+        shutil.copy(path, dags / path.name)
     with celery_stack(
-        export_seconds=EXPORT_SECONDS, emulator_args=["--extra-images", "22"], variable=NIGHTLY
+        export_seconds=EXPORT_SECONDS, emulator_args=["--extra-images", "22"], variable=NIGHTLY, dags_folder=dags
     ) as running:
         for dag_id in ("cvm_export_nightly", "cvm_export_adhoc"):
             running.wait_until_parsed(dag_id)
@@ -168,3 +179,104 @@ def test_adhoc_from_the_rest_api_without_a_logical_date(stack: Stack, mode: str)
     check_run(stack, "cvm_export_adhoc", run_id, ADHOC_IMAGES[mode])
     # An explicit mode wins over [operators] default_deferrable (on here): poke never defers.
     assert len(trigger_logs(stack, "cvm_export_adhoc", run_id)) == (2 if mode == "deferrable" else 0)
+
+
+def test_a_second_night_logs_no_warning_in_the_api_server_or_scheduler(stack: Stack) -> None:
+    # A first export of an image creates its asset cos://<bucket>/<ImageId>?dag_id=<dag> through the
+    # alias, and Airflow warns that the new asset is not found, then not active yet (the scheduler
+    # activates it on its next [scheduler] parsing_cleanup_interval pass). Those warnings are in the
+    # log already: the check sees them.
+    nightly_assets = {f"cos://{BUCKET}/{image_id}?dag_id=cvm_export_nightly" for image_id in NIGHTLY["image_ids"]}
+    first_nights = [line for line in server_lines(stack) if server_level(line) == "warning"]
+    for warning in ("not found; cannot create asset event", "Emitting event for inactive AssetModel"):
+        warned = {uri for uri in nightly_assets for line in first_nights if uri in line and warning in line}
+        assert warned == nightly_assets, (warning, first_nights)
+    wait_until("the nightly's assets to be active", lambda: nightly_assets <= asset_uris(stack, only_active=True), 90)
+    assets_before = asset_uris(stack, only_active=False)
+    runs_before = {run["dag_run_id"] for run in stack.get("/dags/cvm_export_nightly/dagRuns")["dag_runs"]}
+    offsets = {name: len(stack.log(name)) for name in SERVERS}
+
+    triggered = stack.airflow(NIGHTLY_TRIGGER)
+    assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+    (run_id,) = {run["dag_run_id"] for run in stack.get("/dags/cvm_export_nightly/dagRuns")["dag_runs"]} - runs_before
+    check_run(stack, "cvm_export_nightly", run_id, NIGHTLY["image_ids"])
+
+    assert asset_uris(stack, only_active=False) == assets_before  # the same assets as the first nights
+    lines = server_lines(stack, offsets)
+    assert sum(server_level(line) == "info" for line in lines), lines  # else the check below proves nothing
+    flagged = [line for line in lines if server_level(line) in ("warning", "error", "critical")]
+    assert not flagged, "\n".join(flagged)
+
+
+SERVERS = ("api-server", "scheduler")
+
+
+def server_lines(stack: Stack, offsets: dict[str, int] | None = None) -> list[str]:
+    """The api-server's and the scheduler's log lines, from ``offsets`` (characters) on."""
+    return [
+        f"{name}: {line}" for name in SERVERS for line in stack.log(name)[(offsets or {}).get(name, 0) :].splitlines()
+    ]
+
+
+def server_level(line: str) -> str | None:
+    """The level of a component's log line (structlog's console format: ``<time> [warning  ] ...``)."""
+    found = re.search(r" \[(debug|info|warning|error|critical) *\] ", line)
+    return found[1] if found else None
+
+
+def run_state(stack: Stack, run_id: str) -> str:
+    return stack.get(f"/dags/asset_race/dagRuns/{run_id}")["state"]
+
+
+def asset_uris(stack: Stack, *, only_active: bool, pattern: str = BUCKET) -> set[str]:
+    """The URIs of the assets in this bucket (``only_active``: those the scheduler has activated)."""
+    found = stack.get("/assets", uri_pattern=pattern, only_active=only_active, limit=1000)["assets"]
+    return {asset["uri"] for asset in found}
+
+
+RACE_PAIRS = 3
+
+
+def test_two_tasks_creating_one_new_asset_at_once_fail_one_of_them(stack: Stack, tmp_path: Path) -> None:
+    """Airflow 3.3.2's behaviour, not this provider's: why the asset URIs name the image and the DAG.
+
+    Both map indexes of an ``asset_race`` run emit through an alias the same asset, new, within a
+    millisecond or so. The api-server (``TaskInstance.register_asset_changes_in_db``) finds no such
+    asset in either request and inserts it in both; the second insert waits for the first
+    transaction and hits ``idx_asset_name_uri_unique``. ``ti_update_state`` then sets that task
+    ``failed``, whatever its retries (two here), though the task itself succeeded.
+    """
+    unpause = stack.airflow("airflow dags unpause asset_race")
+    assert unpause.returncode == 0, unpause.stderr
+    collided = []
+    for pair in range(RACE_PAIRS):
+        barrier = tmp_path / f"barrier{pair}"
+        barrier.mkdir()
+        uri = f"cos://race-1250000000/img-race{pair:02d}?dag_id=asset_race"
+        offset = len(stack.log("api-server"))
+        conf = {"uri": uri, "barrier": str(barrier)}
+        response = stack.session.post(
+            f"{stack.api}/api/v2/dags/asset_race/dagRuns", json={"logical_date": None, "conf": conf}, timeout=10
+        )
+        assert response.status_code == 200, response.text
+        run_id = response.json()["dag_run_id"]
+        stack.wait_for_run("asset_race", run_id, RUN_TIMEOUT)
+        tis = stack.get(f"/dags/asset_race/dagRuns/{run_id}/taskInstances")["task_instances"]
+        outcome = sorted((ti["state"], ti["try_number"]) for ti in tis)
+        log = stack.log("api-server")[offset:]
+        if outcome == [("success", 1), ("success", 1)]:  # the requests did not overlap this time
+            collided.append(False)
+            continue
+        assert outcome == [("failed", 1), ("success", 1)], (outcome, log[-3000:])
+        assert "Error updating Task Instance state. Setting the task to failed." in log, log[-3000:]
+        assert 'duplicate key value violates unique constraint "idx_asset_name_uri_unique"' in log, log[-3000:]
+        assert asset_uris(stack, only_active=False, pattern="race-1250000000") >= {uri}  # the winner's asset
+        if not any(collided):  # cleared, the failed task runs again and succeeds: the asset is there now
+            failed = [ti["task_id"] for ti in tis if ti["state"] == "failed"]
+            clear = {"dag_run_id": run_id, "task_ids": failed, "only_failed": True, "dry_run": False}
+            cleared = stack.session.post(f"{stack.api}/api/v2/dags/asset_race/clearTaskInstances", json=clear)
+            assert cleared.status_code == 200, cleared.text
+            wait_until("the cleared run to start again", lambda run_id=run_id: run_state(stack, run_id) != "failed", 60)
+            assert stack.wait_for_run("asset_race", run_id, RUN_TIMEOUT) == "success"
+        collided.append(True)
+    assert any(collided), f"no pair of the {RACE_PAIRS} overlapped: the test showed nothing"
