@@ -58,7 +58,7 @@ test-airflow-%: .venv-%/.installed
 .venv-%/.installed: setup.cfg pyproject.toml constraints-airflow-%.txt
 	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$* || python3 -m venv .venv-$*
 	.venv-$*/bin/python -m pip install -q -c constraints-airflow-$*.txt uv
-	.venv-$*/bin/uv pip install -q --compile-bytecode --python .venv-$*/bin/python -c constraints-airflow-$*.txt -e '.[test]'
+	.venv-$*/bin/uv pip install -q --compile-bytecode --python .venv-$*/bin/python -c constraints-airflow-$*.txt -e '.[test,openlineage]'
 	.venv-$*/bin/python -m pip check
 	touch $@
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 pytestmark = pytest.mark.e2e
-# The openlineage extra (make venv installs it; the older-Airflow matrix venvs do not).
+# The openlineage extra (make venv and the older lines' venvs of make test-matrix install it).
 pytest.importorskip("airflow.providers.openlineage")
 
 BUCKET = "exports-1250000000"

@@ -8,7 +8,7 @@ import pytest
 
 from airflow_cvm_export.utils.lineage import remember, task_lineage
 
-# The openlineage extra (make venv installs it; the older-Airflow matrix venvs do not).
+# The openlineage extra (make venv and the older lines' venvs of make test-matrix install it).
 pytest.importorskip("airflow.providers.openlineage")
 
 EXPORT = {"region": "ap-shanghai", "image_ids": ["img-centos01", "img-ubuntu01"], "bucket_name": "b-1250000000"}
