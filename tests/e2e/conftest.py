@@ -28,6 +28,16 @@ REGION = "ap-guangzhou"
 BACKOFF_SCALE = 0.05
 
 
+def query_while_running(db: Path, sql: str, *params: Any) -> tuple[Any, ...] | None:
+    """The first row ``sql`` finds in a metadata DB a DAG run is using, or None when it finds none or
+    the run holds the write lock (ask again)."""
+    try:
+        with sqlite3.connect(db, timeout=1) as conn:
+            return conn.execute(sql, params).fetchone()
+    except sqlite3.OperationalError:  # the run holds the write lock
+        return None
+
+
 def airflow_env(home: Path) -> dict[str, str]:
     """The environment of every Airflow subprocess: its own home, the project's DAGs, nothing ambient."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "TENCENTCLOUD_"))}

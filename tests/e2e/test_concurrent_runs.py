@@ -6,7 +6,6 @@ from its XComs."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import threading
 import time
@@ -25,7 +24,7 @@ from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.utils.validation import parse_time
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.credentials import SECRET_ID, SECRET_KEY
-from tests.e2e.conftest import AIRFLOW, PROJECT, REGION, DagRun, airflow_env
+from tests.e2e.conftest import AIRFLOW, PROJECT, REGION, DagRun, airflow_env, query_while_running
 
 pytestmark = pytest.mark.e2e
 
@@ -86,16 +85,13 @@ def busy_until(emulator: Emulator, image_ids: list[str], prefix: str, until: Cal
 def up_for_retry(airflow_home: Path, task_id: str) -> bool:
     """Whether the first try of ``task_id`` in the latest run of ``cvm_export_runs`` is over, failed
     and up for retry (read from the metadata DB while the run goes on)."""
-    try:
-        with sqlite3.connect(airflow_home / "airflow.db", timeout=1) as db:
-            row = db.execute(
-                "SELECT ti.state, ti.try_number FROM task_instance ti JOIN dag_run r "
-                "ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id "
-                "WHERE ti.dag_id = 'cvm_export_runs' AND ti.task_id = ? ORDER BY r.id DESC LIMIT 1",
-                (task_id,),
-            ).fetchone()
-    except sqlite3.OperationalError:  # the run holds the write lock: ask again
-        return False
+    row = query_while_running(
+        airflow_home / "airflow.db",
+        "SELECT ti.state, ti.try_number FROM task_instance ti JOIN dag_run r "
+        "ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id "
+        "WHERE ti.dag_id = 'cvm_export_runs' AND ti.task_id = ? ORDER BY r.id DESC LIMIT 1",
+        task_id,
+    )
     return row is not None and (row[0] == "up_for_retry" or row[1] >= 2)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_cvm_export.emulator import Emulator
-from tests.e2e.conftest import DagRun
+from tests.e2e.conftest import DagRun, query_while_running
 
 pytestmark = pytest.mark.e2e
 
@@ -61,18 +61,17 @@ def latest_run(db: Path) -> int:
 def rescheduled(db: Path, dag_id: str, task_id: str, after_run: int) -> int:
     """How many instances of ``task_id`` in runs of ``dag_id`` newer than ``after_run`` were rescheduled
     at least once (read from the metadata DB while the run goes on)."""
-    try:
-        with sqlite3.connect(db, timeout=1) as conn:
-            (count,) = conn.execute(
-                "SELECT COUNT(DISTINCT ti.map_index) FROM task_reschedule tr "
-                "JOIN task_instance ti ON ti.id = tr.ti_id JOIN dag_run r "
-                "ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id "
-                "WHERE ti.dag_id = ? AND ti.task_id = ? AND r.id > ?",
-                (dag_id, task_id, after_run),
-            ).fetchone()
-    except sqlite3.OperationalError:  # the run holds the write lock: ask again
-        return 0
-    return count
+    row = query_while_running(
+        db,
+        "SELECT COUNT(DISTINCT ti.map_index) FROM task_reschedule tr "
+        "JOIN task_instance ti ON ti.id = tr.ti_id JOIN dag_run r "
+        "ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id "
+        "WHERE ti.dag_id = ? AND ti.task_id = ? AND r.id > ?",
+        dag_id,
+        task_id,
+        after_run,
+    )
+    return row[0] if row else 0  # no row: the run holds the write lock, ask again
 
 
 @contextmanager
