@@ -24,6 +24,7 @@ from airflow_cvm_export.utils.errors import (
     TencentCloudServerError,
 )
 from airflow_cvm_export.utils.lineage import remember, task_lineage
+from airflow_cvm_export.utils.outage import DEFAULT_MAX_OUTAGE
 from airflow_cvm_export.utils.records import ExportRecord, ExportState
 from airflow_cvm_export.utils.starting import StartState, describe, gave_up, pause_seconds, start_state
 from airflow_cvm_export.utils.validation import (
@@ -102,6 +103,9 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         and the objects to XCom ``objects``. A dry run never waits.
     :param poll_interval: seconds between checks while waiting.
     :param wait_timeout: seconds to wait for the files before failing with ``AirflowSensorTimeout``.
+    :param max_outage: seconds the checks of the wait may keep failing transiently (a cloud or network
+        outage) before the try fails; default one hour, never past ``wait_timeout``. As the sensor's
+        (see :mod:`~airflow_cvm_export.utils.outage`).
     :param start_timeout: seconds to wait until the export can start (an image busy with another
         export, a full export queue, an unanswered send being resolved) before failing with a message
         naming the images and the reason.
@@ -143,6 +147,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         wait_for_completion: bool = False,
         poll_interval: float = 60.0,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        max_outage: float = DEFAULT_MAX_OUTAGE,
         start_timeout: float = DEFAULT_START_TIMEOUT,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
@@ -153,6 +158,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.poll_interval = as_seconds(poll_interval, "poll_interval")
         self.wait_timeout = as_seconds(wait_timeout, "wait_timeout")
+        self.max_outage = as_seconds(max_outage, "max_outage")
         self.deferrable = deferrable
         self.image_ids = image_ids
         self.bucket_name = bucket_name
@@ -222,6 +228,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
                 region=record["region"],
                 poll_interval=self.poll_interval,
                 end_time=time.time() + self.wait_timeout,
+                max_outage=self.max_outage,
             ),
             method_name="execute_complete",
         )
@@ -325,7 +332,9 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             return waiting.publish(self, context, record, self._progress.objects)
         if self.deferrable:
             self._defer(record)
-        return waiting.wait_in_worker(self, context, self._hook, record, self.poll_interval, self.wait_timeout)
+        return waiting.wait_in_worker(
+            self, context, self._hook, record, self.poll_interval, self.wait_timeout, self.max_outage
+        )
 
     # -- starting ---------------------------------------------------------------------------------
 
@@ -546,10 +555,13 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         """Log the started export and store the console links' values."""
         if record["dry_run"]:
             return
+        from airflow_cvm_export.utils.waiting import export_label
+
+        answer = f" (RequestId {record['request_id']})" if record["request_id"] else ""
         self.log.info(
-            "ExportImages task %s started (RequestId %s): %s to %s: %s",
-            record["task_id"],
-            record["request_id"],
+            "%s started%s: %s to %s: %s",
+            export_label(record),
+            answer,
             f"{len(record['cos_paths'])} object(s)" if record["cos_paths"] else "objects found by listing",
             record["bucket_name"],
             ", ".join(record["cos_paths"]),

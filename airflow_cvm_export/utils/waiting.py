@@ -6,12 +6,16 @@ one-task operator (``wait_for_completion``, with or without ``deferrable``) end 
 1. **check**: DescribeImages and the export's objects (:func:`check` in a worker; the trigger's
    poller batches the same calls for every export waiting in the triggerer), judged by
    :func:`~airflow_cvm_export.utils.completion.assess`, the one place where completion is decided;
+   a check that fails transiently is ridden out up to the wait's ``max_outage``
+   (:class:`~airflow_cvm_export.utils.outage.Outage`, :func:`check_through_outage`);
 2. **decide**: :func:`verdict` turns that judgement into an
    :class:`~airflow_cvm_export.utils.records.ExportEvent`, or None while the export runs; a check
-   that could not be made becomes :func:`error_event`, a deadline :func:`timeout_event`;
+   that could not be made, and is no longer tolerated, becomes :func:`failed_check_event`, a
+   deadline :func:`timeout_event`;
 3. **act**: :func:`resume` hands a finished export on (XCom, console links, asset events), fails
-   for good on a failed export (``AirflowFailException``) or a timeout (``AirflowSensorTimeout``),
-   and fails only this try when the export could not be checked (the task's retries reattach).
+   for good on a failed export or a permanent error (``AirflowFailException``) or a timeout
+   (``AirflowSensorTimeout``), and fails only this try when the export could not be checked for
+   longer than ``max_outage`` (the task's retries reattach).
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_cvm_export.utils.completion import ExportProgress, assess, listing_prefixes
+from airflow_cvm_export.utils.outage import DEFAULT_MAX_OUTAGE, Outage, is_permanent
 from airflow_cvm_export.utils.records import (
     OBJECTS_XCOM_KEY,
     EventStatus,
@@ -39,8 +44,11 @@ if TYPE_CHECKING:
 
 
 def export_label(export: Mapping[str, Any]) -> str:
-    """``ExportImages task <TaskId>``, for messages."""
-    return f"ExportImages task {export.get('task_id')}"
+    """``ExportImages task <TaskId>``, for messages; a recovered export (its answer was lost: no TaskId)
+    is named by its images."""
+    if export.get("task_id") is None:
+        return f"ExportImages of {', '.join(export.get('image_ids') or ())} (answer lost, no TaskId)"
+    return f"ExportImages task {export['task_id']}"
 
 
 # -- check ------------------------------------------------------------------------------------------
@@ -67,6 +75,28 @@ def check(task: BaseOperator, hook: CvmHook, export: ExportRecord) -> ExportProg
         heads = {key: hook.head_cos_object(bucket, key) for key in (p.lstrip("/") for p in export["cos_paths"])}
     progress = assess(export, image_set, heads)
     task.log.info("%s: %s", export_label(export), progress.describe())
+    return progress
+
+
+def check_through_outage(
+    task: BaseOperator, hook: CvmHook, export: ExportRecord, outage: Outage
+) -> ExportProgress | None:
+    """:func:`check`, riding out an outage: None after a failed check ``outage`` tolerates (logged).
+
+    A failed check it does not tolerate ends the wait as :func:`end` does with
+    :func:`failed_check_event`. The poke and reschedule modes and :func:`wait_in_worker` check
+    through here; the triggerer's poller applies the same :class:`~airflow_cvm_export.utils.outage.Outage`.
+    """
+    try:
+        progress = check(task, hook, export)
+    except Exception as error:
+        if not outage.tolerates(error):
+            end(failed_check_event(export, outage, error))
+        task.log.warning("%s: %s", export_label(export), outage.describe(error))
+        return None
+    lasted = outage.passed()
+    if lasted is not None:
+        task.log.info("%s: the checks work again after failing for %.0f s", export_label(export), lasted)
     return progress
 
 
@@ -100,6 +130,17 @@ def error_event(export: Mapping[str, Any], error: BaseException | str) -> Export
     return {"status": EventStatus.ERROR.value, "message": f"Could not check {export_label(export)}: {error}"}
 
 
+def failed_check_event(export: Mapping[str, Any], outage: Outage, error: BaseException) -> ExportEvent:
+    """The event ending a wait whose check raised ``error`` and ``outage`` does not tolerate it.
+
+    A permanent error (credentials, not found, bad parameters) is ``failed``: the task fails at once,
+    in every mode. Anything else (an outage longer than ``max_outage``, an unexpected error) is
+    :func:`error_event`: this try fails and the task's retries reattach.
+    """
+    event = error_event(export, outage.gave_up(error))
+    return {**event, "status": EventStatus.FAILED.value} if is_permanent(error) else event
+
+
 def timeout_event(export: Mapping[str, Any], progress: ExportProgress | None, limit: str) -> ExportEvent:
     """The wait ran out of time (``limit`` says how: ``by <time>``, ``within <n> s``) before the export finished."""
     seen = progress.describe() if progress else "not checked yet"
@@ -124,13 +165,18 @@ def resume(task: BaseOperator, context: Context, export: ExportRecord, event: Ma
     ``error``: a :class:`~airflow_cvm_export.utils.errors.TencentCloudError`, so the task's own
     retries run (a retry checks again and reattaches).
     """
+    if event.get("status") == EventStatus.SUCCESS:
+        return publish(task, context, export, list(event["objects"]))
+    end(event)
+
+
+def end(event: Mapping[str, Any]) -> NoReturn:
+    """Raise what ends a wait that did not succeed (see :func:`resume`)."""
     from airflow_cvm_export.utils.errors import TencentCloudError
     from airflow_cvm_export.version_compat import AirflowFailException, AirflowSensorTimeout
 
     status = event.get("status")
     message = event.get("message") or f"the export wait ended with status {status!r}"
-    if status == EventStatus.SUCCESS:
-        return publish(task, context, export, list(event["objects"]))
     if status == EventStatus.TIMEOUT:
         raise AirflowSensorTimeout(message)
     if status == EventStatus.ERROR:
@@ -149,13 +195,25 @@ def resume_deferred(task: BaseOperator, context: Context, export: ExportRecord, 
 
 
 def wait_in_worker(
-    task: BaseOperator, context: Context, hook: CvmHook, export: ExportRecord, poll_interval: float, timeout: float
+    task: BaseOperator,
+    context: Context,
+    hook: CvmHook,
+    export: ExportRecord,
+    poll_interval: float,
+    timeout: float,
+    max_outage: float = DEFAULT_MAX_OUTAGE,
 ) -> list[str]:
-    """Check every ``poll_interval`` seconds in this worker until the export ends; act as :func:`resume`."""
+    """Check every ``poll_interval`` seconds in this worker until the export ends; act as :func:`resume`.
+
+    Failed checks are ridden out up to ``max_outage`` seconds (:func:`check_through_outage`).
+    """
     deadline = time.monotonic() + timeout
+    outage = Outage(max_outage)
+    progress: ExportProgress | None = None
     while True:
-        progress = check(task, hook, export)
-        event = verdict(export, progress)
+        checked = check_through_outage(task, hook, export, outage)
+        progress = checked or progress
+        event = verdict(export, checked) if checked is not None else None
         if event is None and time.monotonic() + poll_interval > deadline:
             event = timeout_event(export, progress, f"within {timeout:g} s")
         if event is not None:

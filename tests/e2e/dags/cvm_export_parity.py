@@ -3,8 +3,8 @@
 Branch ``<mode>`` uses connection ``tc_<mode>``: ``start_<mode>`` + ``wait_<mode>`` for the
 sensor's poke, reschedule and deferrable modes, and ``one_task`` for
 ``ExportImagesOperator(wait_for_completion=True, deferrable=True)``. ``CVM_PARITY_TIMEOUT`` sets
-every wait's timeout (seconds). Waits retry once, at once: a try that gives up on transient errors
-is retried and reattaches.
+every wait's timeout and ``CVM_PARITY_MAX_OUTAGE`` its ``max_outage`` (seconds). Waits retry once,
+at once: a try that gives up on transient errors is retried and reattaches.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from airflow_cvm_export.sensors.cvm import ExportImagesSensor
 IMAGES = ["img-centos02"]
 BUCKET = "exports-1250000000"
 TIMEOUT = float(os.environ.get("CVM_PARITY_TIMEOUT", "60"))
+MAX_OUTAGE = float(os.environ.get("CVM_PARITY_MAX_OUTAGE", "3600"))
 RETRY = {"retries": 1, "retry_delay": timedelta(0)}
 
 with DAG(dag_id="cvm_export_parity", schedule=None):
@@ -33,6 +34,7 @@ with DAG(dag_id="cvm_export_parity", schedule=None):
             tencentcloud_conn_id=f"tc_{mode}",
             poke_interval=1,
             timeout=TIMEOUT,
+            max_outage=MAX_OUTAGE,
             mode="reschedule" if mode == "reschedule" else "poke",
             deferrable=mode == "deferrable",
             **RETRY,
@@ -46,5 +48,6 @@ with DAG(dag_id="cvm_export_parity", schedule=None):
         deferrable=True,
         poll_interval=1,
         wait_timeout=TIMEOUT,
+        max_outage=MAX_OUTAGE,
         **RETRY,
     )
