@@ -158,7 +158,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.poll_interval = as_seconds(poll_interval, "poll_interval")
         self.wait_timeout = as_seconds(wait_timeout, "wait_timeout")
-        self.max_outage = as_seconds(max_outage, "max_outage")
+        self.max_outage = as_seconds(max_outage, "max_outage", zero=True)
         self.deferrable = deferrable
         self.image_ids = image_ids
         self.bucket_name = bucket_name

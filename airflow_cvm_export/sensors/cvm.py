@@ -150,7 +150,7 @@ class ExportImagesSensor(BaseSensorOperator):
         self.region = region
         self.tencentcloud_conn_id = tencentcloud_conn_id
         self.asset_alias = asset_alias
-        self.max_outage = as_seconds(max_outage, "max_outage")
+        self.max_outage = as_seconds(max_outage, "max_outage", zero=True)
         self.deferrable = deferrable
         self._outage: Outage | None = None  # the failed checks in a row of this wait
 
