@@ -31,6 +31,7 @@ Celery message was lost with Redis stays queued). The recovery times measured ar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -57,6 +58,7 @@ from tests.system.stack import (
     free_port,
     launch_emulator,
     missing_for_celery,
+    session_members,
     wait_until,
 )
 
@@ -157,17 +159,29 @@ def wait_state(stack: Stack, run: Run, state: str, *, try_number: int = 1, timeo
     wait_until(f"{run.dag_id} {run.run_id} wait {state} (try {try_number}+)", reached, timeout, interval=1)
 
 
-def holder(stack: Stack, runs: list[Run], since: dict[str, int]) -> str | None:
-    """The triggerer whose log shows, after ``since`` (log offsets), every one of ``runs``' waits starting."""
+def holder(stack: Stack, runs: list[Run]) -> str | None:
+    """The triggerer running the waits of every one of ``runs``: the one whose processes hold their trigger
+    logs open (``…/run_id=<run>/task_id=wait/attempt=<n>.log.trigger.<triggerer job id>.log``)."""
     for name in ("triggerer", "triggerer2"):
-        text = stack.log(name)[since.get(name, 0) :]
-        if all(f"{run.dag_id}/{run.run_id}/wait/" in text and " starting" in text for run in runs):
+        if stack.processes[name].poll() is not None:
+            continue
+        held = " ".join(open_files(stack.processes[name].pid))
+        if all(f"/dag_id={run.dag_id}/run_id={run.run_id}/task_id=wait/" in held for run in runs):
             return name
     return None
 
 
-def offsets(stack: Stack) -> dict[str, int]:
-    return {name: len(stack.log(name)) for name in ("triggerer", "triggerer2")}
+def open_files(sid: int) -> list[str]:
+    """The trigger log files the processes of session ``sid`` have open."""
+    paths = []
+    for pid in session_members(sid):
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if ".log.trigger." in target:
+                        paths.append(target)
+    return paths
 
 
 def restart_postgres(stack: Stack) -> None:
@@ -296,20 +310,20 @@ def give_faults(campaign: Campaign, supervisor: Supervisor) -> None:
     deferred = [start("triggerers", "faults_deferrable"), start("triggerers", "faults_one_task")]
     for run in deferred:
         wait_state(stack, run, "deferred")
-    first = wait_until("the triggerer running the waits", lambda: holder(stack, deferred, {}), 120)
+    first = wait_until("the triggerer running the first wait", lambda: holder(stack, deferred[:1]), 120)
     other = "triggerer2" if first == "triggerer" else "triggerer"
     supervisor.paused.add(first)
-    since, killed = offsets(stack), time.monotonic()
+    killed = time.monotonic()
     stack.kill_session(first)
-    wait_until("the waits to move to the other triggerer", lambda: holder(stack, deferred, since) == other, 120)
+    wait_until("the waits to move to the other triggerer", lambda: holder(stack, deferred) == other, 120)
     campaign.recovery["triggerer HA: waits running on the other"] = time.monotonic() - killed
     supervisor.paused.add(other)
-    since, killed = offsets(stack), time.monotonic()
+    killed = time.monotonic()
     stack.kill_session(other)  # no triggerer left
     time.sleep(5)
     stack.restart(first)  # a new triggerer
     supervisor.paused.discard(first)
-    wait_until("the waits to run in the new triggerer", lambda: holder(stack, deferred, since) == first, 180)
+    wait_until("the waits to run in the new triggerer", lambda: holder(stack, deferred) == first, 180)
     campaign.recovery["triggerer killed: waits running in the new one"] = time.monotonic() - killed
     stack.restart(other)
     supervisor.paused.discard(other)
