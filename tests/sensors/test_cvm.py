@@ -263,3 +263,8 @@ def test_asset_alias_declared_at_construction_mapped_or_not(kwargs: dict[str, An
         mapped = ExportImagesSensor.partial(task_id="mapped", **kwargs).expand(export=[{}])
     assert plain.outlets == mapped.outlets == outlets
     assert mapped.unmap({"export": {}}).outlets == outlets  # as it runs: no alias added twice
+
+
+def test_partial_keeps_the_sdks_guard_against_calling_it_on_a_task() -> None:
+    with pytest.raises(TypeError, match="partial can only be called on Operator classes"):
+        ExportImagesSensor(task_id="w", export={}).partial(task_id="again")
