@@ -313,6 +313,8 @@ def cvm_role_keys(settings: CredentialSettings, timeout: tuple[float, float] = H
     role = settings.cvm_role_name
     if role is None:
         status, body = _http("GET", settings.metadata_endpoint.url + ROLES_PATH, where, timeout=timeout)
+        if status >= 500:
+            raise TencentCloudServerError(f"{where}: HTTP {status}")
         role = body.decode("utf-8", "replace").strip().splitlines()[0] if status == 200 and body.strip() else ""
         if status != 200 or not role:
             raise TencentCloudConfigError(

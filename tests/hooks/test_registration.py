@@ -13,9 +13,10 @@ import pytest
 
 from airflow_cvm_export import get_provider_info
 from airflow_cvm_export.hooks.cvm import CvmHook
+from airflow_cvm_export.utils.connection import EXTRA_KEYS
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_2_PLUS, AIRFLOW_V_3_3_PLUS
 
-EXTRAS = ["allow_http", "cos_endpoint", "endpoint", "rate_limits", "region", "token"]
+EXTRAS = sorted(EXTRA_KEYS)
 CONN_FIELDS_SINCE = "Airflow reads the provider info's conn-fields from 3.2 on (on 3.1: the Extra JSON field)"
 
 
@@ -91,7 +92,8 @@ def test_ui_connection_form_extras():
     assert sorted(meta.extra_fields) == EXTRAS
     region = meta.extra_fields["region"]["schema"]
     assert region["title"] == "Region" and "ap-guangzhou" in region["examples"]  # placeholder and suggestions
-    assert meta.extra_fields["token"]["schema"]["format"] == "password"
+    for secret in ("token", "external_id", "policy"):
+        assert meta.extra_fields[secret]["schema"]["format"] == "password"
 
 
 @pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="the route's check is its own function from Airflow 3.3 on")
