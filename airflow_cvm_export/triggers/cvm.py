@@ -45,7 +45,7 @@ class ExportImagesTrigger(BaseTrigger):
     ``objects``: every object is in the bucket), ``failed`` (the export failed in the cloud),
     ``error`` (it could not be checked, even after the hook's retries) or ``timeout`` (``end_time``
     passed first). The task resumes in the wait engine's
-    :func:`~airflow_cvm_export.utils.waiting.resume`.
+    :meth:`~airflow_cvm_export.mixins.ExportWaitMixin.resume_wait`.
 
     :param export: the export record (:class:`~airflow_cvm_export.utils.records.ExportRecord`)
         pushed by the operator.

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 
 from airflow_cvm_export.emulator import Emulator
-from airflow_cvm_export.emulator.auth import Credentials
-from tests.credentials import SECRET_ID, SECRET_KEY
+from tests.credentials import SECRET_ID, SECRET_KEY, rotate_key
 from tests.e2e.conftest import REGION, DagRun
 
 pytestmark = pytest.mark.e2e
@@ -35,11 +34,6 @@ STARTS = {"poke": "start_poke", "reschedule": "start_reschedule", "deferrable": 
 
 def inject(faults: dict[str, list[str]]) -> Callable[[Emulator], None]:
     return lambda emulator: [emulator.inject(action, *kinds) for action, kinds in faults.items()]
-
-
-def revoke_credentials(emulator: Emulator) -> None:
-    """The key pair is rotated while the export runs: every check is refused (a permanent error)."""
-    emulator.cvm.credentials = emulator.cos.credentials = Credentials(SECRET_ID, "rotated-secret-key")
 
 
 def delete_image(emulator: Emulator) -> None:
@@ -74,7 +68,7 @@ SCENARIOS = {
         on_export=inject({"COS HEAD": ["drop_before"] * 6}), max_outage=0, says="longer than max_outage", tries=2
     ),
     # A permanent error while checking (the credentials revoked): the task fails at once, no retry.
-    "credentials_revoked": Scenario(on_export=revoke_credentials, outcome="failed", says="AuthFailure"),
+    "credentials_revoked": Scenario(on_export=rotate_key, outcome="failed", says="AuthFailure"),
     "export_failed_in_cloud": Scenario({"fail_rate": 1}, outcome="failed", says="is in state EXPORTFAILED"),
     "image_deleted": Scenario(
         {"export_seconds": 6}, on_export=delete_image, outcome="failed", says=f"image {IMAGE} no longer exists"
@@ -144,12 +138,15 @@ def test_every_mode_ends_the_same_way(
         assert all(run.xcoms(WAITS[mode]) == [] for mode in MODES)
         return
 
-    handed_on = {mode: run.xcoms(WAITS[mode]) for mode in MODES}
+    # The sensor returns the CosPaths; the one-task operator the record, whose cos_paths they are.
+    handed_on = {mode: run.xcoms(WAITS[mode]) for mode in MODES if mode != "one_task"}
+    handed_on["one_task"] = [record["cos_paths"] for record in run.xcoms("one_task")]
     objects = {mode: [without_times(o) for o in run.xcoms(WAITS[mode], "objects")] for mode in MODES}
     ((cos_paths,),) = {tuple(map(tuple, value)) for value in handed_on.values()}  # the same in every mode
     assert list(cos_paths) == emulators["poke"].state()["exports"][0]["CosPaths"]
     assert all(value == objects["poke"] for value in objects.values()), objects
-    records = {mode: run.xcoms(STARTS[mode]) for mode in STARTS} | {"one_task": run.xcoms("one_task", "export")}
+    records = {mode: run.xcoms(STARTS[mode]) for mode in STARTS} | {"one_task": run.xcoms("one_task")}
+    assert records["one_task"] == run.xcoms("one_task", "export")
     shapes = {mode: sorted(record) for mode, (record,) in records.items()}
     assert all(shape == shapes["poke"] for shape in shapes.values()), shapes
     if case.clock_offset is not None:

@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 
-from airflow_cvm_export.emulator.auth import Credentials
 from airflow_cvm_export.hooks import cvm as hooks
 from airflow_cvm_export.operators.cvm import ExportImagesOperator
 from airflow_cvm_export.sensors.cvm import OUTAGE_KEY, ExportImagesSensor
 from airflow_cvm_export.utils.errors import TencentCloudError
 from airflow_cvm_export.version_compat import AirflowFailException
-from tests.credentials import SECRET_ID
+from tests.credentials import rotate_key
 from tests.operators.conftest import BUCKET, CONN_ID
 
 IMAGES = ["img-centos02"]
@@ -65,7 +64,7 @@ def test_poke_gives_up_once_the_outage_is_longer_than_max_outage(start_emulator:
 def test_a_permanent_error_fails_the_sensor_at_once(start_emulator: Any, context: dict[str, Any]) -> None:
     emulator = start_emulator(progression="manual")
     wait = sensor(start(context), max_outage=3600)
-    emulator.cvm.credentials = emulator.cos.credentials = Credentials(SECRET_ID, "rotated-secret-key")
+    rotate_key(emulator)
     with pytest.raises(AirflowFailException, match="AuthFailure"):
         wait.poke(context)
 
@@ -119,9 +118,9 @@ def test_the_operator_waiting_in_the_worker_rides_out_failed_checks(
         deferrable=False,
     )
     emulator.inject("COS HEAD", "drop_before", "drop_before", "http5xx")
-    cos_paths = op.execute(context)
+    record = op.execute(context)
     (export,) = emulator.state()["exports"]
-    assert cos_paths == export["CosPaths"]
+    assert record["cos_paths"] == export["CosPaths"]
     assert "3 check(s) in a row; still waiting (max_outage 60 s)" in capsys.readouterr().out
 
 

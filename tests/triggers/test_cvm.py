@@ -22,7 +22,7 @@ from airflow_cvm_export.hooks.cvm import CvmAsyncHook, CvmHook
 from airflow_cvm_export.triggers import poller as triggers
 from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
 from airflow_cvm_export.triggers.poller import ExportPoller
-from tests.credentials import SECRET_ID, SECRET_KEY
+from tests.credentials import SECRET_ID, SECRET_KEY, rotate_key
 
 BUCKET = WRITABLE_BUCKETS[0]
 FAST_POLL = 0.05
@@ -274,11 +274,10 @@ def test_an_outage_longer_than_max_outage_ends_the_wait_with_error(serve: Callab
 
 
 def test_a_permanent_error_while_waiting_fails_at_once(serve: Callable[..., tuple[Emulator, str]]) -> None:
-    from airflow_cvm_export.emulator.auth import Credentials
 
     emulator, conn_id = serve(export_seconds=3600)
     export = start_export(conn_id, ["img-centos01"])
-    emulator.cvm.credentials = emulator.cos.credentials = Credentials(SECRET_ID, "rotated-secret-key")
+    rotate_key(emulator)
     (event,) = run_all([outage_trigger(conn_id, export, max_outage=3600)])
     assert event["status"] == "failed"
     assert "AuthFailure" in event["message"]
