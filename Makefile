@@ -12,7 +12,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: venv demo test unit-test ui-test screenshots bench system-test test-matrix test-matrix-older lint dist cloud-smoke clean
+.PHONY: venv demo test typecheck unit-test ui-test screenshots bench system-test test-matrix test-matrix-older lint dist cloud-smoke clean
 
 venv: $(STAMP)
 
@@ -27,9 +27,14 @@ demo: venv
 test: venv
 	$(BIN)/ruff check airflow_cvm_export dags tests bench scripts
 	$(BIN)/ruff format --check airflow_cvm_export dags tests bench scripts
+	$(MAKE) typecheck
 	$(MAKE) unit-test
 	$(MAKE) ui-test
 	$(MAKE) system-test
+
+# mypy on the package, the example DAGs and the tests, with the installed Airflow's types (config: pyproject.toml).
+typecheck: venv
+	$(BIN)/mypy
 
 # The whole non-system suite (unit tests and the end-to-end airflow dags test runs).
 unit-test: venv

@@ -19,7 +19,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
-from urllib.request import getproxies_environment, proxy_bypass_environment
+from urllib.request import getproxies_environment, proxy_bypass_environment  # type: ignore[attr-defined]  # in the stdlib, not in typeshed
 
 from airflow.sdk import BaseHook
 from tenacity import (
@@ -73,9 +73,14 @@ COS_LIST_ACTION = "COS LIST"
 class Reply(Protocol):
     """What an exchange reads of an HTTP answer: ``requests.Response`` and ``httpx.Response`` both fit."""
 
-    status_code: int
-    headers: Mapping[str, str]
-    content: bytes
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> bytes: ...
 
 
 # A call: yields each signed request, is sent its reply, returns the call's result.
@@ -326,6 +331,8 @@ def _sleep(seconds: float) -> None:
 
 def _server_offset(date_header: str | None) -> float | None:
     """Seconds the server's clock (its ``Date`` header) is ahead of ours, or None without a usable header."""
+    if date_header is None:
+        return None
     try:
         return parsedate_to_datetime(date_header).timestamp() - time.time()
     except (TypeError, ValueError, IndexError):

@@ -375,9 +375,10 @@ class CvmAsyncHook(CvmClientBase):
     def _new_client(self, proxy: str | None) -> httpx.AsyncClient:
         import httpx
 
-        verify = tls_verify()
+        verify: ssl.SSLContext | str | bool = tls_verify()
         if isinstance(verify, str):
-            verify = ssl.create_default_context(**{"capath" if os.path.isdir(verify) else "cafile": verify})
+            isdir = os.path.isdir(verify)
+            verify = ssl.create_default_context(capath=verify) if isdir else ssl.create_default_context(cafile=verify)
         connect, read = self.timeout
         return httpx.AsyncClient(
             proxy=proxy,

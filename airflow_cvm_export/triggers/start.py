@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -42,7 +42,7 @@ class ExportStartTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         end_time: float,
         reason: str = "",
-        pending: dict[str, Any] | None = None,
+        pending: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.request = request

@@ -17,11 +17,14 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_cvm_export.utils import bounded_json
 from airflow_cvm_export.utils.errors import TencentCloudConfigError, shown
 from airflow_cvm_export.utils.selection import exportable_ids, selection_filters
+
+if TYPE_CHECKING:
+    from airflow_cvm_export.utils.records import ExportRecord
 
 # The connection every ``tencentcloud_conn_id`` argument defaults to.
 DEFAULT_CONN_ID = "tencentcloud_default"
@@ -260,7 +263,7 @@ def _as_export_mapping(export: Any) -> Mapping[str, Any]:
     return export
 
 
-def validate_export_record(export: Any) -> dict[str, Any]:
+def validate_export_record(export: Any) -> ExportRecord:
     """Check an export record (the operator's return value, or the sensor's explicit fields).
 
     Returns a copy with ``cos_paths``, ``image_ids``, ``bucket_name``, ``region``, ``started_at``,
@@ -293,7 +296,7 @@ def validate_export_record(export: Any) -> dict[str, Any]:
     record["cos_paths"] = paths
     if record.get("baseline") is not None:
         _check_baseline(record["baseline"])
-    return record
+    return cast("ExportRecord", record)  # every key ExportRecord types is checked above
 
 
 def _check_baseline(baseline: Any) -> None:
