@@ -32,7 +32,7 @@ test: venv
 	$(MAKE) ui-test
 	$(MAKE) system-test
 
-# mypy on the package, the example DAGs and the tests, with the installed Airflow's types (config: pyproject.toml).
+# mypy on the package and the example DAGs, with the installed Airflow's types (config: pyproject.toml).
 typecheck: venv
 	$(BIN)/mypy
 

@@ -111,6 +111,7 @@ with DAG(
         params: dict[str, Any] | None = None, dag_run: DagRunProtocol | None = None, dag: DAG | None = None
     ) -> list[dict[str, dict[str, Any]]]:
         """Split the form's images into ExportImages batches with this run's prefixes."""
+        assert dag_run is not None and dag is not None  # Airflow passes both to a running task
         stamp = run_stamp(dag_run.run_id, dag_run.run_after, dag.timezone)
         return plan_exports(params, prefix_suffix=stamp, default_prefix="adhoc")
 
