@@ -32,6 +32,7 @@ from airflow_cvm_export.hooks.client import (
     run_exchange,
     tls_verify,
 )
+from airflow_cvm_export.hooks.credentials import CredentialRefresh
 from airflow_cvm_export.utils.connection import ClientConfig
 from airflow_cvm_export.utils.errors import (
     TencentCloudConnectError,
@@ -138,8 +139,15 @@ class CvmHook(CvmClientBase):
                 limiter.wait()
             return self._send(request, action=action, read_only=read_only)
 
+        provider = self._provider(config)
+
+        def attempt() -> T:
+            if provider is not None:
+                provider.get()  # renewed first when due
+            return run_exchange(exchange(config), send, provider)
+
         retryable = RETRYABLE if read_only else RETRYABLE_WRITE
-        return self._retrying(retryable)(lambda: run_exchange(exchange(config), send))
+        return self._retrying(retryable)(attempt)
 
     def _send(self, request: PreparedRequest, *, action: str, read_only: bool) -> requests.Response:
         """Send over the hook's session; network failures become typed errors without URLs or headers."""
@@ -242,6 +250,7 @@ class CvmHook(CvmClientBase):
 
         def exchange(config: ClientConfig) -> Exchange[str | None]:
             reply = yield self._cos_request(config, "HEAD", bucket, "")
+            assert reply is not None
             if reply.status_code != 200:
                 raise cos_error(reply.status_code, bucket, "", reply.content)
             return reply.headers.get("x-cos-request-id")
@@ -323,12 +332,20 @@ class CvmAsyncHook(CvmClientBase):
     ) -> T:
         """Run one attempt, a fresh exchange: each request it yields is sent, and its reply sent back
         (see ``run_exchange``)."""
+        provider = self._provider(config)
+        if provider is not None:
+            await provider.aget()  # renewed first when due
         exchange = make_exchange(config)
         request = next(exchange)
         while True:
-            reply = await self._send(request, action=action, read_only=read_only, limiter=limiter)
             try:
-                request = exchange.send(reply)
+                if isinstance(request, CredentialRefresh):
+                    assert provider is not None
+                    await provider.aget(stale=request.stale)
+                    request = exchange.send(None)
+                else:
+                    reply = await self._send(request, action=action, read_only=read_only, limiter=limiter)
+                    request = exchange.send(reply)
             except StopIteration as done:
                 return done.value
 

@@ -13,9 +13,10 @@ import pytest
 
 from airflow_cvm_export import get_provider_info
 from airflow_cvm_export.hooks.cvm import CvmHook
+from airflow_cvm_export.utils.connection import EXTRA_KEYS
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_2_PLUS, AIRFLOW_V_3_3_PLUS
 
-EXTRAS = ["allow_http", "cos_endpoint", "endpoint", "rate_limits", "region", "token"]
+EXTRAS = sorted(EXTRA_KEYS)
 CONN_FIELDS_SINCE = "Airflow reads the provider info's conn-fields from 3.2 on (3.1: get_connection_form_widgets)"
 
 
@@ -92,7 +93,8 @@ def test_ui_connection_form_extras():
     assert region["title"] == "Region"
     if AIRFLOW_V_3_2_PLUS:
         assert "ap-guangzhou" in region["examples"]  # placeholder and suggestions (conn-fields only)
-    assert meta.extra_fields["token"]["schema"]["format"] == "password"
+    for secret in ("token", "external_id", "policy"):
+        assert meta.extra_fields[secret]["schema"]["format"] == "password"
 
 
 @pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="the route's check is its own function from Airflow 3.3 on")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -54,7 +55,7 @@ def test_an_export_failing_in_the_cloud_fails_the_wait(start_emulator: Any, cont
 
 
 def test_the_wait_times_out(start_emulator: Any, context: dict[str, Any]) -> None:
-    emulator = start_emulator(export_seconds=60)
+    emulator = start_emulator(progression="manual")
     with pytest.raises(AirflowSensorTimeout, match="did not finish within 0.3 s: 0 of 5 exported objects present"):
         waiting_operator(wait_timeout=0.3).execute(context)
     assert len(emulator.state()["exports"]) == 1
@@ -114,11 +115,16 @@ def retry(context: dict[str, Any]) -> dict[str, Any]:
 
 @needs_task_state_store
 def test_a_retry_reattaches_to_a_running_export_and_waits_again(start_emulator: Any, context: dict[str, Any]) -> None:
-    emulator = start_emulator(export_seconds=0.6)
+    emulator = start_emulator(progression="manual")
     with pytest.raises(AirflowSensorTimeout):
         waiting_operator(wait_timeout=0.1).execute(context)
 
-    record = waiting_operator().execute(retry(context))
+    done = threading.Timer(0.3, emulator.finish)  # the export finishes while the retry waits
+    done.start()
+    try:
+        record = waiting_operator().execute(retry(context))
+    finally:
+        done.join()
 
     (export,) = emulator.state()["exports"]
     assert record["cos_paths"] == export["CosPaths"]
@@ -126,7 +132,8 @@ def test_a_retry_reattaches_to_a_running_export_and_waits_again(start_emulator: 
 
 
 @needs_task_state_store
-def test_a_deferred_retry_of_a_running_export_defers_again(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_a_deferred_retry_of_a_running_export_defers_again(start_emulator: Any, context: dict[str, Any]) -> None:
+    emulator = start_emulator(progression="manual")
     with pytest.raises(TaskDeferred):
         waiting_operator(deferrable=True).execute(context)
     with pytest.raises(TaskDeferred) as deferred:
@@ -137,7 +144,8 @@ def test_a_deferred_retry_of_a_running_export_defers_again(emulator: Emulator, c
 
 
 @needs_task_state_store
-def test_a_retry_of_a_finished_export_hands_it_on_without_waiting(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_a_retry_of_a_finished_export_hands_it_on_without_waiting(start_emulator: Any, context: dict[str, Any]) -> None:
+    emulator = start_emulator(progression="manual")
     with pytest.raises(TaskDeferred):
         waiting_operator(deferrable=True).execute(context)
     emulator.finish()  # the export is done before the retry

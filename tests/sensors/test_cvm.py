@@ -52,11 +52,14 @@ def poke_until_done(wait: ExportImagesSensor, context: dict[str, Any], seconds: 
 def test_pokes_until_every_object_is_there(
     start_emulator: Any, context: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    emulator = start_emulator(export_seconds=0.6)
+    emulator = start_emulator(progression="manual")
     record = start(context, ["img-centos02", "img-ubuntu01"], file_name_prefixes=["web", "app"])
     wait = sensor(record)
 
     assert wait.poke(context) is False
+    emulator.advance(objects=2)
+    assert wait.poke(context) is False
+    emulator.finish()
     result = poke_until_done(wait, context)
 
     (export,) = emulator.state()["exports"]
@@ -110,7 +113,7 @@ def test_without_a_baseline_objects_are_judged_by_cos_clock(
 
 
 def test_export_failing_in_the_cloud_fails_fast(start_emulator: Any, context: dict[str, Any]) -> None:
-    start_emulator(fail_rate=1, export_seconds=0.3)
+    start_emulator(fail_rate=1)
     record = start(context, ["img-centos01"])
     wait = sensor(record, timeout=60)
     began = time.monotonic()
@@ -119,7 +122,8 @@ def test_export_failing_in_the_cloud_fails_fast(start_emulator: Any, context: di
     assert time.monotonic() - began < 5
 
 
-def test_deleted_image_fails_at_once(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_deleted_image_fails_at_once(start_emulator: Any, context: dict[str, Any]) -> None:
+    start_emulator(progression="manual")
     record = start(context, ["img-centos01"])
     gone = {**record, "image_ids": ["img-zzzzzzzz"]}
     with pytest.raises(AirflowFailException, match="img-zzzzzzzz no longer exists"):
@@ -149,7 +153,7 @@ def test_explicit_fields_instead_of_a_record(emulator: Emulator, context: dict[s
 
 @pytest.mark.parametrize("soft_fail", [False, True])
 def test_timeout(start_emulator: Any, context: dict[str, Any], soft_fail: bool) -> None:
-    start_emulator(export_seconds=30)
+    start_emulator(progression="manual")
     record = start(context, ["img-centos01"])
     expected = AirflowSkipException if soft_fail else AirflowSensorTimeout
     with pytest.raises(expected):
