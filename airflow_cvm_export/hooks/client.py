@@ -39,7 +39,9 @@ from airflow_cvm_export.utils.errors import (
     TencentCloudClockSkewError,
     TencentCloudConfigError,
     TencentCloudConnectError,
+    TencentCloudError,
     TencentCloudNetworkError,
+    TencentCloudOutcomeUnknownError,
     TencentCloudServerError,
     TencentCloudThrottledError,
 )
@@ -179,8 +181,7 @@ class CvmClientBase(BaseHook):
     def cos_time(self) -> float:
         """Now by COS's clock, the clock of the objects' ``Last-Modified``: this machine's, corrected by the
         ``Date`` header of the latest COS answer (to its whole second); :meth:`server_time` until one came."""
-        offset = self._clock_offset if self._cos_clock_offset is None else self._cos_clock_offset
-        return time.time() + offset
+        return self.server_time() if self._cos_clock_offset is None else time.time() + self._cos_clock_offset
 
     def _learn_cos_clock(self, reply: Reply) -> None:
         """Take COS's clock from the ``Date`` header of a COS answer (kept when it has none)."""
@@ -263,7 +264,7 @@ class CvmClientBase(BaseHook):
         self, config: ClientConfig, method: str, bucket: str, key: str, params: dict[str, str] | None = None
     ) -> PreparedRequest:
         # Signed with the server's clock when an API answer showed ours is off (see _api_exchange).
-        now = int(time.time()) + self._clock_offset
+        now = int(self.server_time())
         return _with_user_agent(build_cos_request(self._signing(config), method, bucket, key, params, now=now))
 
     # -- policies --------------------------------------------------------------------------------
@@ -361,6 +362,23 @@ def tls_verify() -> str | bool:
 def _with_user_agent(request: PreparedRequest) -> PreparedRequest:
     request.headers["User-Agent"] = USER_AGENT
     return request
+
+
+def transport_error(
+    exc: BaseException, *, action: str, read_only: bool, tls: bool, never_connected: bool
+) -> TencentCloudError:
+    """The typed error of a request that failed in transport (either hook's), without URLs or headers.
+
+    TLS failed, or the connection was never made (nothing was sent: safe to send again), or the
+    request went out and no answer came back: a read fails as a network error, a write's outcome is
+    unknown (:class:`~airflow_cvm_export.utils.errors.TencentCloudOutcomeUnknownError`).
+    """
+    if tls:
+        return TencentCloudNetworkError(f"TLS failed: {reason(exc)}", action=action)
+    if never_connected:
+        return TencentCloudConnectError(f"could not connect: {reason(exc)}", action=action)
+    cls = TencentCloudNetworkError if read_only else TencentCloudOutcomeUnknownError
+    return cls(f"the request was sent but no answer came back: {reason(exc)}", action=action)
 
 
 def _sleep(seconds: float) -> None:

@@ -79,11 +79,6 @@ class ExportState(StrEnum):
     EXPORTED = "exported"
     FAILED = "failed"
 
-    @property
-    def is_terminal(self) -> bool:
-        """True once the export can no longer change: its files are there, or it cannot finish."""
-        return self is not ExportState.EXPORTING
-
 
 class EventStatus(StrEnum):
     """``status`` of the one event :class:`~airflow_cvm_export.triggers.cvm.ExportImagesTrigger` fires.
