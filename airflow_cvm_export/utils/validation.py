@@ -20,7 +20,15 @@ from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow_cvm_export.utils import bounded_json
-from airflow_cvm_export.utils.errors import TencentCloudConfigError, shown
+from airflow_cvm_export.utils.errors import TencentCloudConfigError, invalid, shown
+from airflow_cvm_export.utils.patterns import (
+    BUCKET_NAME_MAX,
+    BUCKET_NAME_PATTERN,
+    FILE_NAME_PREFIX_PATTERN,
+    IMAGE_ID_PATTERN,
+    REGION_PATTERN,
+    ROLE_NAME_PATTERN,
+)
 from airflow_cvm_export.utils.selection import exportable_ids, selection_filters
 
 if TYPE_CHECKING:
@@ -30,18 +38,6 @@ if TYPE_CHECKING:
 DEFAULT_CONN_ID = "tencentcloud_default"
 EXPORT_FORMATS = ("RAW", "QCOW2", "VHD", "VMDK")
 DEFAULT_EXPORT_FORMAT = "RAW"
-# The *_PATTERN values are compiled on first use (``re``'s cache), not when a DAG file imports this.
-# The form of every documented image id: ``img-`` and 8 lowercase letters or digits.
-IMAGE_ID_PATTERN = r"^img-[a-z0-9]{8}$"
-# ``<name>-<APPID>``: lowercase letters, digits and hyphens, then a numeric APPID; at most 60 characters.
-BUCKET_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]+$"
-BUCKET_NAME_MAX = 60
-# Not documented by Tencent Cloud; kept to characters that are safe in an object key and a URL.
-FILE_NAME_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-# CAM role names: letters, digits and ``+=,.@_-``, 1 to 128 characters.
-ROLE_NAME_PATTERN = r"^[A-Za-z0-9+=,.@_-]{1,128}$"
-# Regions look like ``ap-guangzhou``, ``na-siliconvalley`` or ``ap-shanghai-fsi``.
-REGION_PATTERN = r"^[a-z]{2,4}(-[a-z]+)+(-\d+)?$"
 SENSOR_MODES = ("poke", "reschedule")
 # How the example DAGs wait: in the triggerer, or in a worker in one of the sensor's modes.
 WAIT_MODES = ("deferrable", *SENSOR_MODES)
@@ -57,28 +53,24 @@ DEFAULT_POKE_INTERVAL = 60
 DEFAULT_TIMEOUT = 24 * 60 * 60
 
 
-def _fail(field: str, allowed: str, value: Any) -> TencentCloudConfigError:
-    return TencentCloudConfigError(f"{field} must be {allowed}, got {shown(value)}")
-
-
 def _as_list(value: Any, field: str, example: str) -> list[Any]:
     """A list, or a string holding one (JSON, or the Python repr a non-native template renders)."""
     allowed = f"a list such as {example} (or a string holding a JSON list)"
     if isinstance(value, str):
         text = value.strip()
         if not text.startswith("["):
-            raise _fail(field, allowed + ", not a bare string", value)
+            raise invalid(field, allowed + ", not a bare string", value)
         try:
             value = bounded_json.loads(text)
         except bounded_json.JsonTooDeepError:
-            raise _fail(field, allowed + f", nested at most {bounded_json.MAX_DEPTH} levels", text) from None
+            raise invalid(field, allowed + f", nested at most {bounded_json.MAX_DEPTH} levels", text) from None
         except ValueError:
             try:
                 value = bounded_json.check_depth(ast.literal_eval(text))
             except (ValueError, SyntaxError, MemoryError, RecursionError):
-                raise _fail(field, allowed, text) from None
+                raise invalid(field, allowed, text) from None
     if not isinstance(value, list | tuple):
-        raise _fail(field, allowed, value)
+        raise invalid(field, allowed, value)
     return list(value)
 
 
@@ -86,7 +78,7 @@ def as_image_ids(value: Any, field: str = "image_ids", limit: int = MAX_IMAGE_ID
     """A non-empty list of at most ``limit`` distinct image ids such as ``img-pq5pau1w``."""
     ids = _as_list(value, field, "['img-pq5pau1w']")
     if not ids:
-        raise _fail(field, "a non-empty list of image ids such as ['img-pq5pau1w']", value)
+        raise invalid(field, "a non-empty list of image ids such as ['img-pq5pau1w']", value)
     if len(ids) > limit:
         raise TencentCloudConfigError(
             f"{field} must list at most {limit} image ids per export, got {len(ids)}; split them into several "
@@ -94,17 +86,17 @@ def as_image_ids(value: Any, field: str = "image_ids", limit: int = MAX_IMAGE_ID
         )
     for image_id in ids:
         if not isinstance(image_id, str) or not re.fullmatch(IMAGE_ID_PATTERN, image_id):
-            raise _fail(f"{field} item", "an image id: 'img-' and 8 lowercase letters or digits", image_id)
+            raise invalid(f"{field} item", "an image id: 'img-' and 8 lowercase letters or digits", image_id)
     duplicates = sorted({image_id for image_id in ids if ids.count(image_id) > 1})
     if duplicates:
-        raise _fail(field, "a list without duplicates (each image is exported once)", duplicates)
+        raise invalid(field, "a list without duplicates (each image is exported once)", duplicates)
     return ids
 
 
 def as_bucket_name(value: Any, field: str = "bucket_name") -> str:
     """A full COS bucket name ``<name>-<APPID>``."""
     if not isinstance(value, str) or len(value) > BUCKET_NAME_MAX or not re.fullmatch(BUCKET_NAME_PATTERN, value):
-        raise _fail(
+        raise invalid(
             field,
             f"a COS bucket name '<name>-<APPID>' such as 'exports-1250000000' (lowercase letters, digits and "
             f"hyphens, then the numeric APPID; at most {BUCKET_NAME_MAX} characters)",
@@ -118,7 +110,7 @@ def as_export_format(value: Any, field: str = "export_format") -> str:
     if value is None:
         return DEFAULT_EXPORT_FORMAT
     if not isinstance(value, str) or value.strip().upper() not in EXPORT_FORMATS:
-        raise _fail(field, "one of " + ", ".join(EXPORT_FORMATS), value)
+        raise invalid(field, "one of " + ", ".join(EXPORT_FORMATS), value)
     return value.strip().upper()
 
 
@@ -131,14 +123,14 @@ def as_file_name_prefixes(value: Any, count: int, field: str = "file_name_prefix
         if isinstance(prefix, int) and not isinstance(prefix, bool) and prefix >= 0:
             prefix = str(prefix)
         if not isinstance(prefix, str) or not re.fullmatch(FILE_NAME_PREFIX_PATTERN, prefix):
-            raise _fail(
+            raise invalid(
                 f"{field} item",
                 "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
                 prefix,
             )
         prefixes.append(prefix)
     if len(prefixes) != count:
-        raise _fail(field, f"a list with one prefix per image ({count}), or empty", prefixes)
+        raise invalid(field, f"a list with one prefix per image ({count}), or empty", prefixes)
     return prefixes
 
 
@@ -148,13 +140,13 @@ def as_optional_bool(value: Any, field: str) -> bool | None:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise _fail(field, "true or false", value)
+    raise invalid(field, "true or false", value)
 
 
 def as_seconds(value: Any, field: str) -> float:
     """A finite number of seconds > 0 (an int or a float, not a string)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
-        raise _fail(field, "positive seconds (an int or a float)", value)
+        raise invalid(field, "positive seconds (an int or a float)", value)
     return value
 
 
@@ -163,7 +155,7 @@ def as_role_name(value: Any, field: str = "role_name") -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not re.fullmatch(ROLE_NAME_PATTERN, value):
-        raise _fail(field, "a CAM role name: 1 to 128 letters, digits or '+=,.@_-'", value)
+        raise invalid(field, "a CAM role name: 1 to 128 letters, digits or '+=,.@_-'", value)
     return value
 
 
@@ -240,11 +232,11 @@ def parse_time(value: str) -> datetime:
 def _as_started_at(value: Any, field: str) -> str:
     allowed = "an ISO 8601 timestamp with a time zone, such as '2026-11-26T02:00:00+00:00'"
     if not isinstance(value, str):
-        raise _fail(field, allowed, value)
+        raise invalid(field, allowed, value)
     try:
         parse_time(value)
     except ValueError:
-        raise _fail(field, allowed, value) from None
+        raise invalid(field, allowed, value) from None
     return value
 
 
@@ -255,11 +247,11 @@ def _as_export_mapping(export: Any) -> Mapping[str, Any]:
             export = bounded_json.loads(export)
         bounded_json.check_depth(export)
     except bounded_json.JsonTooDeepError:
-        raise _fail("export", allowed + f", nested at most {bounded_json.MAX_DEPTH} levels", export) from None
+        raise invalid("export", allowed + f", nested at most {bounded_json.MAX_DEPTH} levels", export) from None
     except ValueError:
-        raise _fail("export", allowed, export) from None
+        raise invalid("export", allowed, export) from None
     if not isinstance(export, Mapping):
-        raise _fail("export", allowed, export)
+        raise invalid("export", allowed, export)
     return export
 
 
@@ -282,12 +274,12 @@ def validate_export_record(export: Any) -> ExportRecord:
     )
     paths = _as_list(record.get("cos_paths") or [], "export.cos_paths", "['/img-pq5pau1w_system_snap-fiux4bof.raw']")
     if not record["dry_run"] and not record["recovered"] and not paths:
-        raise _fail("export.cos_paths", "the non-empty CosPaths ExportImages returned", paths)
+        raise invalid("export.cos_paths", "the non-empty CosPaths ExportImages returned", paths)
     if len(paths) > MAX_COS_PATHS:
-        raise _fail("export.cos_paths", f"a list of at most {MAX_COS_PATHS} object paths", f"{len(paths)} paths")
+        raise invalid("export.cos_paths", f"a list of at most {MAX_COS_PATHS} object paths", f"{len(paths)} paths")
     for path in paths:
         if not _is_object_path(path):
-            raise _fail(
+            raise invalid(
                 "export.cos_paths item",
                 f"a COS object path such as '/img-…_system_snap-….raw' (at most {MAX_COS_PATH_LENGTH} characters, "
                 "no control characters, backslashes or '.'/'..' segments)",
@@ -303,7 +295,7 @@ def _check_baseline(baseline: Any) -> None:
     """``{key: None | {"etag": str, "last_modified": ISO time}}``, as the operator records it."""
     allowed = "a mapping of object keys to None or {'etag', 'last_modified'}"
     if not isinstance(baseline, Mapping):
-        raise _fail("export.baseline", allowed, baseline)
+        raise invalid("export.baseline", allowed, baseline)
     for key, meta in baseline.items():
         if not isinstance(key, str) or not (
             meta is None
@@ -311,7 +303,7 @@ def _check_baseline(baseline: Any) -> None:
             and isinstance(meta.get("etag"), str)
             and isinstance(meta.get("last_modified"), str)
         ):
-            raise _fail("export.baseline", allowed, {key: meta})
+            raise invalid("export.baseline", allowed, {key: meta})
         if meta is not None:
             _as_started_at(meta["last_modified"], f"export.baseline[{key!r}].last_modified")
 
@@ -330,7 +322,7 @@ def _as_int(value: Any, field: str, minimum: int, maximum: int | None = None) ->
         value = int(value)
     allowed = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
-        raise _fail(field, allowed, value)
+        raise invalid(field, allowed, value)
     return value
 
 
@@ -378,10 +370,10 @@ def plan_exports(
     over :func:`export_kwargs` and the sensor over :func:`wait_kwargs`.
     """
     if not isinstance(config, Mapping):
-        raise _fail("config", "a JSON object with at least image_ids (or image_tags) and bucket_name", config)
+        raise invalid("config", "a JSON object with at least image_ids (or image_tags) and bucket_name", config)
     filters = selection_filters(config)
     if filters is not None and config.get("file_name_prefixes") is not None:
-        raise _fail("file_name_prefixes", "absent with image_tags/image_filters (one prefix per image id)", "given")
+        raise invalid("file_name_prefixes", "absent with image_tags/image_filters (one prefix per image id)", "given")
     ids = as_image_ids(config.get("image_ids"), limit=MAX_PLANNED_IMAGE_IDS) if filters is None else []
     prefixes = as_file_name_prefixes(config.get("file_name_prefixes"), len(ids))
     common = {
@@ -421,7 +413,7 @@ def _wait_mode(mode: Any) -> dict[str, Any]:
     if mode is None:
         return {}
     if mode not in WAIT_MODES:
-        raise _fail("mode", "one of " + ", ".join(WAIT_MODES) + " (or unset)", mode)
+        raise invalid("mode", "one of " + ", ".join(WAIT_MODES) + " (or unset)", mode)
     return {"deferrable": True} if mode == "deferrable" else {"mode": mode, "deferrable": False}
 
 
