@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "get_provider_info"]
 
 
-_CONN_FIELDS = {
+_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "region": {
         "label": "Region",
         "description": "Default region of API calls, e.g. ap-guangzhou",
