@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 import pendulum
 from airflow.sdk import DAG, XComArg, task
 
+from airflow_cvm_export.examples.planning import DAG_RETRIES, export_kwargs, plan_exports, run_stamp, wait_kwargs
 from airflow_cvm_export.operators.cvm import ExportImagesOperator
 from airflow_cvm_export.sensors.cvm import OBJECTS_XCOM_KEY, ExportImagesSensor
-from airflow_cvm_export.utils.validation import DAG_RETRIES, export_kwargs, plan_exports, run_stamp, wait_kwargs
 
 if TYPE_CHECKING:
     from airflow.sdk.types import DagRunProtocol

@@ -1,4 +1,4 @@
-"""Argument checks of the operator, the sensor and the example DAGs' config (pure, no Airflow, no network).
+"""Argument checks of the operator and the sensor (pure, no Airflow, no network).
 
 Every check runs after template rendering and before any request is sent. Each failure is a
 :class:`~airflow_cvm_export.utils.errors.TencentCloudConfigError` naming the field and what it allows.
@@ -12,11 +12,10 @@ an integer file name prefix, ``"true"``/``"false"``); anything else is rejected.
 from __future__ import annotations
 
 import ast
-import hashlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow_cvm_export.utils import bounded_json
@@ -29,7 +28,6 @@ from airflow_cvm_export.utils.patterns import (
     REGION_PATTERN,
     ROLE_NAME_PATTERN,
 )
-from airflow_cvm_export.utils.selection import exportable_ids, selection_filters
 
 if TYPE_CHECKING:
     from airflow_cvm_export.utils.records import ExportRecord
@@ -38,19 +36,11 @@ if TYPE_CHECKING:
 DEFAULT_CONN_ID = "tencentcloud_default"
 EXPORT_FORMATS = ("RAW", "QCOW2", "VHD", "VMDK")
 DEFAULT_EXPORT_FORMAT = "RAW"
-SENSOR_MODES = ("poke", "reschedule")
-# How the example DAGs wait: in the triggerer, or in a worker in one of the sensor's modes.
-WAIT_MODES = ("deferrable", *SENSOR_MODES)
 # Undocumented by Tencent Cloud (the emulator enforces it): image ids per ExportImages call.
-DEFAULT_BATCH_SIZE = 10
-MAX_IMAGE_IDS = DEFAULT_BATCH_SIZE
-# The example DAGs' config may list more images: plan_exports splits them into batches (mapped tasks).
-MAX_PLANNED_IMAGE_IDS = 1000
+MAX_IMAGE_IDS = 10
 # The provider's own bounds on a record's CosPaths (Tencent Cloud documents none).
 MAX_COS_PATHS = 1000
 MAX_COS_PATH_LENGTH = 1024
-DEFAULT_POKE_INTERVAL = 60
-DEFAULT_TIMEOUT = 24 * 60 * 60
 
 
 def _as_list(value: Any, field: str, example: str) -> list[Any]:
@@ -82,7 +72,7 @@ def as_image_ids(value: Any, field: str = "image_ids", limit: int = MAX_IMAGE_ID
     if len(ids) > limit:
         raise TencentCloudConfigError(
             f"{field} must list at most {limit} image ids per export, got {len(ids)}; split them into several "
-            "exports (plan_exports does, batch_size at a time)"
+            "exports (the example DAGs' plan_exports does, batch_size at a time)"
         )
     for image_id in ids:
         if not isinstance(image_id, str) or not re.fullmatch(IMAGE_ID_PATTERN, image_id):
@@ -317,112 +307,35 @@ def _is_object_path(path: Any) -> bool:
     return not any(segment in (".", "..") for segment in path.split("/"))
 
 
-def _as_int(value: Any, field: str, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 12:
-        value = int(value)
-    allowed = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
-        raise invalid(field, allowed, value)
-    return value
-
-
-# default_args of the example DAGs: a busy image or a full export queue is retried, with back-off.
-DAG_RETRIES = {
-    "retries": 3,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=10),
-}
-
-
-def run_stamp(run_id: str, run_after: datetime, tz: tzinfo) -> str:
-    """``<YYYYMMDD of run_after in tz>-<8 hex digits of run_id>``: readable, different for every DAG run.
-
-    Works for runs without a logical date (``airflow dags trigger``, the REST API). The same run
-    always gets the same stamp, so a retried or cleared task looks for its own files; two runs of
-    one day (scheduled, manual, REST) never share one.
-    """
-    return f"{run_after.astimezone(tz):%Y%m%d}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
-
-
-def plan_exports(
-    config: Any,
-    *,
-    prefix_suffix: str | None = None,
-    default_prefix: str = "nightly",
-    list_images: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
-) -> list[dict[str, dict[str, Any]]]:
-    """Split the example DAGs' config into ExportImages batches, each with its sensor settings.
-
-    ``config`` keys: ``image_ids`` or ``image_tags``/``image_filters``, ``bucket_name``
-    (required), ``export_format``, ``file_name_prefixes`` (with ``image_ids`` only), ``region``,
-    ``poke_interval`` (default 60 s), ``mode`` (``deferrable``, ``poke`` or ``reschedule``; unset or
-    None: the sensor's default, deferrable when ``[operators] default_deferrable`` is on, else poke),
-    ``timeout`` (seconds, default one day), ``batch_size`` (image ids per call, default 10). With
-    ``prefix_suffix`` (see :func:`run_stamp`) each prefix becomes ``<prefix>-<suffix>``
-    (``default_prefix`` when no prefixes are given), so no two runs share an object key.
-
-    ``image_tags``/``image_filters`` (see :func:`~airflow_cvm_export.utils.selection.selection_filters`)
-    are resolved, after every other key is checked, by ``list_images(filters)`` (``CvmHook.list_images``)
-    into the ids of the images ExportImages can take; the others are skipped with a log line.
-
-    Returns one ``{"export": operator kwargs, "wait": sensor kwargs}`` per batch; map the operator
-    over :func:`export_kwargs` and the sensor over :func:`wait_kwargs`.
-    """
-    if not isinstance(config, Mapping):
-        raise invalid("config", "a JSON object with at least image_ids (or image_tags) and bucket_name", config)
-    filters = selection_filters(config)
-    if filters is not None and config.get("file_name_prefixes") is not None:
-        raise invalid("file_name_prefixes", "absent with image_tags/image_filters (one prefix per image id)", "given")
-    ids = as_image_ids(config.get("image_ids"), limit=MAX_PLANNED_IMAGE_IDS) if filters is None else []
-    prefixes = as_file_name_prefixes(config.get("file_name_prefixes"), len(ids))
-    common = {
-        "bucket_name": as_bucket_name(config.get("bucket_name")),
-        "export_format": as_export_format(config.get("export_format")),
-        "region": as_optional_region(config.get("region")),
+# Moved to airflow_cvm_export.examples.planning (the example DAGs' planning, not argument checks).
+_MOVED_TO_EXAMPLES = frozenset(
+    {
+        "DAG_RETRIES",
+        "DEFAULT_BATCH_SIZE",
+        "DEFAULT_POKE_INTERVAL",
+        "DEFAULT_TIMEOUT",
+        "MAX_PLANNED_IMAGE_IDS",
+        "SENSOR_MODES",
+        "WAIT_MODES",
+        "export_kwargs",
+        "plan_exports",
+        "run_stamp",
+        "wait_kwargs",
     }
-    wait = {
-        "poke_interval": _as_int(config.get("poke_interval", DEFAULT_POKE_INTERVAL), "poke_interval", 1),
-        "timeout": _as_int(config.get("timeout", DEFAULT_TIMEOUT), "timeout", 1),
-        **_wait_mode(config.get("mode")),
-    }
-    size = _as_int(config.get("batch_size", DEFAULT_BATCH_SIZE), "batch_size", 1, MAX_IMAGE_IDS)
-    if filters is not None:
-        if list_images is None:
-            raise TencentCloudConfigError("image_tags/image_filters need list_images (CvmHook.list_images)")
-        ids = exportable_ids(list_images(filters))
-    if prefix_suffix is not None:
-        prefixes = [f"{prefix}-{prefix_suffix}" for prefix in (prefixes or [default_prefix] * len(ids))]
-        as_file_name_prefixes(prefixes, len(ids))
-    return [
-        {
-            "export": {
-                "image_ids": ids[start : start + size],
-                "file_name_prefixes": prefixes[start : start + size] if prefixes else None,
-                **common,
-            },
-            "wait": dict(wait),
-        }
-        for start in range(0, len(ids), size)
-    ]
+)
 
 
-def _wait_mode(mode: Any) -> dict[str, Any]:
-    """Sensor kwargs of a wait mode; an explicit mode also sets ``deferrable``, so that
-    ``[operators] default_deferrable`` cannot override it."""
-    if mode is None:
-        return {}
-    if mode not in WAIT_MODES:
-        raise invalid("mode", "one of " + ", ".join(WAIT_MODES) + " (or unset)", mode)
-    return {"deferrable": True} if mode == "deferrable" else {"mode": mode, "deferrable": False}
+def __getattr__(name: str) -> Any:
+    """The example DAGs' planning names, importable from here as before, with a ``DeprecationWarning``."""
+    if name in _MOVED_TO_EXAMPLES:
+        import warnings
 
+        from airflow_cvm_export.examples import planning
 
-def export_kwargs(batch: Mapping[str, Any]) -> dict[str, Any]:
-    """Operator kwargs of one batch of :func:`plan_exports`."""
-    return dict(batch["export"])
-
-
-def wait_kwargs(pair: Sequence[Any]) -> dict[str, Any]:
-    """Sensor kwargs from one ``(export record, batch of plan_exports)`` pair of a zipped mapping."""
-    export, batch = pair
-    return {"export": export, **batch["wait"]}
+        warnings.warn(
+            f"airflow_cvm_export.utils.validation.{name} moved to airflow_cvm_export.examples.planning.{name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(planning, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
