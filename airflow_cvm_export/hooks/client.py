@@ -32,6 +32,7 @@ from tenacity import (
 )
 
 from airflow_cvm_export import __version__
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.hooks.credentials import CredentialProvider, CredentialRefresh, provider_for
 from airflow_cvm_export.utils.connection import CONN_TYPE, ClientConfig, config_from_connection
 from airflow_cvm_export.utils.errors import (
@@ -55,7 +56,6 @@ from airflow_cvm_export.utils.protocol import (
     parse_head_reply,
 )
 from airflow_cvm_export.utils.ratelimit import RateLimiter, limiter_for
-from airflow_cvm_export.utils.validation import DEFAULT_CONN_ID
 
 T = TypeVar("T")
 

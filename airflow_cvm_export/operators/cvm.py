@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
 from airflow_cvm_export.mixins import ExportWaitMixin
 from airflow_cvm_export.utils.errors import (
@@ -30,7 +31,6 @@ from airflow_cvm_export.utils.lineage import remember, task_lineage
 from airflow_cvm_export.utils.records import ExportRecord, ExportState
 from airflow_cvm_export.utils.starting import StartState, describe, gave_up, pause_seconds, start_state
 from airflow_cvm_export.utils.validation import (
-    DEFAULT_CONN_ID,
     DEFAULT_EXPORT_FORMAT,
     ExportArgs,
     as_optional_bool,

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import AssetAlias, BaseSensorOperator, PokeReturnValue
 
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
 from airflow_cvm_export.mixins import ExportWaitMixin
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
 from airflow_cvm_export.utils.lineage import task_lineage
 from airflow_cvm_export.utils.records import OBJECTS_XCOM_KEY
-from airflow_cvm_export.utils.validation import DEFAULT_CONN_ID, validate_export_record
+from airflow_cvm_export.utils.validation import validate_export_record
 from airflow_cvm_export.version_compat import AirflowSkipException, conf
 
 if TYPE_CHECKING:

@@ -10,9 +10,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.errors import TencentCloudError
 from airflow_cvm_export.utils.starting import StartState, describe, pause_seconds, start_state
-from airflow_cvm_export.utils.validation import DEFAULT_CONN_ID
 
 
 class ExportStartTrigger(BaseTrigger):

@@ -32,8 +32,6 @@ from airflow_cvm_export.utils.patterns import (
 if TYPE_CHECKING:
     from airflow_cvm_export.utils.records import ExportRecord
 
-# The connection every ``tencentcloud_conn_id`` argument defaults to.
-DEFAULT_CONN_ID = "tencentcloud_default"
 EXPORT_FORMATS = ("RAW", "QCOW2", "VHD", "VMDK")
 DEFAULT_EXPORT_FORMAT = "RAW"
 # Undocumented by Tencent Cloud (the emulator enforces it): image ids per ExportImages call.
@@ -307,8 +305,9 @@ def _is_object_path(path: Any) -> bool:
     return not any(segment in (".", "..") for segment in path.split("/"))
 
 
-# Moved to airflow_cvm_export.examples.planning (the example DAGs' planning, not argument checks).
-_MOVED_TO_EXAMPLES = frozenset(
+# Names that moved away, by their new module: the example DAGs' planning (not argument checks), and
+# the default connection id (the hooks' own).
+_MOVED = {"DEFAULT_CONN_ID": "airflow_cvm_export.hooks"} | dict.fromkeys(
     {
         "DAG_RETRIES",
         "DEFAULT_BATCH_SIZE",
@@ -321,21 +320,21 @@ _MOVED_TO_EXAMPLES = frozenset(
         "plan_exports",
         "run_stamp",
         "wait_kwargs",
-    }
+    },
+    "airflow_cvm_export.examples.planning",
 )
 
 
 def __getattr__(name: str) -> Any:
-    """The example DAGs' planning names, importable from here as before, with a ``DeprecationWarning``."""
-    if name in _MOVED_TO_EXAMPLES:
+    """The names that moved (:data:`_MOVED`), importable from here as before, with a ``DeprecationWarning``."""
+    if name in _MOVED:
+        import importlib
         import warnings
 
-        from airflow_cvm_export.examples import planning
-
         warnings.warn(
-            f"airflow_cvm_export.utils.validation.{name} moved to airflow_cvm_export.examples.planning.{name}",
+            f"airflow_cvm_export.utils.validation.{name} moved to {_MOVED[name]}.{name}",
             DeprecationWarning,
             stacklevel=2,
         )
-        return getattr(planning, name)
+        return getattr(importlib.import_module(_MOVED[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

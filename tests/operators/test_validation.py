@@ -197,3 +197,10 @@ def test_the_example_dags_planning_still_imports_from_validation_with_a_warning(
     with pytest.warns(DeprecationWarning, match=f"moved to airflow_cvm_export.examples.planning.{name}"):
         moved = getattr(validation, name)
     assert moved is getattr(planning, name)
+
+
+def test_default_conn_id_moved_to_the_hooks_with_a_warning() -> None:
+    from airflow_cvm_export.hooks import DEFAULT_CONN_ID
+
+    with pytest.warns(DeprecationWarning, match="moved to airflow_cvm_export.hooks.DEFAULT_CONN_ID"):
+        assert validation.DEFAULT_CONN_ID == DEFAULT_CONN_ID == "tencentcloud_default"
