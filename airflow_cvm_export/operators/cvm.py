@@ -107,7 +107,8 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         naming the images and the reason.
     :param deferrable: wait in the triggerer (:class:`~airflow_cvm_export.triggers.cvm.ExportImagesTrigger`)
         instead of a worker slot; defaults to ``[operators] default_deferrable``. Only used with
-        ``wait_for_completion``.
+        ``wait_for_completion``; the export is checked once before deferring, so one that has
+        already finished is handed on at once.
     :param durable: keep the export's request and record in the task state store (Airflow 3.3+) so
         that a retry reattaches instead of exporting again.
     """
@@ -324,6 +325,9 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         if self._progress is not None and self._progress.done:
             return waiting.publish(self, context, record, self._progress.objects)
         if self.deferrable:
+            finished = waiting.check_before_deferring(self, context, self._hook, record)
+            if finished is not None:
+                return finished
             self._defer(record)
         return waiting.wait_in_worker(self, context, self._hook, record, self.poll_interval, self.wait_timeout)
 

@@ -89,7 +89,8 @@ class ExportImagesSensor(BaseSensorOperator):
         sensor is mapped, give it to ``partial()``, not ``expand()``. Schedule downstream DAGs on
         ``AssetAlias(<name>)`` (see ``dags/cvm_export_consumer.py``).
     :param deferrable: wait in the triggerer instead of a worker slot; defaults to
-        ``[operators] default_deferrable``.
+        ``[operators] default_deferrable``. The export is checked once before deferring, so one
+        that has already finished is handed on at once, as in poke and reschedule mode.
     """
 
     template_fields: Sequence[str] = (
@@ -185,7 +186,14 @@ class ExportImagesSensor(BaseSensorOperator):
             finally:
                 self.hook.close()  # the keep-alive session served every poke; release it with the task
         from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
+        from airflow_cvm_export.utils.waiting import check_before_deferring
 
+        try:
+            finished = check_before_deferring(self, context, self.hook, self.export_record)
+        finally:
+            self.hook.close()  # the trigger has its own session
+        if finished is not None:
+            return finished
         self.defer(
             trigger=ExportImagesTrigger(
                 export=self.export_record,

@@ -148,6 +148,20 @@ def resume_deferred(task: BaseOperator, context: Context, export: ExportRecord, 
     return resume(task, context, export, event)
 
 
+def check_before_deferring(
+    task: BaseOperator, context: Context, hook: CvmHook, export: ExportRecord
+) -> list[str] | None:
+    """One check before handing the wait to the triggerer: an export that already ended is acted on now.
+
+    The trigger's first check is one poll interval away, so a finished export (a cleared task, files
+    already there) would otherwise wait a full interval for nothing. Returns what :func:`resume`
+    returns (or raises as it does), with the same result as the trigger's event would give; None
+    while the export runs, and the caller defers.
+    """
+    event = verdict(export, check(task, hook, export))
+    return None if event is None else resume(task, context, export, event)
+
+
 def wait_in_worker(
     task: BaseOperator, context: Context, hook: CvmHook, export: ExportRecord, poll_interval: float, timeout: float
 ) -> list[str]:

@@ -69,6 +69,15 @@ def test_deferrable_hands_the_record_to_the_trigger(emulator: Emulator, context:
     assert deferred.value.method_name == "execute_complete"
 
 
+def test_deferrable_hands_on_an_export_finished_before_deferring(start_emulator: Any, context: dict[str, Any]) -> None:
+    emulator = start_emulator(progression="immediate")
+    cos_paths = waiting_operator(deferrable=True, poll_interval=60).execute(context)  # no TaskDeferred
+
+    (export,) = emulator.state()["exports"]
+    assert cos_paths == export["CosPaths"]
+    assert [obj["cos_path"] for obj in context["ti"].xcoms[OBJECTS_XCOM_KEY]] == cos_paths
+
+
 def test_resuming_after_the_trigger_uses_the_sensors_handling(emulator: Emulator, context: dict[str, Any]) -> None:
     op = waiting_operator(deferrable=True)
     with pytest.raises(TaskDeferred):
