@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
+from airflow_cvm_export.mixins import ExportWaitMixin
 from airflow_cvm_export.utils.errors import (
     DryRunSucceeded,
     TencentCloudBusyError,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk.definitions.context import Context
 
+    from airflow_cvm_export.hooks.cvm import CvmHook
     from airflow_cvm_export.utils.completion import ExportProgress
 
 # ExportImages failures after which the export may or may not have started: sent without an answer,
@@ -53,7 +55,7 @@ DEFAULT_WAIT_TIMEOUT = 7 * 24 * 3600.0
 DEFAULT_START_TIMEOUT = 24 * 3600.0
 
 
-class ExportImagesOperator(ResumableJobMixin, BaseOperator):
+class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
     """Start exporting CVM custom images to a COS bucket and return the export record.
 
     Arguments are checked after template rendering and before any request is sent
@@ -212,6 +214,11 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         finally:
             self._hook.close()
 
+    @property
+    def hook(self) -> CvmHook:
+        """The hook of the running ``execute`` (in the validated region)."""
+        return self._hook
+
     def _defer(self, record: ExportRecord) -> None:
         """Wait in the triggerer; the task resumes in :meth:`execute_complete`."""
         from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
@@ -229,18 +236,14 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
 
     def _check(self, record: ExportRecord) -> ExportProgress:
         """One check of the export by the wait engine; kept as ``self._progress``."""
-        from airflow_cvm_export.utils.waiting import check
-
-        self._progress = check(self, self._hook, record)
+        self._progress = self.check_export(record)
         return self._progress
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:
-        """Resume after the trigger: see :func:`~airflow_cvm_export.utils.waiting.resume`."""
-        from airflow_cvm_export.utils.waiting import resume_deferred
-
+        """Resume after the trigger: see :meth:`~airflow_cvm_export.mixins.ExportWaitMixin.resume_wait`."""
         ti = context["ti"]
         export = ti.xcom_pull(task_ids=ti.task_id, key=EXPORT_XCOM_KEY, map_indexes=ti.map_index)
-        return resume_deferred(self, context, export, event)
+        return self.resume_deferred_wait(context, export, event)
 
     # -- ResumableJobMixin: the "job" is the export; its external id is the export record ---------
 
@@ -316,20 +319,18 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         resumes in :meth:`execute_complete`). An export a retry's check found finished is not
         waited for.
         """
-        from airflow_cvm_export.utils import waiting
-
         self._publish(context, record)
         if not self.wait_for_completion:
             return record
         context["ti"].xcom_push(key=EXPORT_XCOM_KEY, value=record)
         if self._progress is not None and self._progress.done:
-            return waiting.publish(self, context, record, self._progress.objects)
+            return self.publish_export(context, record, self._progress.objects)
         if self.deferrable:
-            finished = waiting.check_before_deferring(self, context, self._hook, record)
+            finished = self.check_before_deferring(context, record)
             if finished is not None:
                 return finished
             self._defer(record)
-        return waiting.wait_in_worker(self, context, self._hook, record, self.poll_interval, self.wait_timeout)
+        return self.wait_in_worker(context, record, self.poll_interval, self.wait_timeout)
 
     # -- starting ---------------------------------------------------------------------------------
 
@@ -501,9 +502,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
 
     def _list(self, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """The objects under the images' file name prefixes, by key."""
-        from airflow_cvm_export.utils.waiting import list_recovered
-
-        return list_recovered(self._hook, record)
+        return self.list_exported(record)
 
     def _record(
         self,

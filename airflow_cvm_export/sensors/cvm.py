@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import AssetAlias, BaseSensorOperator, PokeReturnValue
 
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
+from airflow_cvm_export.mixins import ExportWaitMixin
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
 from airflow_cvm_export.utils.lineage import task_lineage
 from airflow_cvm_export.utils.records import OBJECTS_XCOM_KEY
@@ -50,11 +51,11 @@ def with_alias(outlets: Any, asset_alias: str | None) -> list[Any]:
     return outlets
 
 
-class ExportImagesSensor(BaseSensorOperator):
+class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
     """Wait until every file of a CVM image export exists in its COS bucket.
 
     Every mode (poke, reschedule, deferrable) checks, decides and acts with the same wait engine
-    (:mod:`airflow_cvm_export.utils.waiting`). No public API reports an export's progress, so
+    (:class:`~airflow_cvm_export.mixins.ExportWaitMixin`). No public API reports an export's progress, so
     completion is inferred by :func:`~airflow_cvm_export.utils.completion.assess`: each CosPath
     must exist (COS HEAD) and have been written by this export (new or changed since the record's
     ``baseline``; without one, ``Last-Modified`` not before ``started_at``), so an object left by an
@@ -186,10 +187,9 @@ class ExportImagesSensor(BaseSensorOperator):
             finally:
                 self.hook.close()  # the keep-alive session served every poke; release it with the task
         from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
-        from airflow_cvm_export.utils.waiting import check_before_deferring
 
         try:
-            finished = check_before_deferring(self, context, self.hook, self.export_record)
+            finished = self.check_before_deferring(context, self.export_record)
         finally:
             self.hook.close()  # the trigger has its own session
         if finished is not None:
@@ -211,10 +211,8 @@ class ExportImagesSensor(BaseSensorOperator):
         return start.timestamp() + self.timeout
 
     def check(self) -> ExportProgress:
-        """One check of the export: see :func:`~airflow_cvm_export.utils.waiting.check`."""
-        from airflow_cvm_export.utils import waiting
-
-        return waiting.check(self, self.hook, self.export_record)
+        """One check of the export: see :meth:`~airflow_cvm_export.mixins.ExportWaitMixin.check_export`."""
+        return self.check_export(self.export_record)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """Return the CosPaths once every object is there; fail at once if the export failed."""
@@ -223,13 +221,11 @@ class ExportImagesSensor(BaseSensorOperator):
         event = waiting.verdict(self.export_record, self.check())
         if event is None:
             return False
-        return PokeReturnValue(is_done=True, xcom_value=waiting.resume(self, context, self.export_record, event))
+        return PokeReturnValue(is_done=True, xcom_value=self.resume_wait(context, self.export_record, event))
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:
-        """Resume after the trigger: see :func:`~airflow_cvm_export.utils.waiting.resume`."""
-        from airflow_cvm_export.utils import waiting
-
-        return waiting.resume_deferred(self, context, self.export_record, event)
+        """Resume after the trigger: see :meth:`~airflow_cvm_export.mixins.ExportWaitMixin.resume_wait`."""
+        return self.resume_deferred_wait(context, self.export_record, event)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """OpenLineage: the images in, the exported COS objects out."""
