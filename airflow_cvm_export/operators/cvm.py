@@ -117,7 +117,8 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         naming the images and the reason.
     :param deferrable: wait in the triggerer (:class:`~airflow_cvm_export.triggers.cvm.ExportImagesTrigger`)
         instead of a worker slot; defaults to ``[operators] default_deferrable``. Only used with
-        ``wait_for_completion``.
+        ``wait_for_completion``; the export is checked once before deferring, so one that has
+        already finished is handed on at once.
     :param durable: keep the export's request and record in the task state store (Airflow 3.3+) so
         that a retry reattaches instead of exporting again. Below Airflow 3.3 there is no task state
         store: an explicit ``durable`` warns once (``UserWarning``) and is ignored.
@@ -361,6 +362,9 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         if self._progress is not None and self._progress.done:
             return
         if self.deferrable:
+            self._progress = self.check_before_deferring(record)
+            if self._progress is not None:
+                return
             self._defer(record)
         self._progress = self.wait_in_worker(record, self.poll_interval, self.wait_timeout)
 
