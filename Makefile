@@ -1,4 +1,4 @@
-# Entry points: make demo, make test, make bench, make system-test, make ui-test, make screenshots,
+# Entry points: make demo, make test, make bench, make system-test, make ui-test, make compose-test, make screenshots,
 # make test-matrix, make dist, make cloud-smoke (read-only checks of your own Tencent Cloud account;
 # skipped without credentials).
 PYTHON ?= python3.11
@@ -12,7 +12,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: venv demo test unit-test ui-test screenshots bench system-test test-matrix test-matrix-older lint dist cloud-smoke clean
+.PHONY: venv demo test unit-test ui-test compose-test screenshots bench system-test test-matrix test-matrix-older lint dist cloud-smoke clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,7 @@ test: venv
 	$(MAKE) unit-test
 	$(MAKE) ui-test
 	$(MAKE) system-test
+	$(MAKE) compose-test
 
 # The whole non-system suite (unit tests and the end-to-end airflow dags test runs).
 unit-test: venv
@@ -64,6 +65,12 @@ test-airflow-%: .venv-%/.installed
 
 system-test: venv
 	$(BIN)/python -m pytest -q -m system tests/system
+
+# docker-compose.yaml up for real, on local stand-ins of its three images built from Debian packages
+# (scripts/compose_standins.py, cached by tag and inputs hash): tests/deploy/test_compose_stack.py. Needs
+# docker.io and debootstrap (apt-get install); starts dockerd if none runs; skipped, saying why, where none can.
+compose-test: venv
+	$(BIN)/python -m pytest -q -s -rs -m compose tests/deploy/test_compose_stack.py
 
 bench: venv
 	$(BIN)/python bench/run_all.py
