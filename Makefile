@@ -21,7 +21,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-UNIT_TESTS := tests/hooks tests/operators tests/sensors tests/triggers tests/links tests/utils tests/test_tiers.py
+UNIT_TESTS := tests/hooks tests/operators tests/sensors tests/triggers tests/links tests/utils tests/assets tests/test_tiers.py
 EMULATOR_TESTS := tests/emulator
 E2E_TESTS := tests/e2e tests/reliability tests/security tests/dags tests/docs tests/scripts
 RELEASE_TESTS := tests/release tests/deploy
