@@ -29,8 +29,8 @@ UI_TESTS := tests/ui
 SYSTEM_TESTS := tests/system
 PYTEST := $(BIN)/python -m pytest -q
 
-.PHONY: venv demo test unit-test emulator-test e2e-test release-test ui-test compose-test screenshots bench system-test \
-	test-matrix test-matrix-older lint dist cloud-smoke clean
+.PHONY: venv demo test typecheck unit-test emulator-test e2e-test release-test ui-test compose-test screenshots bench \
+	system-test test-matrix test-matrix-older lint dist cloud-smoke clean
 
 venv: $(STAMP)
 
@@ -45,6 +45,7 @@ demo: venv
 test: venv
 	$(BIN)/ruff check airflow_cvm_export dags tests bench scripts
 	$(BIN)/ruff format --check airflow_cvm_export dags tests bench scripts
+	$(MAKE) typecheck
 	$(MAKE) unit-test
 	$(MAKE) emulator-test
 	$(MAKE) e2e-test
@@ -52,6 +53,10 @@ test: venv
 	$(MAKE) ui-test
 	$(MAKE) system-test
 	$(MAKE) compose-test
+
+# mypy on the package and the example DAGs, with the installed Airflow's types (config: pyproject.toml).
+typecheck: venv
+	$(BIN)/mypy
 
 unit-test: venv
 	$(PYTEST) $(UNIT_TESTS)
