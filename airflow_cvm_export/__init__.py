@@ -138,6 +138,7 @@ def get_provider_info() -> dict:
                 "conn-fields": _CONN_FIELDS,
             }
         ],
+        "asset-uris": [{"schemes": ["cos"], "handler": "airflow_cvm_export.assets.cos.sanitize_uri"}],
         "extra-links": [
             "airflow_cvm_export.links.cvm.CosBucketLink",
             "airflow_cvm_export.links.cvm.CosObjectsLink",

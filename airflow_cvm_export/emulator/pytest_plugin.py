@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_cvm_export.emulator.server import Emulator
+if TYPE_CHECKING:  # the fixtures import it when first used: loading the plugin imports no emulator, no Airflow
+    from airflow_cvm_export.emulator.server import Emulator
 
 CONN_ID = "tencentcloud_default"
 DEFAULT_PROGRESSION = "immediate"
@@ -50,6 +51,8 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def tencentcloud_emulator_server() -> Iterator[Emulator]:
     """The session's emulator, started once (use ``tencentcloud_emulator``, which resets it per test)."""
+    from airflow_cvm_export.emulator.server import Emulator
+
     with Emulator(progression=DEFAULT_PROGRESSION) as emulator:
         yield emulator
 

@@ -69,6 +69,35 @@ class CvmHook(CvmClientBase):
             "placeholders": behaviour["placeholders"],
         }
 
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The connection extras as form fields, for Airflow 3.1's connection form.
+
+        Built from the provider info's ``conn-fields`` (label, description, password or boolean),
+        which Airflow reads itself from 3.2 on, without calling this. Airflow 3.1's api-server calls
+        it with its own stand-ins for ``wtforms`` and ``flask_appbuilder`` when they are not installed.
+        """
+        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import BooleanField, PasswordField, StringField
+
+        from airflow_cvm_export import get_provider_info
+
+        widgets: dict[str, Any] = {}
+        for name, spec in get_provider_info()["connection-types"][0]["conn-fields"].items():
+            label, schema, description = lazy_gettext(spec["label"]), spec["schema"], spec["description"]
+            if schema.get("type") == "boolean":
+                widgets[name] = BooleanField(label, description=description, default=schema.get("default"))
+            elif schema.get("format") == "password":
+                widgets[name] = PasswordField(label, widget=BS3PasswordFieldWidget(), description=description)
+            else:
+                widgets[name] = StringField(label, widget=BS3TextFieldWidget(), description=description)
+        return widgets
+
+    def get_conn(self) -> requests.Session:
+        """The hook's keep-alive ``requests`` session (what every call of this hook is sent over)."""
+        return self.session
+
     @cached_property
     def config(self) -> ClientConfig:
         """Connection settings, read lazily on first use and validated."""

@@ -53,7 +53,8 @@ EXPECTED_ERRORS = (
 
 @pytest.mark.every_line  # Airflow's logging and masking differ between the lines
 def test_no_secret_or_signature_at_debug_level(run_dag: Callable[..., DagRun], airflow_home: Path) -> None:
-    emulator = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, token=TOKEN, export_seconds=1)
+    # Exports of 4 s: the wait's check before deferring finds it running, so it defers.
+    emulator = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, token=TOKEN, export_seconds=4)
     authorizations: list[str] = []
     answer = emulator.handle
 
