@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_cvm_export.emulator import Emulator
+from tests.credentials import ROLE_ARN, web_identity_token
 from tests.e2e.conftest import DagRun
 from tests.security.dags.cvm_export_secrets import BAD_CONNECTIONS
 
@@ -120,7 +121,6 @@ def found_in(run: DagRun, airflow_home: Path, forbidden: set[str]) -> list[tuple
     return [(where, line) for where, line in leaks if not airflow_prints_it(line)]
 
 
-ROLE_ARN = "qcs::cam::uin/100000000001:roleName/AirflowCvmExport"
 EXTERNAL_ID = "SECRETSCAN-EXTID-5a1f"
 POLICY = {"version": "2.0", "statement": [{"effect": "allow", "action": ["name/cvm:*"], "resource": ["*"]}]}
 
@@ -129,7 +129,6 @@ POLICY = {"version": "2.0", "statement": [{"effect": "allow", "action": ["name/c
 def test_no_temporary_secret_at_debug_level(run_dag: Callable[..., DagRun], airflow_home: Path, tmp_path: Path) -> None:
     """Temporary credentials (a TKE pod's OIDC identity assuming a role, renewed every few seconds): no
     web identity token, temporary SecretKey, token, ExternalId or session policy anywhere."""
-    from tests.e2e.test_credentials import web_identity_token
 
     web_identity = web_identity_token()
     token_file = tmp_path / "web-identity-token"
