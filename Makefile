@@ -1,4 +1,4 @@
-# Entry points: make demo, make test, make bench, make system-test, make ui-test, make screenshots,
+# Entry points: make demo, make test, make docs, make bench, make system-test, make ui-test, make screenshots,
 # make test-matrix, make dist, make cloud-smoke (read-only checks of your own Tencent Cloud account;
 # skipped without credentials).
 PYTHON ?= python3.11
@@ -12,13 +12,13 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: venv demo test unit-test ui-test screenshots bench system-test test-matrix test-matrix-older lint dist cloud-smoke clean
+.PHONY: venv demo docs test unit-test ui-test screenshots bench system-test test-matrix test-matrix-older lint dist cloud-smoke clean
 
 venv: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench,celery,openlineage]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench,celery,openlineage,docs]'
 	touch $(STAMP)
 
 demo: venv
@@ -27,9 +27,15 @@ demo: venv
 test: venv
 	$(BIN)/ruff check airflow_cvm_export dags tests bench scripts
 	$(BIN)/ruff format --check airflow_cvm_export dags tests bench scripts
+	$(MAKE) docs
 	$(MAKE) unit-test
 	$(MAKE) ui-test
 	$(MAKE) system-test
+
+# The documentation site into docs/_build/html: every warning an error, every cross-reference and
+# internal link (with its #anchor) checked; external links are not fetched.
+docs: venv
+	$(BIN)/sphinx-build -q -W --keep-going -n -b html docs docs/_build/html
 
 # The whole non-system suite (unit tests and the end-to-end airflow dags test runs).
 unit-test: venv
@@ -81,4 +87,4 @@ lint: venv
 	$(BIN)/ruff format airflow_cvm_export dags tests bench scripts
 
 clean:
-	rm -rf .airflow .airflow-* build dist *.egg-info
+	rm -rf .airflow .airflow-* build dist *.egg-info docs/_build
