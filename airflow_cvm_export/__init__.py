@@ -43,6 +43,65 @@ _CONN_FIELDS = {
         "description": 'Requests per second per action, e.g. {"DescribeImages": 40}; 0 switches one off',
         "schema": {"type": ["object", "null"]},
     },
+    # Where credentials come from (docs/credentials.md); checked in utils/connection.py.
+    "credential_source": {
+        "label": "Credential source",
+        "description": "connection (SecretId/SecretKey above), environment, profile, cvm_role (the instance's "
+        "CAM role), oidc (TKE pod identity) or default (environment, profile, cvm_role, oidc); empty: the "
+        "SecretId/SecretKey above, else TENCENTCLOUD_SECRET_ID/_SECRET_KEY",
+        "schema": {
+            "type": ["string", "null"],
+            "enum": [None, "connection", "environment", "profile", "cvm_role", "oidc", "default"],
+        },
+    },
+    "profile_name": {
+        "label": "Profile name",
+        "description": "With credential_source profile: ~/.tccli/<name>.credential or [<name>] of "
+        "~/.tencentcloud/credentials (default: default)",
+        "schema": {"type": ["string", "null"]},
+    },
+    "cvm_role_name": {
+        "label": "CVM role name",
+        "description": "With credential_source cvm_role: the instance's CAM role (empty: asked from the "
+        "metadata service)",
+        "schema": {"type": ["string", "null"]},
+    },
+    "role_arn": {
+        "label": "Role ARN",
+        "description": "Assume this CAM role (STS AssumeRole) with the source's credentials, e.g. "
+        "qcs::cam::uin/100000000001:roleName/ExportRole",
+        "schema": {"type": ["string", "null"]},
+    },
+    "role_session_name": {
+        "label": "Role session name",
+        "description": "RoleSessionName of AssumeRole / AssumeRoleWithWebIdentity (default airflow-cvm-export)",
+        "schema": {"type": ["string", "null"]},
+    },
+    "duration_seconds": {
+        "label": "Credential duration (seconds)",
+        "description": "Lifetime asked of STS, up to 43200 (default 7200); renewed before it ends",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 43200},
+    },
+    "external_id": {
+        "label": "External ID",
+        "description": "ExternalId of AssumeRole, if the role's trust policy asks for one",
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+    "policy": {
+        "label": "Session policy",
+        "description": "CAM policy JSON narrowing the assumed role's permissions (sent URL-encoded)",
+        "schema": {"type": ["object", "string", "null"], "format": "password"},
+    },
+    "sts_endpoint": {
+        "label": "STS endpoint",
+        "description": "Override of https://sts.tencentcloudapi.com (a private endpoint, the emulator)",
+        "schema": {"type": ["string", "null"]},
+    },
+    "metadata_endpoint": {
+        "label": "Metadata endpoint",
+        "description": "Override of http://metadata.tencentyun.com (the emulator)",
+        "schema": {"type": ["string", "null"]},
+    },
 }
 
 
@@ -79,6 +138,7 @@ def get_provider_info() -> dict:
                 "conn-fields": _CONN_FIELDS,
             }
         ],
+        "asset-uris": [{"schemes": ["cos"], "handler": "airflow_cvm_export.assets.cos.sanitize_uri"}],
         "extra-links": [
             "airflow_cvm_export.links.cvm.CosBucketLink",
             "airflow_cvm_export.links.cvm.CosObjectsLink",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -82,14 +82,20 @@ class ExportWaitMixin(_TaskBase):
         the task. ``error``: a :class:`~airflow_cvm_export.utils.errors.TencentCloudError`, so the
         task's own retries run (a retry checks again and reattaches).
         """
+        from airflow_cvm_export.utils.records import EventStatus
+
+        if event.get("status") == EventStatus.SUCCESS:
+            return self.publish_export(context, export, list(event["objects"]))
+        self.fail_wait(event)
+
+    def fail_wait(self, event: Mapping[str, Any]) -> NoReturn:
+        """Raise for an event that did not end the wait with success (see :meth:`resume_wait`)."""
         from airflow_cvm_export.utils.errors import TencentCloudError
         from airflow_cvm_export.utils.records import EventStatus
         from airflow_cvm_export.version_compat import AirflowFailException, AirflowSensorTimeout
 
         status = event.get("status")
         message = event.get("message") or f"the export wait ended with status {status!r}"
-        if status == EventStatus.SUCCESS:
-            return self.publish_export(context, export, list(event["objects"]))
         if status == EventStatus.TIMEOUT:
             raise AirflowSensorTimeout(message)
         if status == EventStatus.ERROR:
@@ -105,21 +111,32 @@ class ExportWaitMixin(_TaskBase):
             persist_export_links(context, export)
         return self.resume_wait(context, export, event)
 
-    def check_before_deferring(self, context: Context, export: ExportRecord) -> list[str] | None:
-        """One check before handing the wait to the triggerer: an export that already ended is acted on now.
+    def check_before_deferring(self, export: ExportRecord) -> ExportProgress | None:
+        """One check before handing the wait to the triggerer: the progress of an export that is done.
 
         The trigger's first check is one poll interval away, so a finished export (a cleared task,
-        files already there) would otherwise wait a full interval for nothing. Returns what
-        :meth:`resume_wait` returns (or raises as it does), the same result the trigger's event would
-        give; None while the export runs, and the caller defers.
+        files already there) would otherwise wait a full interval for nothing. A failed export
+        raises as :meth:`fail_wait` says, as the trigger's event would; None while the export runs,
+        and the caller defers.
         """
+        from airflow_cvm_export.utils.records import EventStatus
         from airflow_cvm_export.utils.waiting import verdict
 
-        event = verdict(export, self.check_export(export))
-        return None if event is None else self.resume_wait(context, export, event)
+        progress = self.check_export(export)
+        event = verdict(export, progress)
+        if event is None:
+            return None
+        if event.get("status") != EventStatus.SUCCESS:
+            self.fail_wait(event)
+        return progress
 
-    def wait_in_worker(self, context: Context, export: ExportRecord, poll_interval: float, timeout: float) -> list[str]:
-        """Check every ``poll_interval`` seconds in this worker until the export ends; act as :meth:`resume_wait`."""
+    def wait_in_worker(self, export: ExportRecord, poll_interval: float, timeout: float) -> ExportProgress:
+        """Check every ``poll_interval`` seconds in this worker until the export is done; return that check.
+
+        A failed export or a timeout raises as :meth:`fail_wait` says; handing the objects on is the
+        caller's (:meth:`publish_export`).
+        """
+        from airflow_cvm_export.utils.records import EventStatus
         from airflow_cvm_export.utils.waiting import timeout_event, verdict
 
         deadline = time.monotonic() + timeout
@@ -129,7 +146,9 @@ class ExportWaitMixin(_TaskBase):
             if event is None and time.monotonic() + poll_interval > deadline:
                 event = timeout_event(export, progress, f"within {timeout:g} s")
             if event is not None:
-                return self.resume_wait(context, export, event)
+                if event.get("status") == EventStatus.SUCCESS:
+                    return progress
+                self.fail_wait(event)
             time.sleep(poll_interval)
 
     def publish_export(self, context: Context, export: ExportRecord, objects: list[ExportedObject]) -> list[str]:

@@ -32,6 +32,7 @@ from airflow_cvm_export.hooks.client import (
     run_exchange,
     tls_verify,
 )
+from airflow_cvm_export.hooks.credentials import CredentialRefresh
 from airflow_cvm_export.utils.connection import ClientConfig
 from airflow_cvm_export.utils.errors import (
     TencentCloudConnectError,
@@ -67,6 +68,35 @@ class CvmHook(CvmClientBase):
             "relabeling": behaviour["relabeling"],
             "placeholders": behaviour["placeholders"],
         }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The connection extras as form fields, for Airflow 3.1's connection form.
+
+        Built from the provider info's ``conn-fields`` (label, description, password or boolean),
+        which Airflow reads itself from 3.2 on, without calling this. Airflow 3.1's api-server calls
+        it with its own stand-ins for ``wtforms`` and ``flask_appbuilder`` when they are not installed.
+        """
+        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import BooleanField, PasswordField, StringField
+
+        from airflow_cvm_export import get_provider_info
+
+        widgets: dict[str, Any] = {}
+        for name, spec in get_provider_info()["connection-types"][0]["conn-fields"].items():
+            label, schema, description = lazy_gettext(spec["label"]), spec["schema"], spec["description"]
+            if schema.get("type") == "boolean":
+                widgets[name] = BooleanField(label, description=description, default=schema.get("default"))
+            elif schema.get("format") == "password":
+                widgets[name] = PasswordField(label, widget=BS3PasswordFieldWidget(), description=description)
+            else:
+                widgets[name] = StringField(label, widget=BS3TextFieldWidget(), description=description)
+        return widgets
+
+    def get_conn(self) -> requests.Session:
+        """The hook's keep-alive ``requests`` session (what every call of this hook is sent over)."""
+        return self.session
 
     @cached_property
     def config(self) -> ClientConfig:
@@ -109,8 +139,15 @@ class CvmHook(CvmClientBase):
                 limiter.wait()
             return self._send(request, action=action, read_only=read_only)
 
+        provider = self._provider(config)
+
+        def attempt() -> T:
+            if provider is not None:
+                provider.get()  # renewed first when due
+            return run_exchange(exchange(config), send, provider)
+
         retryable = RETRYABLE if read_only else RETRYABLE_WRITE
-        return self._retrying(retryable)(lambda: run_exchange(exchange(config), send))
+        return self._retrying(retryable)(attempt)
 
     def _send(self, request: PreparedRequest, *, action: str, read_only: bool) -> requests.Response:
         """Send over the hook's session; network failures become typed errors without URLs or headers."""
@@ -213,6 +250,7 @@ class CvmHook(CvmClientBase):
 
         def exchange(config: ClientConfig) -> Exchange[str | None]:
             reply = yield self._cos_request(config, "HEAD", bucket, "")
+            assert reply is not None
             if reply.status_code != 200:
                 raise cos_error(reply.status_code, bucket, "", reply.content)
             return reply.headers.get("x-cos-request-id")
@@ -294,12 +332,20 @@ class CvmAsyncHook(CvmClientBase):
     ) -> T:
         """Run one attempt, a fresh exchange: each request it yields is sent, and its reply sent back
         (see ``run_exchange``)."""
+        provider = self._provider(config)
+        if provider is not None:
+            await provider.aget()  # renewed first when due
         exchange = make_exchange(config)
         request = next(exchange)
         while True:
-            reply = await self._send(request, action=action, read_only=read_only, limiter=limiter)
             try:
-                request = exchange.send(reply)
+                if isinstance(request, CredentialRefresh):
+                    assert provider is not None
+                    await provider.aget(stale=request.stale)
+                    request = exchange.send(None)
+                else:
+                    reply = await self._send(request, action=action, read_only=read_only, limiter=limiter)
+                    request = exchange.send(reply)
             except StopIteration as done:
                 return done.value
 

@@ -7,8 +7,10 @@ use them: a DAG file importing this module pays only for building the task (``be
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -31,6 +33,7 @@ from airflow_cvm_export.utils.validation import (
     DEFAULT_CONN_ID,
     DEFAULT_EXPORT_FORMAT,
     ExportArgs,
+    as_optional_bool,
     as_seconds,
     validate_export_args,
 )
@@ -60,8 +63,9 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
 
     Arguments are checked after template rendering and before any request is sent
     (:func:`~airflow_cvm_export.utils.validation.validate_export_args`). The return value (XCom
-    ``return_value``) is the JSON export record, an
-    :class:`~airflow_cvm_export.utils.records.ExportRecord`. Pass it to
+    ``return_value``) is always the JSON export record, an
+    :class:`~airflow_cvm_export.utils.records.ExportRecord`, whether the task also waits
+    (``wait_for_completion``) or not. Pass it to
     :class:`~airflow_cvm_export.sensors.cvm.ExportImagesSensor` (``export=start.output``) to wait
     for the files.
 
@@ -92,16 +96,20 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
     :param file_name_prefixes: one object name prefix per image (so runs do not overwrite each
         other's files), or None. Templated.
     :param only_export_root_disk: export only the system disk. Templated.
-    :param dry_run: only check that the images can be exported; nothing is started and the record
-        has ``dry_run`` true and no ``cos_paths``. Templated.
+    :param check_only: only check that the images can be exported (ExportImages with ``DryRun``);
+        nothing is started and the record has ``dry_run`` true and no ``cos_paths``. Templated.
+        (Called ``dry_run`` in 0.1.0, a name that hid ``BaseOperator.dry_run()``; ``dry_run=``
+        still works, with a ``DeprecationWarning``.)
     :param role_name: CAM role the export runs as (the API's default is ``CVM_QcsRole``). Templated.
     :param region: region of the images and bucket; defaults to the connection's ``region`` extra.
         Templated.
     :param tencentcloud_conn_id: connection of type ``tencentcloud``. Templated.
     :param wait_for_completion: also wait in this task until the files are in the bucket, exactly as
         :class:`~airflow_cvm_export.sensors.cvm.ExportImagesSensor` does (same checks, same failure
-        messages); the return value is then the CosPaths, the export record goes to XCom ``export``
-        and the objects to XCom ``objects``. A dry run never waits.
+        messages, same asset events). The return value is still the export record; the objects go
+        to XCom ``objects`` (their CosPaths are the record's ``cos_paths``) and the record also to
+        XCom ``export`` (read back when the task resumes from the triggerer). A check-only run
+        never waits.
     :param poll_interval: seconds between checks while waiting.
     :param wait_timeout: seconds to wait for the files before failing with ``AirflowSensorTimeout``.
     :param start_timeout: seconds to wait until the export can start (an image busy with another
@@ -112,7 +120,8 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         ``wait_for_completion``; the export is checked once before deferring, so one that has
         already finished is handed on at once.
     :param durable: keep the export's request and record in the task state store (Airflow 3.3+) so
-        that a retry reattaches instead of exporting again.
+        that a retry reattaches instead of exporting again. Below Airflow 3.3 there is no task state
+        store: an explicit ``durable`` warns once (``UserWarning``) and is ignored.
     """
 
     external_id_key = "cvm_export"
@@ -122,7 +131,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         "export_format",
         "file_name_prefixes",
         "only_export_root_disk",
-        "dry_run",
+        "check_only",
         "role_name",
         "region",
         "tencentcloud_conn_id",
@@ -139,7 +148,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         export_format: str = DEFAULT_EXPORT_FORMAT,
         file_name_prefixes: list[str] | str | None = None,
         only_export_root_disk: bool | str | None = None,
-        dry_run: bool | str = False,
+        check_only: bool | str = False,
         role_name: str | None = None,
         region: str | None = None,
         tencentcloud_conn_id: str = DEFAULT_CONN_ID,
@@ -150,9 +159,16 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
+        if "dry_run" in kwargs:
+            warnings.warn(
+                "ExportImagesOperator(dry_run=...) is deprecated: use check_only=... "
+                "(an attribute dry_run hid BaseOperator.dry_run())",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            check_only = kwargs.pop("dry_run")
         super().__init__(**kwargs)
         self.start_timeout = as_seconds(start_timeout, "start_timeout")
-        self._resumed: dict[str, Any] | None = None  # the start trigger's event, when resuming from it
         self.wait_for_completion = wait_for_completion
         self.poll_interval = as_seconds(poll_interval, "poll_interval")
         self.wait_timeout = as_seconds(wait_timeout, "wait_timeout")
@@ -162,43 +178,72 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         self.export_format = export_format
         self.file_name_prefixes = file_name_prefixes
         self.only_export_root_disk = only_export_root_disk
-        self.dry_run = dry_run
+        self.check_only = check_only
         self.role_name = role_name
         self.region = region
         self.tencentcloud_conn_id = tencentcloud_conn_id
+        # The state of one run of the task (execute, or execute_start after the start trigger):
+        self._export: ExportRecord | None = None  # the export being handed on, once known
+        self._progress: ExportProgress | None = None  # the last check of the export, if any
+        self._start_deadline = 0.0  # epoch seconds: start_timeout after this start's first try
+        self._pending: ExportRecord | None = None  # an unanswered send being resolved, from the start trigger
+        self._pauses = 0  # pauses of the start so far (the back-off doubles per pause)
 
-    def execute(self, context: Context) -> ExportRecord | list[str]:
+    def execute(self, context: Context) -> ExportRecord:
         """Validate, start the export (or reattach to the one a previous try started) and return its record.
 
-        With ``wait_for_completion``, wait for the files and return their CosPaths instead.
+        With ``wait_for_completion``, wait for the files first (the record is returned all the same).
         """
-        self._args = validate_export_args(
+        return self._run(context, {})
+
+    def execute_start(self, context: Context, event: Mapping[str, Any]) -> ExportRecord:
+        """Resume after :class:`~airflow_cvm_export.triggers.start.ExportStartTrigger`: start (or resolve) again.
+
+        The start timeout keeps counting from the first try of this start; a deadline that passed in
+        the triggerer fails as in a worker.
+        """
+        return self._run(context, event)
+
+    @cached_property
+    def _args(self) -> ExportArgs:
+        """The rendered arguments, checked (read first in ``execute``: after rendering, before any request)."""
+        return validate_export_args(
             image_ids=self.image_ids,
             bucket_name=self.bucket_name,
             export_format=self.export_format,
             file_name_prefixes=self.file_name_prefixes,
             only_export_root_disk=self.only_export_root_disk,
-            dry_run=self.dry_run,
+            dry_run=as_optional_bool(self.check_only, "check_only"),
             role_name=self.role_name,
             region=self.region,
         )
+
+    @cached_property
+    def hook(self) -> CvmHook:
+        """The hook, in the validated region (``region``, else the connection's)."""
         from airflow_cvm_export.hooks.cvm import CvmHook
 
-        self._hook = CvmHook(self.tencentcloud_conn_id, region=self._args.region)
+        return CvmHook(self.tencentcloud_conn_id, region=self._args.region)
+
+    @cached_property
+    def _region(self) -> str:
+        """The region the export runs in; a missing one is a configuration error."""
+        region = self.hook.config.region
+        if region is None:
+            raise TencentCloudConfigError(
+                f"region must be set: pass region= or set the region extra of connection {self.tencentcloud_conn_id!r}"
+            )
+        return region
+
+    def _run(self, context: Context, resumed: Mapping[str, Any]) -> ExportRecord:
+        """``execute`` and ``execute_start``: check, then start or resume (``resumed``: the start trigger's event)."""
+        self._args  # noqa: B018  (checks the arguments before anything is sent)
         try:
-            self._region = self._hook.config.region
-            if self._region is None:
-                raise TencentCloudConfigError(
-                    f"region must be set: pass region= or set the region extra of connection "
-                    f"{self.tencentcloud_conn_id!r}"
-                )
+            self._region  # noqa: B018
             if self._args.dry_run:
                 return self._dry_run()
-            self._progress: ExportProgress | None = None  # the last check of the export, if any
-            resumed = self._resumed or {}
             self._start_deadline = resumed.get("end_time") or time.time() + self.start_timeout
-            self._pending: dict[str, Any] | None = resumed.get("pending")
-            self._pauses = 0
+            self._pending = resumed.get("pending")
             if resumed.get("status") == "timeout":
                 raise gave_up(
                     self._args.image_ids,
@@ -209,15 +254,14 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
                 )
             if resumed.get("status") == "error":
                 raise TencentCloudError(resumed["message"])
-            self._result: ExportRecord | list[str] | None = None
-            return self.execute_resumable(context)
+            record = self.execute_resumable(context)
+            if record is None:
+                # Airflow 3.3's execute_resumable returns what poll_until_complete returns (None)
+                # when it reattaches to a running export, without asking get_job_result.
+                record = self.get_job_result(self._export, context)
+            return record
         finally:
-            self._hook.close()
-
-    @property
-    def hook(self) -> CvmHook:
-        """The hook of the running ``execute`` (in the validated region)."""
-        return self._hook
+            self.hook.close()
 
     def _defer(self, record: ExportRecord) -> None:
         """Wait in the triggerer; the task resumes in :meth:`execute_complete`."""
@@ -239,11 +283,13 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         self._progress = self.check_export(record)
         return self._progress
 
-    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:
-        """Resume after the trigger: see :meth:`~airflow_cvm_export.mixins.ExportWaitMixin.resume_wait`."""
+    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> ExportRecord:
+        """Resume after the trigger: act on its event (see
+        :meth:`~airflow_cvm_export.mixins.ExportWaitMixin.resume_wait`) and return the export record."""
         ti = context["ti"]
-        export = ti.xcom_pull(task_ids=ti.task_id, key=EXPORT_XCOM_KEY, map_indexes=ti.map_index)
-        return self.resume_deferred_wait(context, export, event)
+        export: ExportRecord = ti.xcom_pull(task_ids=ti.task_id, key=EXPORT_XCOM_KEY, map_indexes=ti.map_index)
+        self.resume_deferred_wait(context, export, event)
+        return export
 
     # -- ResumableJobMixin: the "job" is the export; its external id is the export record ---------
 
@@ -257,7 +303,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         """
         store = context.get("task_state_store") if self.durable else None
         intent = store.get(INTENT_KEY) if store is not None else None
-        image_set = self._hook.describe_images(self._args.image_ids)
+        image_set = self.hook.describe_images(self._args.image_ids)
         if intent or self._pending or (store is None and getattr(context.get("ti"), "try_number", 1) > 1):
             if intent:
                 record = self._record(intent["started_at"], recovered=True, baseline=intent.get("baseline"))
@@ -301,36 +347,41 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         """A finished export whose files are all there is not started again."""
         return status == ExportState.EXPORTED
 
-    def poll_until_complete(self, external_id: Any, context: Context) -> ExportRecord | list[str]:
-        """Hand the export on (see :meth:`_hand_on`), waiting for its files with ``wait_for_completion``."""
-        self._result = self._hand_on(context, external_id)
-        return self._result
+    def poll_until_complete(self, external_id: Any, context: Context) -> None:
+        """Hand the export on (log, console links) and, with ``wait_for_completion``, wait for its files.
 
-    def get_job_result(self, external_id: Any, context: Context) -> ExportRecord | list[str]:
-        """The task's result: :meth:`poll_until_complete`'s, or for an export a retry found finished, handed on now."""
-        return self._result if self._result is not None else self._hand_on(context, external_id)
-
-    def _hand_on(self, context: Context, record: ExportRecord) -> ExportRecord | list[str]:
-        """Log the export, store the console links' values and return the task's result.
-
-        Without ``wait_for_completion`` the result is the record. With it, the record goes to XCom
-        ``export`` and the files are waited for by the wait engine, as the sensor waits: in this
-        worker (the result is the CosPaths) or, when ``deferrable``, in the triggerer (the task
-        resumes in :meth:`execute_complete`). An export a retry's check found finished is not
-        waited for.
+        The wait is the sensor's (:class:`~airflow_cvm_export.mixins.ExportWaitMixin`): in this worker,
+        or, when ``deferrable``, in the triggerer (the task resumes in :meth:`execute_complete`). It
+        raises when the export fails or does not finish within ``wait_timeout``. An export a retry's
+        check found finished is not waited for.
         """
-        self._publish(context, record)
+        record = self._attach(context, external_id)
         if not self.wait_for_completion:
-            return record
+            return
         context["ti"].xcom_push(key=EXPORT_XCOM_KEY, value=record)
         if self._progress is not None and self._progress.done:
-            return self.publish_export(context, record, self._progress.objects)
+            return
         if self.deferrable:
-            finished = self.check_before_deferring(context, record)
-            if finished is not None:
-                return finished
+            self._progress = self.check_before_deferring(record)
+            if self._progress is not None:
+                return
             self._defer(record)
-        return self.wait_in_worker(context, record, self.poll_interval, self.wait_timeout)
+        self._progress = self.wait_in_worker(record, self.poll_interval, self.wait_timeout)
+
+    def get_job_result(self, external_id: Any, context: Context) -> ExportRecord:
+        """The task's result, the export record; with ``wait_for_completion`` its objects are handed on
+        first (XCom ``objects``, asset events), as the sensor hands them on."""
+        record = self._attach(context, external_id)
+        if self.wait_for_completion and self._progress is not None and self._progress.done:
+            self.publish_export(context, record, self._progress.objects)
+        return record
+
+    def _attach(self, context: Context, record: ExportRecord) -> ExportRecord:
+        """Make ``record`` the export this run hands on: log it and give the console links their values (once)."""
+        if record is not self._export:
+            self._export = record
+            self._publish(context, record)
+        return record
 
     # -- starting ---------------------------------------------------------------------------------
 
@@ -349,11 +400,11 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
             baseline = completion.take_baseline(keys, self._list(self._args.request()))
             # By COS's clock, as the listing's Date header showed it: objects outside the baseline are
             # judged by comparing their Last-Modified with it.
-            started_at = datetime.fromtimestamp(self._hook.cos_time(), UTC).isoformat()
+            started_at = datetime.fromtimestamp(self.hook.cos_time(), UTC).isoformat()
             if store is not None:
                 store.set(INTENT_KEY, {"started_at": started_at, "request": self._args.request(), "baseline": baseline})
             try:
-                response = self._hook.export_images(**self._args.request(), expected_objects=expected)
+                response = self.hook.export_images(**self._args.request(), expected_objects=expected)
             except TencentCloudBusyError as refused:  # nothing started
                 if store is not None:
                     store.delete(INTENT_KEY)
@@ -436,7 +487,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         """
         while True:
             try:
-                self._hook.export_images(**{**self._args.request(), "dry_run": True})
+                self.hook.export_images(**{**self._args.request(), "dry_run": True})
             except TencentCloudError as answer:
                 state = start_state(answer)
                 if state is StartState.FREE:
@@ -491,15 +542,6 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
             method_name="execute_start",
         )
 
-    def execute_start(self, context: Context, event: Mapping[str, Any]) -> ExportRecord | list[str]:
-        """Resume after :class:`~airflow_cvm_export.triggers.start.ExportStartTrigger`: start (or resolve) again.
-
-        The start timeout keeps counting from the first try of this start; a deadline that passed in
-        the triggerer fails as in a worker.
-        """
-        self._resumed = dict(event)
-        return self.execute(context)
-
     def _list(self, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """The objects under the images' file name prefixes, by key."""
         return self.list_exported(record)
@@ -534,7 +576,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
     def _dry_run(self) -> ExportRecord:
         started_at = datetime.now(UTC).isoformat()
         try:
-            self._hook.export_images(**self._args.request())
+            self.hook.export_images(**self._args.request())
         except DryRunSucceeded as answer:
             self.log.info(
                 "Dry run: %s can be exported to %s (RequestId %s)",

@@ -6,7 +6,7 @@ importing this module pays only for building the task (``bench/parse.py``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,27 @@ def with_alias(outlets: Any, asset_alias: str | None) -> list[Any]:
     if asset_alias and AssetAlias(asset_alias) not in outlets:
         outlets.append(AssetAlias(asset_alias))
     return outlets
+
+
+class _AliasedPartial:
+    """``ExportImagesSensor.partial``: the SDK's ``partial()``, with the sensor's asset alias added to ``outlets``.
+
+    A mapped task's outlets are its ``partial()`` arguments, and only those reach the serialized DAG
+    (and so the scheduler and the UI). Give ``asset_alias`` there, not in ``expand()``: a mapped
+    value is only known when the task runs. The SDK's guard stays: on a task (an instance) this is
+    the SDK's ``partial``, which raises ``TypeError``.
+    """
+
+    def __get__(self, task: Any, cls: type[Any] | None = None) -> Callable[..., OperatorPartial]:
+        if task is not None:
+            return super(ExportImagesSensor, task).partial
+        sdk_partial: Callable[..., OperatorPartial] = super(ExportImagesSensor, cls).partial
+
+        def partial(**kwargs: Any) -> OperatorPartial:
+            outlets = with_alias(kwargs.pop("outlets", None), kwargs.get("asset_alias", DEFAULT_ASSET_ALIAS))
+            return sdk_partial(outlets=outlets, **kwargs)
+
+        return partial
 
 
 class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
@@ -138,16 +159,7 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
         self.asset_alias = asset_alias
         self.deferrable = deferrable
 
-    @classmethod
-    def partial(cls, **kwargs: Any) -> OperatorPartial:
-        """Start mapping the sensor, with its asset alias already in ``outlets``.
-
-        A mapped task's outlets are its ``partial()`` arguments, and only those reach the serialized
-        DAG (and so the scheduler and the UI). Give ``asset_alias`` here, not in ``expand()`` or
-        ``expand_kwargs()``: a mapped value is only known when the task runs.
-        """
-        outlets = with_alias(kwargs.pop("outlets", None), kwargs.get("asset_alias", DEFAULT_ASSET_ALIAS))
-        return super().partial(outlets=outlets, **kwargs)
+    partial = _AliasedPartial()
 
     @cached_property
     def _given_export(self) -> dict[str, Any]:
@@ -189,11 +201,11 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
         from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
 
         try:
-            finished = self.check_before_deferring(context, self.export_record)
+            progress = self.check_before_deferring(self.export_record)
         finally:
             self.hook.close()  # the trigger has its own session
-        if finished is not None:
-            return finished
+        if progress is not None:
+            return self.publish_export(context, self.export_record, progress.objects)
         self.defer(
             trigger=ExportImagesTrigger(
                 export=self.export_record,

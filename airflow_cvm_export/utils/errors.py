@@ -115,6 +115,12 @@ class TencentCloudOutcomeUnknownError(TencentCloudNetworkError):
     """The request was sent but no answer came back: it may or may not have taken effect."""
 
 
+class TencentCloudCredentialError(TencentCloudError):
+    """Temporary credentials could not be obtained (STS or the metadata service failed or was unreachable),
+    and no still-valid ones were left; retrying later may help. Settings no retry can fix raise
+    :class:`TencentCloudConfigError` instead."""
+
+
 class TencentCloudResponseError(TencentCloudError):
     """The response is not what the API promises (HTML page, truncated JSON, missing fields)."""
 

@@ -72,11 +72,15 @@ def context() -> dict[str, Any]:
 
 @pytest.fixture
 def start_emulator(tencentcloud_conn: Callable[..., str]) -> Iterator[Callable[..., Emulator]]:
-    """``start_emulator(**Emulator kwargs)``: a started emulator that connection ``tc_test`` points at."""
+    """``start_emulator(**Emulator kwargs)``: a started emulator that connection ``tc_test`` points at.
+
+    Exports finish as they are accepted (``immediate``) unless a test asks for ``progression="manual"``
+    and moves them on itself (``finish``/``advance``): no test waits on the emulator's export timer.
+    """
     started: list[Emulator] = []
 
     def start(**kwargs: Any) -> Emulator:
-        kwargs.setdefault("export_seconds", 0.3)
+        kwargs.setdefault("progression", "immediate")
         emu = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, **kwargs).start()
         started.append(emu)
         tencentcloud_conn(

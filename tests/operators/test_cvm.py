@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from airflow_cvm_export.emulator.catalog import image_for
 from airflow_cvm_export.links.cvm import LINK_XCOM_KEY
 from airflow_cvm_export.operators.cvm import ExportImagesOperator
 from airflow_cvm_export.utils.errors import TencentCloudConfigError, TencentCloudError
+from airflow_cvm_export.version_compat import ResumableJobStandIn
 from tests.operators.conftest import BUCKET, CONN_ID, REGION
 
 RECORD_KEYS = {
@@ -58,8 +60,8 @@ def test_export_record(emulator: Emulator, context: dict[str, Any]) -> None:
     assert context["ti"].xcoms[LINK_XCOM_KEY] == {"bucket": BUCKET, "region": REGION, "folder": ""}
 
 
-def test_dry_run_starts_nothing(emulator: Emulator, context: dict[str, Any]) -> None:
-    record = operator(dry_run="True").execute(context)
+def test_check_only_starts_nothing(emulator: Emulator, context: dict[str, Any]) -> None:
+    record = operator(check_only="True").execute(context)
 
     assert record["dry_run"] is True
     assert record["cos_paths"] == []
@@ -100,6 +102,34 @@ def test_bad_arguments_fail_before_any_request(emulator: Emulator, context: dict
     with pytest.raises(TencentCloudConfigError):
         operator(**kwargs).execute(context)
     assert emulator.state()["requests"] == {}
+
+
+def test_the_old_dry_run_keyword_still_works_with_a_deprecation_warning(
+    emulator: Emulator, context: dict[str, Any]
+) -> None:
+    with pytest.warns(DeprecationWarning, match="use check_only"):
+        op = operator(dry_run=True)
+
+    assert op.check_only is True
+    assert inspect.ismethod(op.dry_run)  # BaseOperator.dry_run() is no longer hidden
+    assert op.execute(context)["dry_run"] is True
+    assert emulator.state()["exports"] == []
+
+
+def test_durable_below_airflow_3_3_warns_once_and_is_ignored() -> None:
+    class Base:
+        def __init__(self, **kwargs: Any) -> None:
+            pass
+
+    class Task(ResumableJobStandIn, Base):
+        pass
+
+    with pytest.warns(UserWarning, match="durable. has no effect on Airflow versions below 3.3"):
+        task = Task(durable=True)
+    assert task.durable is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Task().durable is False  # left at its default: no warning
 
 
 def test_region_is_required(emulator: Emulator, context: dict[str, Any], tencentcloud_conn: Any) -> None:

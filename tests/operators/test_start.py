@@ -4,6 +4,7 @@ images and the reason, never take the other export for this task's."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -42,10 +43,15 @@ def someone_elses_export(image_id: str = IMAGE) -> dict[str, Any]:
 def test_waits_in_the_worker_until_it_can_export_its_own_files(
     start_emulator: Any, context: dict[str, Any], blocked_by: str
 ) -> None:
-    emulator = start_emulator(export_seconds=1.0, max_running_exports=1)
+    emulator = start_emulator(progression="manual", max_running_exports=1)
     theirs = someone_elses_export(IMAGE if blocked_by == "busy image" else "img-centos02")
     began = time.monotonic()
-    record = operator().execute(context)
+    their_end = threading.Timer(0.5, emulator.finish)  # the other export is over while this task waits
+    their_end.start()
+    try:
+        record = operator().execute(context)
+    finally:
+        their_end.join()
 
     assert time.monotonic() - began >= 0.5  # it waited for the other export
     other, mine = emulator.state()["exports"]
@@ -60,7 +66,7 @@ def test_waits_in_the_worker_until_it_can_export_its_own_files(
 def test_gives_up_at_start_timeout_naming_the_image_and_the_reason(
     start_emulator: Any, context: dict[str, Any]
 ) -> None:
-    emulator = start_emulator(export_seconds=60)
+    emulator = start_emulator(progression="manual")
     someone_elses_export()
     began = time.monotonic()
     with pytest.raises(TencentCloudBusyError) as raised:
@@ -83,7 +89,7 @@ def test_gives_up_at_start_timeout_naming_the_image_and_the_reason(
 def test_deferrable_start_waits_in_the_triggerer_and_resumes_to_export(
     start_emulator: Any, context: dict[str, Any]
 ) -> None:
-    emulator = start_emulator(export_seconds=60)
+    emulator = start_emulator(progression="manual")
     someone_elses_export()
     task = operator(deferrable=True)
     with pytest.raises(TaskDeferred) as deferred:

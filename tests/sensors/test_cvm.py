@@ -52,11 +52,14 @@ def poke_until_done(wait: ExportImagesSensor, context: dict[str, Any], seconds: 
 def test_pokes_until_every_object_is_there(
     start_emulator: Any, context: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    emulator = start_emulator(export_seconds=0.6)
+    emulator = start_emulator(progression="manual")
     record = start(context, ["img-centos02", "img-ubuntu01"], file_name_prefixes=["web", "app"])
     wait = sensor(record)
 
     assert wait.poke(context) is False
+    emulator.advance(objects=2)
+    assert wait.poke(context) is False
+    emulator.finish()
     result = poke_until_done(wait, context)
 
     (export,) = emulator.state()["exports"]
@@ -110,7 +113,7 @@ def test_without_a_baseline_objects_are_judged_by_cos_clock(
 
 
 def test_export_failing_in_the_cloud_fails_fast(start_emulator: Any, context: dict[str, Any]) -> None:
-    start_emulator(fail_rate=1, export_seconds=0.3)
+    start_emulator(fail_rate=1)
     record = start(context, ["img-centos01"])
     wait = sensor(record, timeout=60)
     began = time.monotonic()
@@ -119,7 +122,8 @@ def test_export_failing_in_the_cloud_fails_fast(start_emulator: Any, context: di
     assert time.monotonic() - began < 5
 
 
-def test_deleted_image_fails_at_once(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_deleted_image_fails_at_once(start_emulator: Any, context: dict[str, Any]) -> None:
+    start_emulator(progression="manual")
     record = start(context, ["img-centos01"])
     gone = {**record, "image_ids": ["img-zzzzzzzz"]}
     with pytest.raises(AirflowFailException, match="img-zzzzzzzz no longer exists"):
@@ -149,7 +153,7 @@ def test_explicit_fields_instead_of_a_record(emulator: Emulator, context: dict[s
 
 @pytest.mark.parametrize("soft_fail", [False, True])
 def test_timeout(start_emulator: Any, context: dict[str, Any], soft_fail: bool) -> None:
-    start_emulator(export_seconds=30)
+    start_emulator(progression="manual")
     record = start(context, ["img-centos01"])
     expected = AirflowSkipException if soft_fail else AirflowSensorTimeout
     with pytest.raises(expected):
@@ -169,7 +173,8 @@ def test_record_and_explicit_fields_are_exclusive(context: dict[str, Any]) -> No
         wait.execute(context)
 
 
-def test_deferrable_defers_to_the_trigger_with_the_deadline(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_deferrable_defers_to_the_trigger_with_the_deadline(start_emulator: Any, context: dict[str, Any]) -> None:
+    start_emulator(progression="manual")  # still running when the sensor checks before deferring
     record = start(context, ["img-centos01"])
     with pytest.raises(TaskDeferred) as deferred:
         sensor(record, deferrable=True, timeout=120, poke_interval=7).execute(context)
@@ -294,3 +299,8 @@ def test_asset_alias_declared_at_construction_mapped_or_not(kwargs: dict[str, An
         mapped = ExportImagesSensor.partial(task_id="mapped", **kwargs).expand(export=[{}])
     assert plain.outlets == mapped.outlets == outlets
     assert mapped.unmap({"export": {}}).outlets == outlets  # as it runs: no alias added twice
+
+
+def test_partial_keeps_the_sdks_guard_against_calling_it_on_a_task() -> None:
+    with pytest.raises(TypeError, match="partial can only be called on Operator classes"):
+        ExportImagesSensor(task_id="w", export={}).partial(task_id="again")

@@ -49,19 +49,19 @@ with DAG("howto_export_one_task", schedule=None, start_date=pendulum.datetime(20
         task_id="export_and_wait",
         image_ids=["img-ubuntu02"],
         bucket_name="backups-1250000000",
-        wait_for_completion=True,  # return value: the CosPaths, as the sensor's
+        wait_for_completion=True,  # also waits; XCom objects as the sensor's
         deferrable=True,
         poll_interval=60,
         wait_timeout=6 * 3600,
     )
     # [END howto_operator_wait_for_completion]
 
-with DAG("howto_dry_run", schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False):
-    # [START howto_operator_dry_run]
-    check_only = ExportImagesOperator(
+with DAG("howto_check_only", schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False):
+    # [START howto_operator_check_only]
+    check_exportable = ExportImagesOperator(
         task_id="check_exportable",
         image_ids=["img-centos02"],
         bucket_name="exports-1250000000",
-        dry_run=True,  # DryRun: nothing is exported; the record has dry_run true
+        check_only=True,  # ExportImages with DryRun: nothing is exported; the record has dry_run true
     )
-    # [END howto_operator_dry_run]
+    # [END howto_operator_check_only]
