@@ -69,7 +69,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
     :class:`~airflow_cvm_export.sensors.cvm.ExportImagesSensor` (``export=start.output``) to wait
     for the files.
 
-    Reliability (see the README's "Failure modes" and "Task retries"):
+    Reliability (see docs/failures.md, "The ambiguous send" and "Task retries"):
 
     - The export starts only when a DryRun says the images can be exported. While an image is busy
       (someone else's export) or the export queue is full, the start waits with back-off, up to
