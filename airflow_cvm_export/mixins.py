@@ -112,6 +112,25 @@ class ExportWaitMixin(_TaskBase):
             persist_export_links(context, export)
         return self.resume_wait(context, export, event)
 
+    def check_before_deferring(self, export: ExportRecord) -> ExportProgress | None:
+        """One check before handing the wait to the triggerer: the progress of an export that is done.
+
+        The trigger's first check is one poll interval away, so a finished export (a cleared task,
+        files already there) would otherwise wait a full interval for nothing. A failed export
+        raises as :meth:`fail_wait` says, as the trigger's event would; None while the export runs,
+        and the caller defers.
+        """
+        from airflow_cvm_export.utils.records import EventStatus
+        from airflow_cvm_export.utils.waiting import verdict
+
+        progress = self.check_export(export)
+        event = verdict(export, progress)
+        if event is None:
+            return None
+        if event.get("status") != EventStatus.SUCCESS:
+            self.fail_wait(event)
+        return progress
+
     def wait_in_worker(self, export: ExportRecord, poll_interval: float, timeout: float) -> ExportProgress:
         """Check every ``poll_interval`` seconds in this worker until the export is done; return that check.
 

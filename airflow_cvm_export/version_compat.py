@@ -2,7 +2,7 @@
 
 The package, its example DAGs and its tests import these names from here; nothing else branches on
 the Airflow version (as in the official providers' ``version_compat.py``). A feature that only a
-newer line has degrades here to its documented fallback: the README's "Airflow versions" table.
+newer line has degrades here to its documented fallback: docs/development.md, "Airflow versions".
 """
 
 from __future__ import annotations

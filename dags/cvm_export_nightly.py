@@ -19,7 +19,7 @@ prefix is stamped with the run's date in the DAG's timezone and a fragment of it
 (``nightly-20261126-3f2a9c1d``), so no two runs, even of the same day (the scheduled one, a manual
 trigger, a REST call without a logical date), write the same keys. The images are exported in
 batches: ``start_export`` and ``wait_for_export`` are mapped over them. Tasks are retried three
-times, 30 s apart and doubling (README, "Task retries": a retry never exports twice).
+times, 30 s apart and doubling (docs/failures.md, "Task retries": a retry never exports twice).
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ with DAG(
             print(f"  {path}")
         return manifest
 
+    # [START howto_nightly_mapped_export]
     planned = plan()
     start = ExportImagesOperator.partial(task_id="start_export").expand_kwargs(planned.map(export_kwargs))
     wait = ExportImagesSensor.partial(task_id="wait_for_export").expand_kwargs(
@@ -86,3 +87,4 @@ with DAG(
     )
     # An XComArg stands for the task's value when it runs; TaskFlow's call types cannot say so.
     write_manifest(cos_paths=wait.output, objects=XComArg(wait, key=OBJECTS_XCOM_KEY))  # type: ignore[arg-type]
+    # [END howto_nightly_mapped_export]

@@ -98,8 +98,9 @@ class CredentialProvider:
     """The current key pair of one source, renewed on time; see the module docstring.
 
     :param settings: the checked source settings.
-    :param fetch: obtains a new key pair (blocking); raises :class:`TencentCloudConfigError` for what no
-        retry can fix, any other :class:`TencentCloudError` for what a retry might.
+    :param fetch: obtains a new key pair (blocking); raises
+        :class:`~airflow_cvm_export.utils.errors.TencentCloudConfigError` for what no retry can fix,
+        any other :class:`~airflow_cvm_export.utils.errors.TencentCloudError` for what a retry might.
     """
 
     def __init__(self, settings: CredentialSettings, fetch: Callable[[], KeyPair]) -> None:
@@ -201,9 +202,10 @@ class CredentialProvider:
             return current
         if isinstance(error, TencentCloudConfigError):
             raise error
-        raise TencentCloudCredentialError(
-            f"{self.settings.describe}: {error.message}", code=error.code, request_id=error.request_id
-        ) from None
+        message = error.message  # the sources' messages name them; a role_arn on top names its own
+        if not message.startswith("credential_source"):
+            message = f"{self.settings.describe}: {message}"
+        raise TencentCloudCredentialError(message, code=error.code, request_id=error.request_id) from None
 
 
 # -- one provider per process and source -------------------------------------------------------------
@@ -392,7 +394,7 @@ class DefaultChain:
         self.answered: str | None = None
 
     def fetch(self) -> KeyPair:
-        """From the source that answered before, else from the first of :attr:`ORDER` that can."""
+        """From the source that answered before, else from the first of ``ORDER`` that can."""
         if self.answered is not None:
             return self._from(self.answered)
         tried = []

@@ -175,7 +175,7 @@ class CvmHook(CvmClientBase):
         Read-only actions are retried on throttling, server and network errors. Any other action
         is retried only when the failure proves the request was not processed (throttled, or no
         connection); a request that was sent but got no answer raises
-        :class:`TencentCloudOutcomeUnknownError`.
+        :class:`~airflow_cvm_export.utils.errors.TencentCloudOutcomeUnknownError`.
         """
         return self._run(
             action, is_read_only(action, params), lambda config: self._api_exchange(config, action, params)

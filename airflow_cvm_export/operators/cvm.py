@@ -69,7 +69,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
     :class:`~airflow_cvm_export.sensors.cvm.ExportImagesSensor` (``export=start.output``) to wait
     for the files.
 
-    Reliability (see the README's "Failure modes" and "Task retries"):
+    Reliability (see docs/failures.md, "The ambiguous send" and "Task retries"):
 
     - The export starts only when a DryRun says the images can be exported. While an image is busy
       (someone else's export) or the export queue is full, the start waits with back-off, up to
@@ -117,7 +117,8 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         naming the images and the reason.
     :param deferrable: wait in the triggerer (:class:`~airflow_cvm_export.triggers.cvm.ExportImagesTrigger`)
         instead of a worker slot; defaults to ``[operators] default_deferrable``. Only used with
-        ``wait_for_completion``.
+        ``wait_for_completion``; the export is checked once before deferring, so one that has
+        already finished is handed on at once.
     :param durable: keep the export's request and record in the task state store (Airflow 3.3+) so
         that a retry reattaches instead of exporting again. Below Airflow 3.3 there is no task state
         store: an explicit ``durable`` warns once (``UserWarning``) and is ignored.
@@ -365,6 +366,9 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         if self._progress is not None and self._progress.done:
             return
         if self.deferrable:
+            self._progress = self.check_before_deferring(record)
+            if self._progress is not None:
+                return
             self._defer(record)
         self._progress = self.wait_in_worker(record, self.poll_interval, self.wait_timeout)
 

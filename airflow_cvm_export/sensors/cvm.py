@@ -112,7 +112,8 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
         sensor is mapped, give it to ``partial()``, not ``expand()``. Schedule downstream DAGs on
         ``AssetAlias(<name>)`` (see ``dags/cvm_export_consumer.py``).
     :param deferrable: wait in the triggerer instead of a worker slot; defaults to
-        ``[operators] default_deferrable``.
+        ``[operators] default_deferrable``. The export is checked once before deferring, so one
+        that has already finished is handed on at once, as in poke and reschedule mode.
     """
 
     template_fields: Sequence[str] = (
@@ -200,6 +201,12 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
                 self.hook.close()  # the keep-alive session served every poke; release it with the task
         from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
 
+        try:
+            progress = self.check_before_deferring(self.export_record)
+        finally:
+            self.hook.close()  # the trigger has its own session
+        if progress is not None:
+            return self.publish_export(context, self.export_record, progress.objects)
         self.defer(
             trigger=ExportImagesTrigger(
                 export=self.export_record,

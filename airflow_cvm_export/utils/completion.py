@@ -16,7 +16,7 @@ The names an export writes follow the documented pattern
 ``[<prefix>_]<ImageId>_system_<SnapshotId>.<format>`` (``_data_`` for data disks), one per disk of
 DescribeImages' ``SnapshotSet`` (only the system disk with ``only_export_root_disk``). A
 *recovered* export record (``recovered: true``, no ``cos_paths``: the ExportImages answer was lost,
-see the README's "Failure modes") is judged from a bucket listing under those names.
+see docs/failures.md) is judged from a bucket listing under those names.
 """
 
 from __future__ import annotations

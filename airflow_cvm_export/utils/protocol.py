@@ -95,8 +95,8 @@ def check_export_answer(response: dict[str, Any], *, expected_objects: int | Non
 
     ``TaskId`` must be an integer and ``CosPaths`` a non-empty list of object paths; with
     ``expected_objects`` (one per exported disk, known from DescribeImages) the count must match.
-    Anything else raises :class:`TencentCloudResponseError` naming the RequestId: the export may
-    have started, so the caller must not simply send it again.
+    Anything else raises :class:`~airflow_cvm_export.utils.errors.TencentCloudResponseError` naming
+    the RequestId: the export may have started, so the caller must not simply send it again.
     """
     request_id = response.get("RequestId")
     task_id = response.get("TaskId")

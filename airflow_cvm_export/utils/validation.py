@@ -178,7 +178,10 @@ class ExportArgs:
     region: str | None
 
     def request(self) -> dict[str, Any]:
-        """Keyword arguments of :meth:`CvmHook.export_images` (the region goes to the hook instead)."""
+        """Keyword arguments of :meth:`~airflow_cvm_export.hooks.cvm.CvmHook.export_images`.
+
+        The region goes to the hook instead.
+        """
         kwargs = asdict(self)
         del kwargs["region"]
         return kwargs

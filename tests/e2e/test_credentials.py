@@ -4,7 +4,6 @@ deferrable mode, never refused for expiry."""
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from pathlib import Path
@@ -13,22 +12,11 @@ from typing import Any
 import pytest
 
 from airflow_cvm_export.emulator import Emulator
-from tests.credentials import SECRET_ID, SECRET_KEY
+from tests.credentials import ROLE_ARN, SECRET_ID, SECRET_KEY, web_identity_token
 from tests.e2e.conftest import REGION, DagRun
-from tests.e2e.test_dags import BUCKET, IMAGES, MODE_MARKS, launch
+from tests.e2e.test_dags import BUCKET, IMAGES, MODE_MARKS
 
 pytestmark = pytest.mark.e2e
-
-ROLE_ARN = "qcs::cam::uin/100000000001:roleName/AirflowCvmExport"
-
-
-def web_identity_token() -> str:
-    """A JWT as TKE writes it into the pod's token file (the emulator checks its form and ``exp``)."""
-
-    def part(document: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
-
-    return f"{part({'alg': 'RS256'})}.{part({'sub': 'airflow', 'exp': int(time.time()) + 3600})}.c2ln"
 
 
 def source_setup(source: str, emulator: Emulator, tmp_path: Path) -> tuple[dict[str, Any], dict[str, str]]:
@@ -57,7 +45,10 @@ def source_setup(source: str, emulator: Emulator, tmp_path: Path) -> tuple[dict[
         token_file = tmp_path / "web-identity-token"
         token_file.write_text(web_identity_token())
         env.update(
-            TKE_REGION=REGION, TKE_PROVIDER_ID="OIDC", TKE_WEB_IDENTITY_TOKEN_FILE=str(token_file), TKE_ROLE_ARN=ROLE_ARN
+            TKE_REGION=REGION,
+            TKE_PROVIDER_ID="OIDC",
+            TKE_WEB_IDENTITY_TOKEN_FILE=str(token_file),
+            TKE_ROLE_ARN=ROLE_ARN,
         )
     extra["credential_source"] = "default" if name == "default" else name
     if role:
@@ -110,9 +101,7 @@ EXPORT_SECONDS = 30
 
 
 @pytest.mark.parametrize("mode", list(MODE_MARKS))
-def test_short_lived_credentials_last_a_long_wait(
-    run_dag: Any, start_emulator: Any, tmp_path: Path, mode: str
-) -> None:
+def test_short_lived_credentials_last_a_long_wait(run_dag: Any, start_emulator: Any, tmp_path: Path, mode: str) -> None:
     """A 30-second export on 6-second credentials (a CVM role assuming a role): renewed several times,
     never refused for expiry, at most two STS calls per lifetime."""
     emulator = start_emulator(credential_lifetime=LIFETIME, export_seconds=EXPORT_SECONDS)

@@ -61,7 +61,8 @@ def test_the_wait_times_out(start_emulator: Any, context: dict[str, Any]) -> Non
     assert len(emulator.state()["exports"]) == 1
 
 
-def test_deferrable_hands_the_record_to_the_trigger(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_deferrable_hands_the_record_to_the_trigger(start_emulator: Any, context: dict[str, Any]) -> None:
+    emulator = start_emulator(progression="manual")  # still running when the operator checks before deferring
     with pytest.raises(TaskDeferred) as deferred:
         waiting_operator(deferrable=True, poll_interval=5, wait_timeout=600).execute(context)
 
@@ -76,7 +77,17 @@ def test_deferrable_hands_the_record_to_the_trigger(emulator: Emulator, context:
     assert deferred.value.method_name == "execute_complete"
 
 
-def test_resuming_after_the_trigger_uses_the_sensors_handling(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_deferrable_hands_on_an_export_finished_before_deferring(start_emulator: Any, context: dict[str, Any]) -> None:
+    emulator = start_emulator(progression="immediate")
+    record = waiting_operator(deferrable=True, poll_interval=60).execute(context)  # no TaskDeferred
+
+    (export,) = emulator.state()["exports"]
+    assert record["cos_paths"] == export["CosPaths"]
+    assert [obj["cos_path"] for obj in context["ti"].xcoms[OBJECTS_XCOM_KEY]] == export["CosPaths"]
+
+
+def test_resuming_after_the_trigger_uses_the_sensors_handling(start_emulator: Any, context: dict[str, Any]) -> None:
+    emulator = start_emulator(progression="manual")  # still running when the operator checks before deferring
     op = waiting_operator(deferrable=True)
     with pytest.raises(TaskDeferred):
         op.execute(context)

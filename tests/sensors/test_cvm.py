@@ -173,7 +173,8 @@ def test_record_and_explicit_fields_are_exclusive(context: dict[str, Any]) -> No
         wait.execute(context)
 
 
-def test_deferrable_defers_to_the_trigger_with_the_deadline(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_deferrable_defers_to_the_trigger_with_the_deadline(start_emulator: Any, context: dict[str, Any]) -> None:
+    start_emulator(progression="manual")  # still running when the sensor checks before deferring
     record = start(context, ["img-centos01"])
     with pytest.raises(TaskDeferred) as deferred:
         sensor(record, deferrable=True, timeout=120, poke_interval=7).execute(context)
@@ -184,6 +185,37 @@ def test_deferrable_defers_to_the_trigger_with_the_deadline(emulator: Emulator, 
     assert kwargs["poll_interval"] == 7
     assert kwargs["end_time"] == pytest.approx(context["ti"].start_date.timestamp() + 120)
     assert SECRET_KEY not in repr(kwargs)
+
+
+@pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
+def test_a_finished_export_is_handed_on_at_once_in_every_mode(
+    start_emulator: Any, context: dict[str, Any], mode: str
+) -> None:
+    """The default poke_interval (60 s): the first check comes before any wait, deferring included."""
+    start_emulator(progression="immediate")
+    record = start(context, ["img-centos01"])
+    wait = ExportImagesSensor(
+        task_id="wait_for_export",
+        export=record,
+        tencentcloud_conn_id=CONN_ID,
+        mode="poke" if mode == "deferrable" else mode,
+        deferrable=mode == "deferrable",
+    )
+    assert wait.poke_interval == 60
+    context["ti"].get_first_reschedule_date = lambda context: None  # reschedule mode: this is the first try
+    began = time.monotonic()
+    assert wait.execute(context) == record["cos_paths"]  # no TaskDeferred, no reschedule
+    assert time.monotonic() - began < 5
+    assert [obj["cos_path"] for obj in context["ti"].xcoms[OBJECTS_XCOM_KEY]] == record["cos_paths"]
+    events = context["outlet_events"][AssetAlias(DEFAULT_ASSET_ALIAS)].asset_alias_events
+    assert [event.dest_asset_key.uri for event in events] == [f"cos://{BUCKET}/img-centos01?dag_id={wait.dag_id}"]
+
+
+def test_deferrable_fails_a_failed_export_before_deferring(start_emulator: Any, context: dict[str, Any]) -> None:
+    start_emulator(progression="immediate", fail_rate=1)
+    record = start(context, ["img-centos01"])
+    with pytest.raises(AirflowFailException, match="img-centos01 is in state EXPORTFAILED"):
+        sensor(record, deferrable=True).execute(context)
 
 
 def test_execute_complete_success(emulator: Emulator, context: dict[str, Any]) -> None:
