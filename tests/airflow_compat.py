@@ -8,6 +8,6 @@ from airflow_cvm_export.version_compat import AIRFLOW_V_3_2_PLUS
 if AIRFLOW_V_3_2_PLUS:
     from airflow.serialization.definitions.dag import SerializedDAG
 else:  # 3.1
-    from airflow.serialization.serialized_objects import SerializedDAG  # type: ignore[no-redef,attr-defined]
+    from airflow.serialization.serialized_objects import SerializedDAG
 
 __all__ = ["SerializedDAG"]
