@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from airflow.sdk.execution_time.context import OutletEventAccessors
+from airflow.sdk.types import TaskInstanceKey
 
 from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.credentials import SECRET_ID, SECRET_KEY
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
 
 CONN_ID = "tc_test"
 REGION = "ap-guangzhou"
@@ -38,12 +42,22 @@ class FakeTaskInstance:
     task_id = "start_export"
     map_index = -1
 
+    @property
+    def key(self) -> TaskInstanceKey:
+        """This try's key, as the UI hands it to the console links."""
+        return TaskInstanceKey(self.dag_id, self.task_id, self.run_id, self.try_number, self.map_index)
+
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[key] = value
 
     def xcom_pull(self, *, task_ids: str, key: str, map_indexes: int) -> Any:
         assert (task_ids, map_indexes) == (self.task_id, self.map_index)
         return self.xcoms.get(key)
+
+
+def task_context(**values: Any) -> Context:
+    """Test doubles typed as the task context Airflow passes (only the keys the code under test reads)."""
+    return cast("Context", values)
 
 
 class FakeTaskStateStore(dict):
