@@ -70,18 +70,28 @@ class FakeTaskStateStore(dict):
         self.pop(key, None)
 
 
+def fake_ti(context: Context) -> FakeTaskInstance:
+    """The test double in ``context["ti"]``, typed as itself (``xcoms``, a settable ``try_number``)."""
+    return cast(FakeTaskInstance, context["ti"])
+
+
+def fake_store(context: Context) -> FakeTaskStateStore:
+    """The test double in ``context["task_state_store"]``, typed as itself (a dict)."""
+    return cast(FakeTaskStateStore, context["task_state_store"])
+
+
 @pytest.fixture
-def context() -> dict[str, Any]:
+def context() -> Context:
     """A minimal task context for calling ``execute``/``poke`` directly.
 
     Its DAG run started now: what a retry counts from without a task state store (before Airflow 3.3).
     """
-    return {
-        "ti": FakeTaskInstance(),
-        "dag_run": SimpleNamespace(start_date=datetime.now(UTC)),
-        "outlet_events": OutletEventAccessors(),
-        "task_state_store": FakeTaskStateStore(),
-    }
+    return task_context(
+        ti=FakeTaskInstance(),
+        dag_run=SimpleNamespace(start_date=datetime.now(UTC)),
+        outlet_events=OutletEventAccessors(),
+        task_state_store=FakeTaskStateStore(),
+    )
 
 
 @pytest.fixture
