@@ -98,8 +98,9 @@ class CredentialProvider:
     """The current key pair of one source, renewed on time; see the module docstring.
 
     :param settings: the checked source settings.
-    :param fetch: obtains a new key pair (blocking); raises :class:`TencentCloudConfigError` for what no
-        retry can fix, any other :class:`TencentCloudError` for what a retry might.
+    :param fetch: obtains a new key pair (blocking); raises
+        :class:`~airflow_cvm_export.utils.errors.TencentCloudConfigError` for what no retry can fix,
+        any other :class:`~airflow_cvm_export.utils.errors.TencentCloudError` for what a retry might.
     """
 
     def __init__(self, settings: CredentialSettings, fetch: Callable[[], KeyPair]) -> None:
@@ -403,7 +404,7 @@ class DefaultChain:
         self.answered: str | None = None
 
     def fetch(self) -> KeyPair:
-        """From the source that answered before, else from the first of :attr:`ORDER` that can."""
+        """From the source that answered before, else from the first of ``ORDER`` that can."""
         if self.answered is not None:
             return self._from(self.answered)
         tried = []

@@ -173,6 +173,6 @@ def airflow_prints_it(line: str) -> bool:
     ``InProcessSupervisorComms.send`` (apache-airflow-task-sdk 1.3.2, Airflow 3.3.2,
     ``airflow/sdk/execution_time/supervisor.py`` line 2055) logs every message at DEBUG, including
     ``MaskSecret(value=<the secret>)``: Airflow's own masking of the connection's password and extra,
-    and the provider's. The real supervisor omits that body; see the README's Secrets section.
+    and the provider's. The real supervisor omits that body; see docs/security.md.
     """
     return "[debug" in line and "Sending request" in line and "loc=supervisor.py" in line and "msg=MaskSecret(" in line

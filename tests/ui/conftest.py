@@ -7,7 +7,7 @@ deferrable). The browser is Debian's ``chromium`` driven by Playwright (``CHROMI
 path); Playwright's own browser download is not used.
 
 Screenshots go to the test's tmp dir, or to ``$UI_SCREENSHOTS`` (``make screenshots`` sets it to
-``docs/img``, where the README's pictures live).
+``docs/img``, where the documentation's pictures live).
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def screenshot(tmp_path: Path) -> Callable[..., Path]:
 
 
 def _shrink(path: Path) -> None:
-    """Keep the README's pictures small: 256 colours are plenty for a UI."""
+    """Keep the documentation's pictures small: 256 colours are plenty for a UI."""
     from PIL import Image
 
     with Image.open(path) as image:
