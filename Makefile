@@ -30,8 +30,8 @@ UI_TESTS := tests/ui
 SYSTEM_TESTS := tests/system
 PYTEST := $(BIN)/python -m pytest -q
 
-.PHONY: venv demo docs test unit-test emulator-test e2e-test release-test ui-test compose-test screenshots bench system-test \
-	test-matrix test-matrix-older lint dist cloud-smoke clean
+.PHONY: venv demo docs test typecheck unit-test emulator-test e2e-test release-test ui-test compose-test \
+	screenshots bench system-test test-matrix test-matrix-older test-python3.13 lint dist cloud-smoke clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,7 @@ demo: venv
 test: venv
 	$(BIN)/ruff check airflow_cvm_export dags tests bench scripts
 	$(BIN)/ruff format --check airflow_cvm_export dags tests bench scripts
+	$(MAKE) typecheck
 	$(MAKE) docs
 	$(MAKE) unit-test
 	$(MAKE) emulator-test
@@ -54,6 +55,10 @@ test: venv
 	$(MAKE) ui-test
 	$(MAKE) system-test
 	$(MAKE) compose-test
+
+# mypy on the package and the example DAGs, with the installed Airflow's types (config: pyproject.toml).
+typecheck: venv
+	$(BIN)/mypy
 
 # The documentation site into docs/_build/html: every warning an error, every cross-reference and
 # internal link (with its #anchor) checked; external links are not fetched.
@@ -99,6 +104,18 @@ test-airflow-%: .venv-%/.installed
 	.venv-$*/bin/uv pip install -q --compile-bytecode --python .venv-$*/bin/python -c constraints-airflow-$*.txt -e '.[test,openlineage]'
 	.venv-$*/bin/python -m pip check
 	touch $@
+
+# Python 3.13 (Debian 13's) beside the default 3.11: the unit tier and an airflow dags test run of each example
+# DAG (nightly, adhoc, and the consumer its assets trigger), in a trixie chroot made by debootstrap (root;
+# apt-get install debootstrap) and kept in TRIXIE_ROOT with its venv from constraints.txt (scripts/python3.13.sh).
+TRIXIE_ROOT ?= /var/cache/airflow-cvm-export/trixie
+# test_assets.py first, as in the e2e tier: its consumer run reads every asset event of the session's Airflow home.
+EXAMPLE_DAG_RUNS := tests/e2e/test_assets.py \
+	'tests/e2e/test_dags.py::test_exports_each_image_once_and_hands_the_cos_paths_downstream[cvm_export_adhoc-poke]' \
+	'tests/e2e/test_dags.py::test_exports_each_image_once_and_hands_the_cos_paths_downstream[cvm_export_nightly-deferrable]'
+
+test-python3.13:
+	scripts/python3.13.sh $(TRIXIE_ROOT) $(UNIT_TESTS) $(EXAMPLE_DAG_RUNS)
 
 system-test: venv
 	$(PYTEST) -m system $(SYSTEM_TESTS)

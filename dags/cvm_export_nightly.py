@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 import pendulum
 from airflow.sdk import DAG, XComArg, task
 
+from airflow_cvm_export.examples.planning import DAG_RETRIES, export_kwargs, plan_exports, run_stamp, wait_kwargs
 from airflow_cvm_export.operators.cvm import ExportImagesOperator
 from airflow_cvm_export.sensors.cvm import OBJECTS_XCOM_KEY, ExportImagesSensor
-from airflow_cvm_export.utils.validation import DAG_RETRIES, export_kwargs, plan_exports, run_stamp, wait_kwargs
 
 if TYPE_CHECKING:
     from airflow.sdk.types import DagRunProtocol
@@ -56,6 +56,7 @@ with DAG(
 
         from airflow_cvm_export.hooks.cvm import CvmHook
 
+        assert dag_run is not None and dag is not None  # Airflow passes both to a running task
         stamp = run_stamp(dag_run.run_id, dag_run.run_after, dag.timezone)
         config = Variable.get(CONFIG_VARIABLE, deserialize_json=True)
         hook = CvmHook(region=config.get("region") if isinstance(config, dict) else None)
@@ -84,5 +85,6 @@ with DAG(
     wait = ExportImagesSensor.partial(task_id="wait_for_export").expand_kwargs(
         start.output.zip(planned).map(wait_kwargs)
     )
-    write_manifest(cos_paths=wait.output, objects=XComArg(wait, key=OBJECTS_XCOM_KEY))
+    # An XComArg stands for the task's value when it runs; TaskFlow's call types cannot say so.
+    write_manifest(cos_paths=wait.output, objects=XComArg(wait, key=OBJECTS_XCOM_KEY))  # type: ignore[arg-type]
     # [END howto_nightly_mapped_export]

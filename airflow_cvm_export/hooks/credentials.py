@@ -202,9 +202,10 @@ class CredentialProvider:
             return current
         if isinstance(error, TencentCloudConfigError):
             raise error
-        raise TencentCloudCredentialError(
-            f"{self.settings.describe}: {error.message}", code=error.code, request_id=error.request_id
-        ) from None
+        message = error.message  # the sources' messages name them; a role_arn on top names its own
+        if not message.startswith("credential_source"):
+            message = f"{self.settings.describe}: {message}"
+        raise TencentCloudCredentialError(message, code=error.code, request_id=error.request_id) from None
 
 
 # -- one provider per process and source -------------------------------------------------------------

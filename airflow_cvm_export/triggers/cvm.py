@@ -16,9 +16,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.triggers.poller import ExportPoller, Waiter
 from airflow_cvm_export.utils.records import ExportEvent, ExportRecord
-from airflow_cvm_export.utils.validation import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.waiting import deadline_text, timeout_event
 
 DEFAULT_POLL_INTERVAL = 60.0

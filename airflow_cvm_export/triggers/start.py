@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.errors import TencentCloudError
 from airflow_cvm_export.utils.starting import StartState, describe, pause_seconds, start_state
-from airflow_cvm_export.utils.validation import DEFAULT_CONN_ID
 
 
 class ExportStartTrigger(BaseTrigger):
@@ -42,7 +42,7 @@ class ExportStartTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         end_time: float,
         reason: str = "",
-        pending: dict[str, Any] | None = None,
+        pending: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.request = request

@@ -138,7 +138,17 @@ class ClientConfig:
     credentials: CredentialSettings | None = None
 
     def with_region(self, region: str | None) -> ClientConfig:
-        """Return a copy using ``region`` (validated) instead of the connection's region."""
+        """Return a copy using ``region`` (validated) instead of the connection's region.
+
+        Deprecated: nothing in the provider uses it (the hooks take ``region=``); kept for 0.1.0's callers.
+        """
+        import warnings
+
+        warnings.warn(
+            "ClientConfig.with_region() is deprecated: pass region= to the hook instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         if region is None or region == self.region:
             return self
         return replace(self, region=validate_region(region))

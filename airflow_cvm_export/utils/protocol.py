@@ -245,7 +245,7 @@ def parse_bucket_listing(content: bytes) -> tuple[list[dict[str, Any]], str | No
     except ET.ParseError:
         raise TencentCloudResponseError("COS bucket listing is not valid XML", action="COS") from None
     values = {_ns_strip(child.tag): child for child in root}
-    objects = []
+    objects: list[dict[str, Any]] = []
     for item in root:
         if _ns_strip(item.tag) != "Contents":
             continue

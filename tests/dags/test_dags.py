@@ -33,7 +33,7 @@ socket.create_connection = refuse
 from airflow_cvm_export.version_compat import DagBag
 
 # What only a running task needs: a DAG file that imports the operator or sensor must not load it.
-RUNTIME_ONLY = ("airflow_cvm_export.emulator", "airflow_cvm_export.hooks", "airflow_cvm_export.triggers",
+RUNTIME_ONLY = ("airflow_cvm_export.emulator", "airflow_cvm_export.hooks.", "airflow_cvm_export.triggers",
                 "airflow_cvm_export.utils.connection", "airflow_cvm_export.utils.completion",
                 "airflow_cvm_export.utils.waiting")
 bag = DagBag(sys.argv[1])

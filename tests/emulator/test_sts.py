@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from pathlib import Path
 
@@ -13,19 +11,8 @@ from tencentcloud.common import credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.http_profile import HttpProfile
 
+from tests.credentials import ROLE_ARN, web_identity_token
 from tests.emulator.conftest import SECRET_ID, SECRET_KEY, Client
-
-ROLE_ARN = "qcs::cam::uin/100000000001:roleName/AirflowCvmExport"
-
-
-def web_identity_token(expires: float | None = None) -> str:
-    """An unsigned-looking JWT (header.payload.signature), as TKE writes into its token file."""
-
-    def part(document: dict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
-
-    payload = {"sub": "system:serviceaccount:airflow:worker", "exp": int(expires or time.time() + 3600)}
-    return f"{part({'alg': 'RS256'})}.{part(payload)}.c2lnbmF0dXJl"
 
 
 @pytest.fixture

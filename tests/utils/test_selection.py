@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from airflow_cvm_export.examples.planning import plan_exports
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
 from airflow_cvm_export.utils.selection import as_image_filters, exportable_ids, refusal, selection_filters
-from airflow_cvm_export.utils.validation import plan_exports
 
 CUSTOM = {"Name": "image-type", "Values": ["PRIVATE_IMAGE"]}
 
