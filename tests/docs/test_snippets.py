@@ -145,14 +145,11 @@ def test_every_page_marked_run_here_is_run_here() -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(
-    "snippet", ["emulator_python.py", "emulator_without_plugin.py", "emulator_sdk.py", "emulator_cos_sdk.py"]
-)
+@pytest.mark.parametrize("snippet", sorted(path.name for path in (DOCS / "snippets").glob("*.py")))
 def test_python_snippets_run(snippet: str, emulator: Emulator) -> None:
     emulator.put_object("exports-1250000000", "img-centos01_system_snap-a90ff55d.raw", b"exported")
     code = (DOCS / "snippets" / snippet).read_text()
-    code = code.replace('"127.0.0.1:9000"', f'"127.0.0.1:{emulator.port}"')
-    code = code.replace("Port=9000", f"Port={emulator.port}")
+    code = code.replace("127.0.0.1:9000", f"127.0.0.1:{emulator.port}").replace("Port=9000", f"Port={emulator.port}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN", "TENCENTCLOUD_"))}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
