@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+from airflow.sdk import BaseOperator
 
 from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.hooks.cvm import CvmAsyncHook, CvmHook
@@ -56,7 +57,7 @@ def test_every_argument_has_a_param_in_the_docstring(cls: type) -> None:
 
 
 @pytest.mark.parametrize("cls", [ExportImagesOperator, ExportImagesSensor], ids=lambda cls: cls.__name__)
-def test_templated_is_said_exactly_for_the_template_fields(cls: type) -> None:
+def test_templated_is_said_exactly_for_the_template_fields(cls: type[BaseOperator]) -> None:
     documented = params(cls)
     said = {name for name, text in documented.items() if "Templated." in text}
     assert said == set(cls.template_fields)

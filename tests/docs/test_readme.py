@@ -52,7 +52,9 @@ def test_is_a_landing_page_without_relative_links() -> None:
 @pytest.mark.e2e
 def test_first_dag_runs_with_the_readmes_commands(tmp_path: Path) -> None:
     first_dag = section("A first DAG")
-    dag_file = re.search(r"Save this as `(dags/\w+\.py)`", first_dag)[1]
+    named = re.search(r"Save this as `(dags/\w+\.py)`", first_dag)
+    assert named is not None, "the README's first DAG says where to save it"
+    dag_file = named[1]
     (tmp_path / dag_file).parent.mkdir(parents=True)
     (tmp_path / dag_file).write_text(block(first_dag, "python"))
     commands = block(first_dag, "bash")
