@@ -139,7 +139,8 @@ class CredentialProvider:
             self._lock.release()
 
     async def aget(self, stale: KeyPair | None = None) -> KeyPair:
-        """:meth:`get` for coroutines: the renewal runs in a thread, one per event loop, awaited by all."""
+        """:meth:`get` for coroutines: the renewal runs in a thread, one per event loop, shared by all;
+        while the current key pair is still valid, it is returned at once and the renewal goes on."""
         current = self._current
         if not self._needs(current, stale):
             return current  # type: ignore[return-value]
@@ -149,7 +150,10 @@ class CredentialProvider:
         task = self._tasks.get(loop)
         if task is None or task.done():
             task = loop.create_task(asyncio.to_thread(self.get, stale))
+            task.add_done_callback(_retrieved)
             self._tasks[loop] = task
+        if stale is None and self._usable(current):
+            return current  # type: ignore[return-value]
         return await asyncio.shield(task)
 
     def _usable(self, current: KeyPair | None) -> bool:
@@ -206,6 +210,12 @@ class CredentialProvider:
         if not message.startswith("credential_source"):
             message = f"{self.settings.describe}: {message}"
         raise TencentCloudCredentialError(message, code=error.code, request_id=error.request_id) from None
+
+
+def _retrieved(task: asyncio.Future[KeyPair]) -> None:
+    """Mark a renewal's outcome as seen: callers that did not wait for it must not make asyncio log it."""
+    if not task.cancelled():
+        task.exception()
 
 
 # -- one provider per process and source -------------------------------------------------------------

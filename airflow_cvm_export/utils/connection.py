@@ -374,10 +374,21 @@ def _secrets(password: Any, extra: dict[Any, Any]) -> list[str]:
     for name in _SECRET_EXTRAS + _ENDPOINT_EXTRAS:
         for key in (name, EXTRA_PREFIX + name):
             value = extra.get(key)
-            if name == "policy" and isinstance(value, dict):
-                value = json.dumps(value)
+            if name == "policy" and isinstance(value, dict | str):
+                values.extend(_policy_forms(value))
+                continue
             values.append(value if name in _SECRET_EXTRAS else url_password(value))
     return [value for value in values if isinstance(value, str) and value.strip()]
+
+
+def _policy_forms(value: dict[Any, Any] | str) -> list[str]:
+    """A session policy as written, as JSON text and in the compact form sent."""
+    try:
+        document = json.loads(value) if isinstance(value, str) else value
+    except (ValueError, RecursionError):
+        return [value] if isinstance(value, str) else []
+    forms = [json.dumps(document), json.dumps(document, separators=(",", ":"))]
+    return forms + ([value] if isinstance(value, str) else [])
 
 
 _MASKED: set[str] = set()

@@ -11,6 +11,7 @@ from tencentcloud.common import credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.http_profile import HttpProfile
 
+from airflow_cvm_export.emulator import Emulator
 from tests.credentials import ROLE_ARN, web_identity_token
 from tests.emulator.conftest import SECRET_ID, SECRET_KEY, Client
 
@@ -174,3 +175,13 @@ def test_web_identity_errors(client: Client, sdk_over_http: None) -> None:
         with pytest.raises(TencentCloudSDKException) as error:
             cred.get_credential_info()
         assert error.value.code == "InvalidParameter.WebIdentityTokenError"
+
+
+def test_cli_options() -> None:
+    from airflow_cvm_export.emulator.__main__ import parse_args
+
+    defaults = parse_args([])
+    assert (defaults.credential_lifetime, defaults.cam_role) == (7200, "CVM_QcsRole")
+    args = parse_args(["--credential-lifetime", "60", "--cam-role", "AirflowWorker"])
+    emulator = Emulator(**{name: getattr(args, name) for name in ("credential_lifetime", "cam_role")})
+    assert emulator.state()["credential_lifetime"] == 60 and emulator.state()["cam_role"] == "AirflowWorker"

@@ -252,7 +252,19 @@ def test_one_renewal_for_many_threads_and_coroutines(hook: Callable[..., Any], e
 
     asyncio.run(many())
     assert provider.fetches == 3
-    assert counts(emulator)["Metadata Credentials"] == {"ok": 3}
+    # Due but still valid: every coroutine goes on with it at once; one renewal runs meanwhile.
+    now = time.time()
+    valid = provider._current = replace(provider.current(), fetched=now - 7000, expires=now + 200)
+
+    async def without_waiting() -> list[credentials.KeyPair]:
+        got = await asyncio.gather(*(provider.aget() for _ in range(500)))
+        while provider.fetches == 3:
+            await asyncio.sleep(0.01)
+        return got
+
+    assert all(keys is valid for keys in asyncio.run(without_waiting()))
+    assert provider.fetches == 4 and provider.current() is not valid
+    assert counts(emulator)["Metadata Credentials"] == {"ok": 4}
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
