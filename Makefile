@@ -1,7 +1,7 @@
 # Entry points: make demo, make test, make docs, make bench, make screenshots, make test-matrix, make test-python3.13,
 # make dist, make cloud-smoke (read-only checks of your own Tencent Cloud account; skipped without credentials).
 #
-# Test tiers (make test runs ruff, then every tier; tests/test_tiers.py checks each test folder is in one):
+# Test tiers (make test runs ruff and mypy (make typecheck), then every tier; tests/test_tiers.py checks each test folder is in one):
 #   make unit-test      the fast tier for the inner loop: hooks, operators, sensors, triggers, links, utils,
 #                       against the emulator in-process (exports immediate or moved by the test); under 2 min
 #   make emulator-test  the emulator's own protocol, auth, COS, control API and official-SDK/tccli tests

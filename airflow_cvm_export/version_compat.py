@@ -83,12 +83,9 @@ else:  # before 3.3: no task state store
     ResumableJobMixin = ResumableJobStandIn
 
 
-# Scheduler-side classes the tests use, imported on first use (a task never needs them):
-# name -> (module from Airflow 3.2 on, module on 3.1).
-_SERVER_SIDE = {
-    "DagBag": ("airflow.dag_processing.dagbag", "airflow.models.dagbag"),
-    "SerializedDAG": ("airflow.serialization.definitions.dag", "airflow.serialization.serialized_objects"),
-}
+# Scheduler-side classes, imported on first use (a task never needs them): DagBag, which the pytest
+# plugin's tencentcloud_run_dag reads DAG files with. name -> (module from Airflow 3.2 on, on 3.1).
+_SERVER_SIDE = {"DagBag": ("airflow.dag_processing.dagbag", "airflow.models.dagbag")}
 
 
 def __getattr__(name: str) -> Any:

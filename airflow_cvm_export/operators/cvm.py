@@ -29,7 +29,7 @@ from airflow_cvm_export.utils.errors import (
 )
 from airflow_cvm_export.utils.lineage import remember, task_lineage
 from airflow_cvm_export.utils.records import ExportRecord, ExportState
-from airflow_cvm_export.utils.starting import StartState, describe, gave_up, pause_seconds, start_state
+from airflow_cvm_export.utils.starting import StartState, describe, dry_run_outcome, gave_up, pause_seconds
 from airflow_cvm_export.utils.validation import (
     DEFAULT_EXPORT_FORMAT,
     ExportArgs,
@@ -491,17 +491,17 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         :func:`~airflow_cvm_export.utils.starting.start_state`.
         """
         while True:
+            answer: TencentCloudError | None = None
             try:
                 self.hook.export_images(**{**self._args.request(), "dry_run": True})
-            except TencentCloudError as answer:
-                state = start_state(answer)
-                if state is StartState.FREE:
-                    return None
-                if state is StartState.BUSY or (state is StartState.QUEUE_FULL and not wait_for_queue):
-                    return describe(answer)
-                self._pause(describe(answer), pending=pending)
-            else:
-                raise TencentCloudResponseError("ExportImages with DryRun answered as if it had started an export")
+            except TencentCloudError as error:
+                answer = error
+            state, reason = dry_run_outcome(answer)
+            if state is StartState.FREE:
+                return None
+            if state is StartState.BUSY or (state is StartState.QUEUE_FULL and not wait_for_queue):
+                return reason
+            self._pause(reason, pending=pending)
 
     def _pause(self, reason: str, *, pending: ExportRecord | None = None) -> None:
         """Wait before trying again: back-off in this worker, or, when ``deferrable``, in the triggerer.

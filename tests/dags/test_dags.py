@@ -92,7 +92,7 @@ def test_nightly_schedule(dags: dict[str, DAG]) -> None:
     dag = dags["cvm_export_nightly"]
     assert dag.catchup is False
     assert dag.schedule == "0 2 * * *"
-    assert dag.start_date.tzinfo is not None and dag.timezone.name == "Asia/Shanghai"
+    assert dag.start_date is not None and dag.start_date.tzinfo is not None and dag.timezone.name == "Asia/Shanghai"
     assert dag.get_task("write_manifest").upstream_task_ids == {"wait_for_export"}
 
 

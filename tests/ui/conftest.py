@@ -22,12 +22,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
 from airflow_cvm_export.emulator import Emulator
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
 from tests.credentials import SECRET_ID, SECRET_KEY
 
 pytestmark = pytest.mark.ui
@@ -47,7 +50,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 STARTUP_TIMEOUT = 120
 
 
