@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "get_provider_info"]
 
 
-_CONN_FIELDS = {
+_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "region": {
         "label": "Region",
         "description": "Default region of API calls, e.g. ap-guangzhou",
         # The Airflow 3 form shows "examples" as the field's placeholder and a list of suggestions.
         "schema": {
             "type": ["string", "null"],
-            "pattern": "^[a-z]{2,4}(-[a-z]+)+(-[0-9]+)?$",
+            # "pattern": the region check's own, added by get_provider_info (see _conn_fields)
             "examples": ["ap-guangzhou", "ap-shanghai", "ap-beijing", "ap-hongkong", "ap-singapore", "eu-frankfurt"],
         },
     },
@@ -43,7 +45,74 @@ _CONN_FIELDS = {
         "description": 'Requests per second per action, e.g. {"DescribeImages": 40}; 0 switches one off',
         "schema": {"type": ["object", "null"]},
     },
+    # Where credentials come from (docs/credentials.md); checked in utils/connection.py.
+    "credential_source": {
+        "label": "Credential source",
+        "description": "connection (SecretId/SecretKey above), environment, profile, cvm_role (the instance's "
+        "CAM role), oidc (TKE pod identity) or default (environment, profile, cvm_role, oidc); empty: the "
+        "SecretId/SecretKey above, else TENCENTCLOUD_SECRET_ID/_SECRET_KEY",
+        "schema": {
+            "type": ["string", "null"],
+            "enum": [None, "connection", "environment", "profile", "cvm_role", "oidc", "default"],
+        },
+    },
+    "profile_name": {
+        "label": "Profile name",
+        "description": "With credential_source profile: ~/.tccli/<name>.credential or [<name>] of "
+        "~/.tencentcloud/credentials (default: default)",
+        "schema": {"type": ["string", "null"]},
+    },
+    "cvm_role_name": {
+        "label": "CVM role name",
+        "description": "With credential_source cvm_role: the instance's CAM role (empty: asked from the "
+        "metadata service)",
+        "schema": {"type": ["string", "null"]},
+    },
+    "role_arn": {
+        "label": "Role ARN",
+        "description": "Assume this CAM role (STS AssumeRole) with the source's credentials, e.g. "
+        "qcs::cam::uin/100000000001:roleName/ExportRole",
+        "schema": {"type": ["string", "null"]},
+    },
+    "role_session_name": {
+        "label": "Role session name",
+        "description": "RoleSessionName of AssumeRole / AssumeRoleWithWebIdentity (default airflow-cvm-export)",
+        "schema": {"type": ["string", "null"]},
+    },
+    "duration_seconds": {
+        "label": "Credential duration (seconds)",
+        "description": "Lifetime asked of STS, up to 43200 (default 7200); renewed before it ends",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 43200},
+    },
+    "external_id": {
+        "label": "External ID",
+        "description": "ExternalId of AssumeRole, if the role's trust policy asks for one",
+        "schema": {"type": ["string", "null"], "format": "password"},
+    },
+    "policy": {
+        "label": "Session policy",
+        "description": "CAM policy JSON narrowing the assumed role's permissions (sent URL-encoded)",
+        "schema": {"type": ["object", "string", "null"], "format": "password"},
+    },
+    "sts_endpoint": {
+        "label": "STS endpoint",
+        "description": "Override of https://sts.tencentcloudapi.com (a private endpoint, the emulator)",
+        "schema": {"type": ["string", "null"]},
+    },
+    "metadata_endpoint": {
+        "label": "Metadata endpoint",
+        "description": "Override of http://metadata.tencentyun.com (the emulator)",
+        "schema": {"type": ["string", "null"]},
+    },
 }
+
+
+def _conn_fields() -> dict:
+    """``_CONN_FIELDS`` with the region field checked by the pattern the provider's own check uses."""
+    from airflow_cvm_export.utils.patterns import REGION_PATTERN
+
+    region = _CONN_FIELDS["region"]
+    return {**_CONN_FIELDS, "region": {**region, "schema": {**region["schema"], "pattern": REGION_PATTERN}}}
 
 
 def get_provider_info() -> dict:
@@ -76,9 +145,10 @@ def get_provider_info() -> dict:
                     "relabeling": {"login": "SecretId", "password": "SecretKey"},
                     "placeholders": {"login": "AKID...", "password": "SecretKey of the API key"},
                 },
-                "conn-fields": _CONN_FIELDS,
+                "conn-fields": _conn_fields(),
             }
         ],
+        "asset-uris": [{"schemes": ["cos"], "handler": "airflow_cvm_export.assets.cos.sanitize_uri"}],
         "extra-links": [
             "airflow_cvm_export.links.cvm.CosBucketLink",
             "airflow_cvm_export.links.cvm.CosObjectsLink",

@@ -2,12 +2,13 @@
 
 The package, its example DAGs and its tests import these names from here; nothing else branches on
 the Airflow version (as in the official providers' ``version_compat.py``). A feature that only a
-newer line has degrades here to its documented fallback: the README's "Airflow versions" table.
+newer line has degrades here to its documented fallback: docs/development.md, "Airflow versions".
 """
 
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 
@@ -23,7 +24,8 @@ def get_base_airflow_version_tuple() -> tuple[int, int, int]:
 AIRFLOW_V_3_2_PLUS = get_base_airflow_version_tuple() >= (3, 2, 0)
 AIRFLOW_V_3_3_PLUS = get_base_airflow_version_tuple() >= (3, 3, 0)
 
-if AIRFLOW_V_3_2_PLUS:
+# Type checkers read the newest line's names (the package is type-checked against Airflow 3.3).
+if TYPE_CHECKING or AIRFLOW_V_3_2_PLUS:
     from airflow.sdk import conf
     from airflow.sdk.exceptions import (
         AirflowFailException,
@@ -47,29 +49,43 @@ else:  # 3.1: the Task SDK re-exports neither the configuration nor these except
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
-if AIRFLOW_V_3_3_PLUS:
+# Tells "durable left at its default" from an explicit durable=..., which warns below 3.3 (as the
+# official providers do): only an explicit value can have been meant to work.
+_DURABLE_UNSET: Any = object()
+
+
+class ResumableJobStandIn:
+    """``ResumableJobMixin`` before Airflow 3.3 (no task state store): every try runs ``submit_job``,
+    which detects a running export; an explicit ``durable`` warns once and is ignored."""
+
+    external_id_key = "remote_job_id"
+
+    def __init__(self, *, durable: bool = _DURABLE_UNSET, **kwargs: Any) -> None:
+        if durable is not _DURABLE_UNSET:
+            warnings.warn(
+                "`durable` has no effect on Airflow versions below 3.3 (there is no task state store)",
+                UserWarning,
+                stacklevel=3,
+            )
+        super().__init__(**kwargs)
+        self.durable = False
+
+    def execute_resumable(self, context: Context) -> Any:
+        """Submit, wait and return the result, as ``ResumableJobMixin`` does without a task state store."""
+        external_id = self.submit_job(context)  # type: ignore[attr-defined]  # the operator's method
+        self.poll_until_complete(external_id, context)  # type: ignore[attr-defined]  # the operator's method
+        return self.get_job_result(external_id, context)  # type: ignore[attr-defined]  # the operator's method
+
+
+if TYPE_CHECKING or AIRFLOW_V_3_3_PLUS:
     from airflow.sdk import ResumableJobMixin
 else:  # before 3.3: no task state store
-
-    class ResumableJobMixin:  # type: ignore[no-redef]
-        """Stand-in without a task state store: every try runs ``submit_job``, which detects a running export."""
-
-        external_id_key = "remote_job_id"
-
-        def __init__(self, *, durable: bool = True, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.durable = False
-
-        def execute_resumable(self, context: Context) -> Any:
-            return self.poll_until_complete(self.submit_job(context), context)
+    ResumableJobMixin = ResumableJobStandIn
 
 
-# Scheduler-side classes the tests use, imported on first use (a task never needs them):
-# name -> (module from Airflow 3.2 on, module on 3.1).
-_SERVER_SIDE = {
-    "DagBag": ("airflow.dag_processing.dagbag", "airflow.models.dagbag"),
-    "SerializedDAG": ("airflow.serialization.definitions.dag", "airflow.serialization.serialized_objects"),
-}
+# Scheduler-side classes, imported on first use (a task never needs them): DagBag, which the pytest
+# plugin's tencentcloud_run_dag reads DAG files with. name -> (module from Airflow 3.2 on, on 3.1).
+_SERVER_SIDE = {"DagBag": ("airflow.dag_processing.dagbag", "airflow.models.dagbag")}
 
 
 def __getattr__(name: str) -> Any:

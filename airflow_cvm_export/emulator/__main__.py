@@ -15,6 +15,7 @@ from airflow_cvm_export.emulator.cvm.models import PROGRESSIONS
 from airflow_cvm_export.emulator.faults import FAULT_KINDS
 from airflow_cvm_export.emulator.httpserver import IDLE_TIMEOUT, MAX_CONNECTIONS
 from airflow_cvm_export.emulator.server import DEFAULT_MAX_RUNNING_EXPORTS, Emulator
+from airflow_cvm_export.emulator.sts.models import DEFAULT_CAM_ROLE, DEFAULT_CREDENTIAL_LIFETIME
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +40,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cos-clock-offset", type=float, default=0.0, help="seconds COS's clock is ahead of the true time"
     )
+    parser.add_argument(
+        "--credential-lifetime",
+        type=float,
+        default=DEFAULT_CREDENTIAL_LIFETIME,
+        help="seconds every temporary credential (STS, metadata service) lives at most",
+    )
+    parser.add_argument("--cam-role", default=DEFAULT_CAM_ROLE, help="the CAM role the metadata service serves")
     parser.add_argument(
         "--progression", choices=PROGRESSIONS, default="time", help="how exports move on (see docs/emulator.md)"
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,11 +45,59 @@ _COS_FIELDS = (
 
 @dataclass(frozen=True)
 class Credentials:
-    """The one key pair (and optional token) the emulator accepts."""
+    """A key pair the emulator accepts, with its token; ``expires`` (Unix time) for temporary ones."""
 
     secret_id: str
     secret_key: str = field(repr=False)
     token: str | None = field(default=None, repr=False)
+    expires: float | None = None
+
+
+class KeyRing:
+    """The permanent key pair plus every temporary one STS or the metadata service issued.
+
+    A temporary key is accepted only with its own token and until it expires; after that (or with
+    another token) the answer is ``AuthFailure.TokenFailure`` (see docs/emulator.md, "Choices where
+    Tencent Cloud documents nothing").
+
+    :param permanent: the long-lived key pair (and the token it requires, if any).
+    """
+
+    def __init__(self, permanent: Credentials) -> None:
+        self.permanent = permanent
+        self._temporary: dict[str, Credentials] = {}
+        self._lock = threading.Lock()
+
+    def issue(self, lifetime: float, now: float) -> Credentials:
+        """A new temporary key pair and token, valid for ``lifetime`` seconds from ``now``."""
+        issued = Credentials(
+            secret_id="AKIDTMP" + secrets.token_hex(16),
+            secret_key=secrets.token_urlsafe(30),
+            token=secrets.token_urlsafe(48),
+            expires=float(int(now + lifetime)),  # whole seconds, as ExpiredTime shows it
+        )
+        with self._lock:
+            self._temporary[issued.secret_id] = issued
+        return issued
+
+    def find(self, secret_id: str) -> Credentials | None:
+        """The key pair of ``secret_id``, permanent or temporary (also once expired), or None."""
+        if secret_id == self.permanent.secret_id:
+            return self.permanent
+        with self._lock:
+            return self._temporary.get(secret_id)
+
+    def clear(self) -> None:
+        """Forget every temporary key pair."""
+        with self._lock:
+            self._temporary.clear()
+
+
+def token_accepted(credentials: Credentials, token: str | None, now: float) -> bool:
+    """True when ``token`` is what ``credentials`` require (none, or theirs) and they have not expired."""
+    if credentials.expires is not None and now >= credentials.expires:
+        return False
+    return credentials.token is None or hmac.compare_digest(token or "", credentials.token)
 
 
 def canonical_request(
@@ -58,38 +108,42 @@ def canonical_request(
     return f"{method}\n{path}\n{query}\n{canonical_headers}\n{';'.join(signed_headers)}\n{payload_hash}"
 
 
-def verify_tc3(credentials: Credentials, headers: Mapping[str, str], body: bytes, timestamp: int, now: float) -> None:
+def verify_tc3(
+    keys: KeyRing, headers: Mapping[str, str], body: bytes, timestamp: int, now: float, service: str = SERVICE
+) -> None:
     """Check an API 3.0 request's ``Authorization`` and token; raise :class:`ApiError` if rejected.
 
-    ``headers`` has lower-case names, as received.
+    ``headers`` has lower-case names, as received; ``service`` is the credential scope's service
+    (``cvm``, or ``sts`` for AssumeRole).
     """
     if abs(now - timestamp) > MAX_SKEW_SECONDS:
         raise ApiError("AuthFailure.SignatureExpire")
     match = _AUTHORIZATION_RE.match(headers.get("authorization", "").strip())
     if match is None:
         raise ApiError("AuthFailure.InvalidAuthorization")
-    if match["id"] != credentials.secret_id:
+    credentials = keys.find(match["id"])
+    if credentials is None:
         raise ApiError("AuthFailure.SecretIdNotFound")
     signed = match["headers"].split(";")
     date = time.strftime("%Y-%m-%d", time.gmtime(timestamp))
-    if match["date"] != date or match["service"] != SERVICE or not {"content-type", "host"} <= set(signed):
+    if match["date"] != date or match["service"] != service or not {"content-type", "host"} <= set(signed):
         raise ApiError("AuthFailure.SignatureFailure")
     # As the official SDKs do: with unsignedPayload the *string* "UNSIGNED-PAYLOAD" is hashed instead of the body.
     unsigned = headers.get("x-tc-content-sha256") == UNSIGNED_PAYLOAD
     payload_hash = hashlib.sha256(UNSIGNED_PAYLOAD.encode() if unsigned else body).hexdigest()
     request = canonical_request("POST", "/", "", headers, signed, payload_hash)
-    string_to_sign = tc3_string_to_sign(canonical_request=request, service=SERVICE, timestamp=timestamp)
+    string_to_sign = tc3_string_to_sign(canonical_request=request, service=service, timestamp=timestamp)
     expected = tc3_signature(
-        secret_key=credentials.secret_key, service=SERVICE, timestamp=timestamp, string_to_sign=string_to_sign
+        secret_key=credentials.secret_key, service=service, timestamp=timestamp, string_to_sign=string_to_sign
     )
     if not hmac.compare_digest(expected, match["signature"]):
         raise ApiError("AuthFailure.SignatureFailure")
-    if credentials.token is not None and headers.get("x-tc-token") != credentials.token:
+    if not token_accepted(credentials, headers.get("x-tc-token"), now):
         raise ApiError("AuthFailure.TokenFailure")
 
 
-def _denied(code: str, message: str) -> CosError:
-    return CosError(403, code, message)
+def _denied(code: str, message: str, outcome: str | None = None) -> CosError:
+    return CosError(403, code, message, outcome=outcome)
 
 
 def _key_time(value: str) -> tuple[int, int]:
@@ -101,7 +155,7 @@ def _key_time(value: str) -> tuple[int, int]:
 
 
 def verify_cos(
-    credentials: Credentials,
+    keys: KeyRing,
     method: str,
     path: str,
     query: str,
@@ -128,7 +182,8 @@ def verify_cos(
         token = headers.get("x-cos-security-token")
     if any(name not in fields for name in _COS_FIELDS) or fields["q-sign-algorithm"] != "sha1":
         raise _denied("AccessDenied", "Authorization is malformed.")
-    if fields["q-ak"] != credentials.secret_id:
+    credentials = keys.find(fields["q-ak"])
+    if credentials is None:
         raise _denied("InvalidAccessKeyId", "The access key Id you provided does not exist.")
     start, end = _key_time(fields["q-sign-time"])
     if now > end or now < start - MAX_SKEW_SECONDS:
@@ -143,5 +198,6 @@ def verify_cos(
     )
     if not hmac.compare_digest(expected, fields["q-signature"]):
         raise _denied("SignatureDoesNotMatch", "The request signature we calculated does not match.")
-    if credentials.token is not None and token != credentials.token:
-        raise _denied("AccessDenied", "The security token is missing or invalid.")
+    if not token_accepted(credentials, token, now):
+        # Counted as AuthFailure.TokenFailure, like the API's refusal (COS's own code is not documented).
+        raise _denied("AccessDenied", "The security token is missing, invalid or expired.", "AuthFailure.TokenFailure")

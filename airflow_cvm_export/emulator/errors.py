@@ -13,6 +13,12 @@ MESSAGES: dict[str, str] = {
     "signature is correct.",
     "AuthFailure.TokenFailure": "Token error.",
     "AuthFailure.CamRoleNameAuthenticateFailed": "Role name authentication failed.",
+    # STS (the Go SDK's errors.go descriptions, translated)
+    "ResourceNotFound.RoleNotFound": "The role does not exist for the account.",
+    "InvalidParameter.WebIdentityTokenError": "WebIdentityToken parameter error.",
+    "InvalidParameter.OverTimeError": "The expiry exceeds the threshold.",
+    "InvalidParameter.ParamError": "Parameter error.",
+    "InvalidParameter.StrategyFormatError": "Policy syntax error.",
     "DryRunOperation": "DryRun Operation. It means that the request would have succeeded, but the DryRun "
     "parameter was used.",
     "InternalError": "Internal error.",
@@ -75,11 +81,20 @@ class CosError(Exception):
     :param code: COS error code, e.g. ``SignatureDoesNotMatch`` or ``NoSuchKey``.
     :param message: the error's ``Message``.
     :param headers: more response headers, e.g. ``Content-Range`` of a 416.
+    :param outcome: what ``state()`` counts the refusal as, when not ``code``.
     """
 
-    def __init__(self, status: int, code: str, message: str, headers: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: list[tuple[str, str]] | None = None,
+        outcome: str | None = None,
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or []
+        self.outcome = outcome or code

@@ -73,7 +73,7 @@ class RateLimiter:
             return True
 
 
-SERVICES = ("cvm", "cos")
+SERVICES = ("cvm", "cos", "sts", "metadata")
 
 
 @dataclass
@@ -81,7 +81,7 @@ class FaultRule:
     """Runtime chaos: requests of ``service`` and ``action`` (None: any) get a fault with probability ``rate``.
 
     :param kinds: faults to choose from (``FAULT_KINDS``); empty for ``latency`` alone.
-    :param service: ``cvm`` or ``cos``, or None for both.
+    :param service: ``cvm``, ``cos``, ``sts`` or ``metadata``, or None for any.
     :param action: the action as counted in ``state()``: ``ExportImages``, ``COS HEAD``...; None for any.
     :param rate: share of the matching requests the rule fires on.
     :param count: fire at most this many times, then the rule is gone; None for no end.

@@ -16,23 +16,34 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_cvm_export.emulator.server import Emulator
+if TYPE_CHECKING:  # the fixtures import it when first used: loading the plugin imports no emulator, no Airflow
+    from airflow_cvm_export.emulator.server import Emulator
 
 CONN_ID = "tencentcloud_default"
 DEFAULT_PROGRESSION = "immediate"
 # What a ``@pytest.mark.tencentcloud_emulator(...)`` marker may set for one test.
-MARKER_SETTINGS = ("progression", "fail_rate", "export_seconds", "max_running_exports")
+MARKER_SETTINGS = (
+    "progression",
+    "fail_rate",
+    "export_seconds",
+    "max_running_exports",
+    "credential_lifetime",
+    "cam_role",
+)
+# Marker settings that are the emulator's own (the others are its export backend's).
+_EMULATOR_SETTINGS = ("credential_lifetime", "cam_role")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Declare the ``tencentcloud_emulator`` marker."""
     config.addinivalue_line(
         "markers",
-        "tencentcloud_emulator(progression=, fail_rate=, export_seconds=, max_running_exports=): "
+        "tencentcloud_emulator(progression=, fail_rate=, export_seconds=, max_running_exports=, "
+        "credential_lifetime=, cam_role=): "
         "settings of the tencentcloud_emulator fixture for this test",
     )
 
@@ -40,6 +51,8 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def tencentcloud_emulator_server() -> Iterator[Emulator]:
     """The session's emulator, started once (use ``tencentcloud_emulator``, which resets it per test)."""
+    from airflow_cvm_export.emulator.server import Emulator
+
     with Emulator(progression=DEFAULT_PROGRESSION) as emulator:
         yield emulator
 
@@ -56,7 +69,7 @@ def tencentcloud_emulator(request: pytest.FixtureRequest, tencentcloud_emulator_
         raise pytest.UsageError(f"tencentcloud_emulator marker: unknown {unknown}; allowed: {allowed}")
     emulator.reset(progression=settings.pop("progression", None))
     for name, value in settings.items():
-        setattr(emulator.exports, name, value)
+        setattr(emulator if name in _EMULATOR_SETTINGS else emulator.exports, name, value)
     return emulator
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from airflow_cvm_export.emulator import urls
-from airflow_cvm_export.emulator.auth import Credentials
+from airflow_cvm_export.emulator.auth import Credentials, KeyRing
 from airflow_cvm_export.emulator.catalog import REGION, Catalog
 from airflow_cvm_export.emulator.control import ControlResponse
 from airflow_cvm_export.emulator.cos.models import CosBackend, CosObject
@@ -32,6 +32,13 @@ from airflow_cvm_export.emulator.faults import (
     RateLimiter,
 )
 from airflow_cvm_export.emulator.httpserver import IDLE_TIMEOUT, MAX_CONNECTIONS, Request, Response, ThreadedHttpServer
+from airflow_cvm_export.emulator.sts.models import (
+    DEFAULT_CAM_ROLE,
+    DEFAULT_CREDENTIAL_LIFETIME,
+    StsBackend,
+    check_lifetime,
+)
+from airflow_cvm_export.emulator.sts.responses import MetadataResponse, StsResponse
 
 DEFAULT_MAX_RUNNING_EXPORTS = 10
 # Codes of the answers the HTTP layer makes (malformed request, overload, a failure of the emulator).
@@ -75,6 +82,9 @@ class Emulator:
     :param cos_clock_offset: seconds COS's clock is ahead of the true time (negative: behind), as on a
         COS whose clock differs from the API's and this machine's: objects' ``Last-Modified`` and the
         ``Date`` of COS answers show it; API 3.0 keeps the true time.
+    :param credential_lifetime: seconds every temporary credential issued (STS, metadata service) lives
+        at most; CVM and COS refuse it after that (``AuthFailure.TokenFailure``).
+    :param cam_role: the instance's CAM role the metadata service serves.
     """
 
     def __init__(
@@ -97,6 +107,8 @@ class Emulator:
         idle_timeout: float = IDLE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
         cos_clock_offset: float = 0.0,
+        credential_lifetime: float = DEFAULT_CREDENTIAL_LIFETIME,
+        cam_role: str = DEFAULT_CAM_ROLE,
     ) -> None:
         self.host = host
         self.port = port
@@ -106,7 +118,8 @@ class Emulator:
         self.region = region
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
-        credentials = Credentials(secret_id, secret_key, token)
+        keys = KeyRing(Credentials(secret_id, secret_key, token))
+        self.credentials = StsBackend(keys, credential_lifetime, cam_role)
         self._catalog = Catalog(region, extra_images)
         self.objects = CosBackend(self._catalog, clock_offset=cos_clock_offset)
         self.exports = CvmBackend(
@@ -119,20 +132,28 @@ class Emulator:
             progression=progression,
         )
         self.objects.settle = self.exports.settle
-        self._defaults = {
+        self._defaults: dict[str, Any] = {
             "progression": progression,
             "fail_rate": fail_rate,
             "export_seconds": export_seconds,
             "max_running_exports": max_running_exports,
         }
         self._cos_clock_default = cos_clock_offset
+        self._credential_defaults = {"credential_lifetime": credential_lifetime, "cam_role": cam_role}
         self.faults = FaultInjector(fault_rate, seed, fault_kinds)
         self.rules = FaultRules(seed)
         limiter = RateLimiter(DEFAULT_RATE_LIMITS if rate_limits is None else rate_limits)
-        self.cvm = CvmResponse(credentials, self.exports, limiter)
-        self.cos = CosResponse(credentials, self.objects)
+        self.cvm = CvmResponse(keys, self.exports, limiter)
+        self.cos = CosResponse(keys, self.objects)
+        self.sts = StsResponse(keys, self.credentials, limiter)
+        self.metadata = MetadataResponse(self.credentials)
         self.control = ControlResponse(self)
-        self._handlers: dict[str, CvmResponse | CosResponse] = {"cvm": self.cvm, "cos": self.cos}
+        self._handlers: dict[str, CvmResponse | CosResponse | MetadataResponse] = {
+            "cvm": self.cvm,
+            "cos": self.cos,
+            "sts": self.sts,
+            "metadata": self.metadata,
+        }
         self._counts: dict[str, dict[str, int]] = {}
         self._counts_lock = threading.Lock()
         self._server: ThreadedHttpServer | None = None
@@ -185,6 +206,8 @@ class Emulator:
             "faults": self.rules.to_json(),
             "deleted_images": self.exports.deleted_images(),
             "cos_clock_offset": self.cos_clock_offset,
+            "credential_lifetime": self.credential_lifetime,
+            "cam_role": self.cam_role,
         }
 
     # Control
@@ -210,10 +233,31 @@ class Emulator:
             raise ValueError(f"cos_clock_offset must be a number of seconds, got {value!r}")
         self.objects.clock_offset = float(value)
 
+    @property
+    def credential_lifetime(self) -> float:
+        """Seconds every temporary credential issued from now on lives at most."""
+        return self.credentials.credential_lifetime
+
+    @credential_lifetime.setter
+    def credential_lifetime(self, value: float) -> None:
+        self.credentials.credential_lifetime = check_lifetime(value)
+
+    @property
+    def cam_role(self) -> str:
+        """The instance's CAM role the metadata service serves (and STS lets be assumed)."""
+        return self.credentials.cam_role
+
+    @cam_role.setter
+    def cam_role(self, value: str) -> None:
+        if not isinstance(value, str) or not value or "/" in value:
+            raise ValueError(f"cam_role must be a role name (no '/'), got {value!r}")
+        self.credentials.cam_role = value
+
     def reset(self, progression: str | None = None) -> None:
         """Back to a freshly started emulator: no exports, empty buckets, no fault rules, no counts, every
-        image back; progression, ``fail_rate``, ``export_seconds``, ``max_running_exports`` and
-        ``cos_clock_offset`` as constructed (progression: or ``progression``).
+        image back, no temporary credentials; progression, ``fail_rate``, ``export_seconds``,
+        ``max_running_exports``, ``cos_clock_offset``, ``credential_lifetime`` and ``cam_role`` as
+        constructed (progression: or ``progression``).
 
         TaskIds keep counting up, so an id is never given to two exports of one emulator.
         """
@@ -224,6 +268,9 @@ class Emulator:
             setattr(self.exports, name, value)
         self.exports.progression = new_progression
         self.cos_clock_offset = self._cos_clock_default
+        for name, value in self._credential_defaults.items():
+            setattr(self, name, value)
+        self.credentials.reset()
         self.clear_faults()
         self.reset_counters()
 
@@ -320,7 +367,7 @@ class Emulator:
 
     @staticmethod
     def _serve(
-        handler: CvmResponse | CosResponse, request: Request, fault: tuple[str | None, float] | None
+        handler: CvmResponse | CosResponse | MetadataResponse, request: Request, fault: tuple[str | None, float] | None
     ) -> tuple[str, Response]:
         if fault is None:
             return handler.handle(request)

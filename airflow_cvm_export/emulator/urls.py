@@ -1,8 +1,9 @@
 """The emulator's one routing table: which service answers a request, and the control API's paths.
 
 Like moto's ``urls.py``: a virtual-hosted COS request is recognised by its Host header
-(``<bucket>.cos.<region>.myqcloud.com``), API 3.0 is ``POST /`` on any other host, the control API
-lives under ``/_emulator/``, and everything else is path-style COS (``/<bucket>/<key>``).
+(``<bucket>.cos.<region>.myqcloud.com``), API 3.0 is ``POST /`` on any other host (STS when the
+action is one of STS's), the control API lives under ``/_emulator/``, the metadata service under
+``/latest/meta-data/``, and everything else is path-style COS (``/<bucket>/<key>``).
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from collections.abc import Callable
 
 from airflow_cvm_export.emulator.cos.responses import is_virtual_hosted
 from airflow_cvm_export.emulator.httpserver import Request
+from airflow_cvm_export.emulator.sts.responses import is_metadata, is_sts
 
 # (service, test) in order: the first row whose test holds serves the request; path-style COS otherwise.
 ROUTES: tuple[tuple[str, Callable[[Request], bool]], ...] = (
     ("cos", is_virtual_hosted),
     ("emulator", lambda request: request.path.startswith("/_emulator/")),
+    ("sts", is_sts),
     ("cvm", lambda request: request.path == "/"),
+    ("metadata", is_metadata),
 )
 
 # The control API: (method, path pattern) -> the ControlResponse method answering it.
@@ -52,7 +56,7 @@ def as_origin_form(request: Request) -> None:
 
 
 def route(request: Request) -> str:
-    """The service that answers ``request``: ``cvm``, ``cos`` or ``emulator`` (the control API)."""
+    """The service answering ``request``: ``cvm``, ``sts``, ``metadata``, ``cos`` or ``emulator`` (control)."""
     if not request.path.startswith("/"):
         as_origin_form(request)
     for service, test in ROUTES:

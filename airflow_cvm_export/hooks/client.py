@@ -19,7 +19,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
-from urllib.request import getproxies_environment, proxy_bypass_environment
+from urllib.request import getproxies_environment, proxy_bypass_environment  # type: ignore[attr-defined]  # in the stdlib, not in typeshed
 
 from airflow.sdk import BaseHook
 from tenacity import (
@@ -32,12 +32,17 @@ from tenacity import (
 )
 
 from airflow_cvm_export import __version__
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
+from airflow_cvm_export.hooks.credentials import CredentialProvider, CredentialRefresh, provider_for
 from airflow_cvm_export.utils.connection import CONN_TYPE, ClientConfig, config_from_connection
 from airflow_cvm_export.utils.errors import (
+    TencentCloudAuthError,
     TencentCloudClockSkewError,
     TencentCloudConfigError,
     TencentCloudConnectError,
+    TencentCloudError,
     TencentCloudNetworkError,
+    TencentCloudOutcomeUnknownError,
     TencentCloudServerError,
     TencentCloudThrottledError,
 )
@@ -51,7 +56,6 @@ from airflow_cvm_export.utils.protocol import (
     parse_head_reply,
 )
 from airflow_cvm_export.utils.ratelimit import RateLimiter, limiter_for
-from airflow_cvm_export.utils.validation import DEFAULT_CONN_ID
 
 T = TypeVar("T")
 
@@ -73,13 +77,20 @@ COS_LIST_ACTION = "COS LIST"
 class Reply(Protocol):
     """What an exchange reads of an HTTP answer: ``requests.Response`` and ``httpx.Response`` both fit."""
 
-    status_code: int
-    headers: Mapping[str, str]
-    content: bytes
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> bytes: ...
 
 
-# A call: yields each signed request, is sent its reply, returns the call's result.
-Exchange = Generator[PreparedRequest, Reply, T]
+# A call: yields each signed request, is sent its reply, returns the call's result. It may yield a
+# CredentialRefresh instead (its token was refused): the driver renews the credentials and sends None.
+Exchange = Generator[PreparedRequest | CredentialRefresh, Reply | None, T]
+TOKEN_FAILURE = "AuthFailure.TokenFailure"
 
 
 class CvmClientBase(BaseHook):
@@ -88,7 +99,9 @@ class CvmClientBase(BaseHook):
     :param tencentcloud_conn_id: connection of type ``tencentcloud``: SecretId in login, SecretKey
         in password, extras ``region``, ``endpoint``, ``cos_endpoint``, ``token``, ``allow_http``,
         ``rate_limits``. Without credentials in the connection, ``TENCENTCLOUD_SECRET_ID`` /
-        ``TENCENTCLOUD_SECRET_KEY`` / ``TENCENTCLOUD_TOKEN`` are used.
+        ``TENCENTCLOUD_SECRET_KEY`` / ``TENCENTCLOUD_TOKEN`` are used. The extra ``credential_source``
+        (and ``role_arn``...) takes temporary credentials from elsewhere (see docs/credentials.md and
+        :mod:`~airflow_cvm_export.hooks.credentials`).
     :param region: overrides the connection's ``region`` extra.
     :param timeout: (connect, read) timeouts in seconds of every HTTP request.
     :param retry_limit: attempts of a retryable call (reads; ExportImages throttled or never connected), >= 1.
@@ -144,6 +157,21 @@ class CvmClientBase(BaseHook):
                 ) from None
             raise
 
+    # -- credentials -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _provider(config: ClientConfig) -> CredentialProvider | None:
+        """The process's credential provider of the connection's source; None for a long-lived key pair."""
+        return provider_for(config.credentials) if config.credentials is not None else None
+
+    @staticmethod
+    def _signing(config: ClientConfig) -> ClientConfig:
+        """``config`` with the key pair to sign with now (the provider's current one, when it has a source)."""
+        if config.credentials is None:
+            return config
+        keys = provider_for(config.credentials).current()
+        return config.signed_by(keys.secret_id, keys.secret_key, keys.token)
+
     # -- clock -----------------------------------------------------------------------------------
 
     def server_time(self) -> float:
@@ -153,8 +181,7 @@ class CvmClientBase(BaseHook):
     def cos_time(self) -> float:
         """Now by COS's clock, the clock of the objects' ``Last-Modified``: this machine's, corrected by the
         ``Date`` header of the latest COS answer (to its whole second); :meth:`server_time` until one came."""
-        offset = self._clock_offset if self._cos_clock_offset is None else self._cos_clock_offset
-        return time.time() + offset
+        return self.server_time() if self._cos_clock_offset is None else time.time() + self._cos_clock_offset
 
     def _learn_cos_clock(self, reply: Reply) -> None:
         """Take COS's clock from the ``Date`` header of a COS answer (kept when it has none)."""
@@ -188,21 +215,36 @@ class CvmClientBase(BaseHook):
     # -- exchanges: one call each, whatever sends it ----------------------------------------------
 
     def _api_exchange(self, config: ClientConfig, action: str, params: dict[str, Any]) -> Exchange[dict[str, Any]]:
-        """An API 3.0 call, re-signed once with the server's clock after ``AuthFailure.SignatureExpire``."""
-        resigned = False
+        """An API 3.0 call, re-signed once with the server's clock after ``AuthFailure.SignatureExpire``, and
+        once with renewed credentials after ``AuthFailure.TokenFailure`` (temporary credentials only).
+
+        Which code the real API gives for an *expired* token is not documented; ``AuthFailure.TokenFailure``
+        is the documented code for a bad token, so it is the one treated.
+        """
+        resigned = renewed = False
         while True:
             offset = self._clock_offset
-            request = build_api_request(config, action, params, timestamp=int(time.time()) + offset)
+            signing = self._signing(config)
+            request = build_api_request(signing, action, params, timestamp=int(time.time()) + offset)
             reply = yield _with_user_agent(request)
+            assert reply is not None
             try:
                 return parse_api_response(action, reply.status_code, reply.content)
             except TencentCloudClockSkewError as skew:
                 self._learn_clock(skew, reply.headers.get("Date"), offset, resigned)
                 resigned = True
+            except TencentCloudAuthError as refused:
+                if refused.code != TOKEN_FAILURE or config.credentials is None or renewed:
+                    raise
+                renewed = True
+                stale = provider_for(config.credentials).current()
+                if stale.secret_id == signing.secret_id:
+                    yield CredentialRefresh(stale)
 
     def _head_exchange(self, config: ClientConfig, bucket: str, key: str) -> Exchange[dict[str, Any] | None]:
         """COS ``HEAD``: the object's metadata, or None when it does not exist."""
         reply = yield self._cos_request(config, "HEAD", bucket, key)
+        assert reply is not None
         self._learn_cos_clock(reply)
         return parse_head_reply(reply.status_code, reply.headers, reply.content, bucket, key)
 
@@ -212,6 +254,7 @@ class CvmClientBase(BaseHook):
         marker: str | None = ""
         while marker is not None:
             reply = yield self._cos_request(config, "GET", bucket, "", bucket_listing_params(prefix, marker))
+            assert reply is not None
             self._learn_cos_clock(reply)
             page, marker = parse_bucket_reply(reply.status_code, reply.content, bucket, prefix)
             objects.extend(page)
@@ -221,14 +264,16 @@ class CvmClientBase(BaseHook):
         self, config: ClientConfig, method: str, bucket: str, key: str, params: dict[str, str] | None = None
     ) -> PreparedRequest:
         # Signed with the server's clock when an API answer showed ours is off (see _api_exchange).
-        now = int(time.time()) + self._clock_offset
-        return _with_user_agent(build_cos_request(config, method, bucket, key, params, now=now))
+        now = int(self.server_time())
+        return _with_user_agent(build_cos_request(self._signing(config), method, bucket, key, params, now=now))
 
     # -- policies --------------------------------------------------------------------------------
 
     def _limiter(self, config: ClientConfig, action: str) -> RateLimiter | None:
         """The process-wide rate limiter of ``action`` for these credentials, None when unlimited."""
-        return limiter_for(config.secret_id, action, config.rate_limits.get(action))
+        source = config.credentials
+        key = config.secret_id or (f"{source.source}:{source.role_arn}" if source is not None else "")
+        return limiter_for(key, action, config.rate_limits.get(action))
 
     def _retrying(self, retryable: tuple[type[Exception], ...], *, asynchronous: bool = False) -> Any:
         """The tenacity policy (``Retrying``, or ``AsyncRetrying`` for the async hook) for ``retryable`` errors.
@@ -319,6 +364,23 @@ def _with_user_agent(request: PreparedRequest) -> PreparedRequest:
     return request
 
 
+def transport_error(
+    exc: BaseException, *, action: str, read_only: bool, tls: bool, never_connected: bool
+) -> TencentCloudError:
+    """The typed error of a request that failed in transport (either hook's), without URLs or headers.
+
+    TLS failed, or the connection was never made (nothing was sent: safe to send again), or the
+    request went out and no answer came back: a read fails as a network error, a write's outcome is
+    unknown (:class:`~airflow_cvm_export.utils.errors.TencentCloudOutcomeUnknownError`).
+    """
+    if tls:
+        return TencentCloudNetworkError(f"TLS failed: {reason(exc)}", action=action)
+    if never_connected:
+        return TencentCloudConnectError(f"could not connect: {reason(exc)}", action=action)
+    cls = TencentCloudNetworkError if read_only else TencentCloudOutcomeUnknownError
+    return cls(f"the request was sent but no answer came back: {reason(exc)}", action=action)
+
+
 def _sleep(seconds: float) -> None:
     """Back-off sleep (looked up at call time so tests can replace the clock)."""
     time.sleep(seconds)
@@ -326,6 +388,8 @@ def _sleep(seconds: float) -> None:
 
 def _server_offset(date_header: str | None) -> float | None:
     """Seconds the server's clock (its ``Date`` header) is ahead of ours, or None without a usable header."""
+    if date_header is None:
+        return None
     try:
         return parsedate_to_datetime(date_header).timestamp() - time.time()
     except (TypeError, ValueError, IndexError):
@@ -362,11 +426,19 @@ def reason(exc: BaseException) -> str:
     return type(list(causes(exc))[-1]).__name__
 
 
-def run_exchange(exchange: Exchange[T], send: Callable[[PreparedRequest], Reply]) -> T:
-    """Drive ``exchange`` with a blocking ``send``; the async hook awaits the same steps."""
+def run_exchange(
+    exchange: Exchange[T], send: Callable[[PreparedRequest], Reply], provider: CredentialProvider | None = None
+) -> T:
+    """Drive ``exchange`` with a blocking ``send`` (``provider`` renews refused credentials); the async hook
+    awaits the same steps."""
     request = next(exchange)
     while True:
         try:
-            request = exchange.send(send(request))
+            if isinstance(request, CredentialRefresh):
+                assert provider is not None
+                provider.get(stale=request.stale)
+                request = exchange.send(None)
+            else:
+                request = exchange.send(send(request))
         except StopIteration as done:
             return done.value

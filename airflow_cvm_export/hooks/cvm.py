@@ -28,16 +28,14 @@ from airflow_cvm_export.hooks.client import (
     describe_batches,
     export_params,
     is_read_only,
-    reason,
     run_exchange,
     tls_verify,
+    transport_error,
 )
+from airflow_cvm_export.hooks.credentials import CredentialRefresh
 from airflow_cvm_export.utils.connection import ClientConfig
 from airflow_cvm_export.utils.errors import (
-    TencentCloudConnectError,
     TencentCloudError,
-    TencentCloudNetworkError,
-    TencentCloudOutcomeUnknownError,
 )
 from airflow_cvm_export.utils.protocol import PreparedRequest, check_export_answer, cos_error
 from airflow_cvm_export.utils.ratelimit import RateLimiter
@@ -67,6 +65,35 @@ class CvmHook(CvmClientBase):
             "relabeling": behaviour["relabeling"],
             "placeholders": behaviour["placeholders"],
         }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The connection extras as form fields, for Airflow 3.1's connection form.
+
+        Built from the provider info's ``conn-fields`` (label, description, password or boolean),
+        which Airflow reads itself from 3.2 on, without calling this. Airflow 3.1's api-server calls
+        it with its own stand-ins for ``wtforms`` and ``flask_appbuilder`` when they are not installed.
+        """
+        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import BooleanField, PasswordField, StringField
+
+        from airflow_cvm_export import get_provider_info
+
+        widgets: dict[str, Any] = {}
+        for name, spec in get_provider_info()["connection-types"][0]["conn-fields"].items():
+            label, schema, description = lazy_gettext(spec["label"]), spec["schema"], spec["description"]
+            if schema.get("type") == "boolean":
+                widgets[name] = BooleanField(label, description=description, default=schema.get("default"))
+            elif schema.get("format") == "password":
+                widgets[name] = PasswordField(label, widget=BS3PasswordFieldWidget(), description=description)
+            else:
+                widgets[name] = StringField(label, widget=BS3TextFieldWidget(), description=description)
+        return widgets
+
+    def get_conn(self) -> requests.Session:
+        """The hook's keep-alive ``requests`` session (what every call of this hook is sent over)."""
+        return self.session
 
     @cached_property
     def config(self) -> ClientConfig:
@@ -109,8 +136,15 @@ class CvmHook(CvmClientBase):
                 limiter.wait()
             return self._send(request, action=action, read_only=read_only)
 
+        provider = self._provider(config)
+
+        def attempt() -> T:
+            if provider is not None:
+                provider.get()  # renewed first when due
+            return run_exchange(exchange(config), send, provider)
+
         retryable = RETRYABLE if read_only else RETRYABLE_WRITE
-        return self._retrying(retryable)(lambda: run_exchange(exchange(config), send))
+        return self._retrying(retryable)(attempt)
 
     def _send(self, request: PreparedRequest, *, action: str, read_only: bool) -> requests.Response:
         """Send over the hook's session; network failures become typed errors without URLs or headers."""
@@ -126,13 +160,12 @@ class CvmHook(CvmClientBase):
                 allow_redirects=False,
                 proxies={"http": proxy, "https": proxy} if proxy else {},
             )
-        except requests.exceptions.SSLError as exc:
-            raise TencentCloudNetworkError(f"TLS failed: {reason(exc)}", action=action) from None
         except requests.exceptions.RequestException as exc:
-            if _never_connected(exc):
-                raise TencentCloudConnectError(f"could not connect: {reason(exc)}", action=action) from None
-            cls = TencentCloudNetworkError if read_only else TencentCloudOutcomeUnknownError
-            raise cls(f"the request was sent but no answer came back: {reason(exc)}", action=action) from None
+            tls = isinstance(exc, requests.exceptions.SSLError)
+            never_connected = not tls and _never_connected(exc)
+            raise transport_error(
+                exc, action=action, read_only=read_only, tls=tls, never_connected=never_connected
+            ) from None
 
     # -- API 3.0 ---------------------------------------------------------------------------------
 
@@ -142,7 +175,7 @@ class CvmHook(CvmClientBase):
         Read-only actions are retried on throttling, server and network errors. Any other action
         is retried only when the failure proves the request was not processed (throttled, or no
         connection); a request that was sent but got no answer raises
-        :class:`TencentCloudOutcomeUnknownError`.
+        :class:`~airflow_cvm_export.utils.errors.TencentCloudOutcomeUnknownError`.
         """
         return self._run(
             action, is_read_only(action, params), lambda config: self._api_exchange(config, action, params)
@@ -213,6 +246,7 @@ class CvmHook(CvmClientBase):
 
         def exchange(config: ClientConfig) -> Exchange[str | None]:
             reply = yield self._cos_request(config, "HEAD", bucket, "")
+            assert reply is not None
             if reply.status_code != 200:
                 raise cos_error(reply.status_code, bucket, "", reply.content)
             return reply.headers.get("x-cos-request-id")
@@ -294,12 +328,20 @@ class CvmAsyncHook(CvmClientBase):
     ) -> T:
         """Run one attempt, a fresh exchange: each request it yields is sent, and its reply sent back
         (see ``run_exchange``)."""
+        provider = self._provider(config)
+        if provider is not None:
+            await provider.aget()  # renewed first when due
         exchange = make_exchange(config)
         request = next(exchange)
         while True:
-            reply = await self._send(request, action=action, read_only=read_only, limiter=limiter)
             try:
-                request = exchange.send(reply)
+                if isinstance(request, CredentialRefresh):
+                    assert provider is not None
+                    await provider.aget(stale=request.stale)
+                    request = exchange.send(None)
+                else:
+                    reply = await self._send(request, action=action, read_only=read_only, limiter=limiter)
+                    request = exchange.send(reply)
             except StopIteration as done:
                 return done.value
 
@@ -324,12 +366,11 @@ class CvmAsyncHook(CvmClientBase):
                     request.method, request.url, headers=request.headers, content=request.body or None
                 )
             except httpx.TransportError as exc:
-                if any(isinstance(cause, ssl.SSLError) for cause in causes(exc)):
-                    raise TencentCloudNetworkError(f"TLS failed: {reason(exc)}", action=action) from None
-                if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-                    raise TencentCloudConnectError(f"could not connect: {reason(exc)}", action=action) from None
-                cls = TencentCloudNetworkError if read_only else TencentCloudOutcomeUnknownError
-                raise cls(f"the request was sent but no answer came back: {reason(exc)}", action=action) from None
+                tls = any(isinstance(cause, ssl.SSLError) for cause in causes(exc))
+                never_connected = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                raise transport_error(
+                    exc, action=action, read_only=read_only, tls=tls, never_connected=never_connected
+                ) from None
         # httpx links a response and its stream both ways. The body is read: cutting the link lets
         # reference counting free the exchange at once, rather than leave it to the garbage collector.
         response.stream = httpx.ByteStream(response.content)
@@ -346,9 +387,10 @@ class CvmAsyncHook(CvmClientBase):
     def _new_client(self, proxy: str | None) -> httpx.AsyncClient:
         import httpx
 
-        verify = tls_verify()
+        verify: ssl.SSLContext | str | bool = tls_verify()
         if isinstance(verify, str):
-            verify = ssl.create_default_context(**{"capath" if os.path.isdir(verify) else "cafile": verify})
+            isdir = os.path.isdir(verify)
+            verify = ssl.create_default_context(capath=verify) if isdir else ssl.create_default_context(cafile=verify)
         connect, read = self.timeout
         return httpx.AsyncClient(
             proxy=proxy,

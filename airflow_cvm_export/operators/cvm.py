@@ -7,13 +7,17 @@ use them: a DAG file importing this module pays only for building the task (``be
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
+from airflow_cvm_export.mixins import ExportWaitMixin
 from airflow_cvm_export.utils.errors import (
     DryRunSucceeded,
     TencentCloudBusyError,
@@ -25,11 +29,11 @@ from airflow_cvm_export.utils.errors import (
 )
 from airflow_cvm_export.utils.lineage import remember, task_lineage
 from airflow_cvm_export.utils.records import ExportRecord, ExportState
-from airflow_cvm_export.utils.starting import StartState, describe, gave_up, pause_seconds, start_state
+from airflow_cvm_export.utils.starting import StartState, describe, dry_run_outcome, gave_up, pause_seconds
 from airflow_cvm_export.utils.validation import (
-    DEFAULT_CONN_ID,
     DEFAULT_EXPORT_FORMAT,
     ExportArgs,
+    as_optional_bool,
     as_seconds,
     validate_export_args,
 )
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk.definitions.context import Context
 
+    from airflow_cvm_export.hooks.cvm import CvmHook
     from airflow_cvm_export.utils.completion import ExportProgress
 
 # ExportImages failures after which the export may or may not have started: sent without an answer,
@@ -53,17 +58,18 @@ DEFAULT_WAIT_TIMEOUT = 7 * 24 * 3600.0
 DEFAULT_START_TIMEOUT = 24 * 3600.0
 
 
-class ExportImagesOperator(ResumableJobMixin, BaseOperator):
+class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
     """Start exporting CVM custom images to a COS bucket and return the export record.
 
     Arguments are checked after template rendering and before any request is sent
     (:func:`~airflow_cvm_export.utils.validation.validate_export_args`). The return value (XCom
-    ``return_value``) is the JSON export record, an
-    :class:`~airflow_cvm_export.utils.records.ExportRecord`. Pass it to
+    ``return_value``) is always the JSON export record, an
+    :class:`~airflow_cvm_export.utils.records.ExportRecord`, whether the task also waits
+    (``wait_for_completion``) or not. Pass it to
     :class:`~airflow_cvm_export.sensors.cvm.ExportImagesSensor` (``export=start.output``) to wait
     for the files.
 
-    Reliability (see the README's "Failure modes" and "Task retries"):
+    Reliability (see docs/failures.md, "The ambiguous send" and "Task retries"):
 
     - The export starts only when a DryRun says the images can be exported. While an image is busy
       (someone else's export) or the export queue is full, the start waits with back-off, up to
@@ -90,16 +96,20 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
     :param file_name_prefixes: one object name prefix per image (so runs do not overwrite each
         other's files), or None. Templated.
     :param only_export_root_disk: export only the system disk. Templated.
-    :param dry_run: only check that the images can be exported; nothing is started and the record
-        has ``dry_run`` true and no ``cos_paths``. Templated.
+    :param check_only: only check that the images can be exported (ExportImages with ``DryRun``);
+        nothing is started and the record has ``dry_run`` true and no ``cos_paths``. Templated.
+        (Called ``dry_run`` in 0.1.0, a name that hid ``BaseOperator.dry_run()``; ``dry_run=``
+        still works, with a ``DeprecationWarning``.)
     :param role_name: CAM role the export runs as (the API's default is ``CVM_QcsRole``). Templated.
     :param region: region of the images and bucket; defaults to the connection's ``region`` extra.
         Templated.
     :param tencentcloud_conn_id: connection of type ``tencentcloud``. Templated.
     :param wait_for_completion: also wait in this task until the files are in the bucket, exactly as
         :class:`~airflow_cvm_export.sensors.cvm.ExportImagesSensor` does (same checks, same failure
-        messages); the return value is then the CosPaths, the export record goes to XCom ``export``
-        and the objects to XCom ``objects``. A dry run never waits.
+        messages, same asset events). The return value is still the export record; the objects go
+        to XCom ``objects`` (their CosPaths are the record's ``cos_paths``) and the record also to
+        XCom ``export`` (read back when the task resumes from the triggerer). A check-only run
+        never waits.
     :param poll_interval: seconds between checks while waiting.
     :param wait_timeout: seconds to wait for the files before failing with ``AirflowSensorTimeout``.
     :param start_timeout: seconds to wait until the export can start (an image busy with another
@@ -107,9 +117,11 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         naming the images and the reason.
     :param deferrable: wait in the triggerer (:class:`~airflow_cvm_export.triggers.cvm.ExportImagesTrigger`)
         instead of a worker slot; defaults to ``[operators] default_deferrable``. Only used with
-        ``wait_for_completion``.
+        ``wait_for_completion``; the export is checked once before deferring, so one that has
+        already finished is handed on at once.
     :param durable: keep the export's request and record in the task state store (Airflow 3.3+) so
-        that a retry reattaches instead of exporting again.
+        that a retry reattaches instead of exporting again. Below Airflow 3.3 there is no task state
+        store: an explicit ``durable`` warns once (``UserWarning``) and is ignored.
     """
 
     external_id_key = "cvm_export"
@@ -119,7 +131,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         "export_format",
         "file_name_prefixes",
         "only_export_root_disk",
-        "dry_run",
+        "check_only",
         "role_name",
         "region",
         "tencentcloud_conn_id",
@@ -136,7 +148,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         export_format: str = DEFAULT_EXPORT_FORMAT,
         file_name_prefixes: list[str] | str | None = None,
         only_export_root_disk: bool | str | None = None,
-        dry_run: bool | str = False,
+        check_only: bool | str = False,
         role_name: str | None = None,
         region: str | None = None,
         tencentcloud_conn_id: str = DEFAULT_CONN_ID,
@@ -147,9 +159,16 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
+        if "dry_run" in kwargs:
+            warnings.warn(
+                "ExportImagesOperator(dry_run=...) is deprecated: use check_only=... "
+                "(an attribute dry_run hid BaseOperator.dry_run())",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            check_only = kwargs.pop("dry_run")
         super().__init__(**kwargs)
         self.start_timeout = as_seconds(start_timeout, "start_timeout")
-        self._resumed: dict[str, Any] | None = None  # the start trigger's event, when resuming from it
         self.wait_for_completion = wait_for_completion
         self.poll_interval = as_seconds(poll_interval, "poll_interval")
         self.wait_timeout = as_seconds(wait_timeout, "wait_timeout")
@@ -159,43 +178,72 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         self.export_format = export_format
         self.file_name_prefixes = file_name_prefixes
         self.only_export_root_disk = only_export_root_disk
-        self.dry_run = dry_run
+        self.check_only = check_only
         self.role_name = role_name
         self.region = region
         self.tencentcloud_conn_id = tencentcloud_conn_id
+        # The state of one run of the task (execute, or execute_start after the start trigger):
+        self._export: ExportRecord | None = None  # the export being handed on, once known
+        self._progress: ExportProgress | None = None  # the last check of the export, if any
+        self._start_deadline = 0.0  # epoch seconds: start_timeout after this start's first try
+        self._pending: ExportRecord | None = None  # an unanswered send being resolved, from the start trigger
+        self._pauses = 0  # pauses of the start so far (the back-off doubles per pause)
 
-    def execute(self, context: Context) -> ExportRecord | list[str]:
+    def execute(self, context: Context) -> ExportRecord:
         """Validate, start the export (or reattach to the one a previous try started) and return its record.
 
-        With ``wait_for_completion``, wait for the files and return their CosPaths instead.
+        With ``wait_for_completion``, wait for the files first (the record is returned all the same).
         """
-        self._args = validate_export_args(
+        return self._run(context, {})
+
+    def execute_start(self, context: Context, event: Mapping[str, Any]) -> ExportRecord:
+        """Resume after :class:`~airflow_cvm_export.triggers.start.ExportStartTrigger`: start (or resolve) again.
+
+        The start timeout keeps counting from the first try of this start; a deadline that passed in
+        the triggerer fails as in a worker.
+        """
+        return self._run(context, event)
+
+    @cached_property
+    def _args(self) -> ExportArgs:
+        """The rendered arguments, checked (read first in ``execute``: after rendering, before any request)."""
+        return validate_export_args(
             image_ids=self.image_ids,
             bucket_name=self.bucket_name,
             export_format=self.export_format,
             file_name_prefixes=self.file_name_prefixes,
             only_export_root_disk=self.only_export_root_disk,
-            dry_run=self.dry_run,
+            dry_run=as_optional_bool(self.check_only, "check_only"),
             role_name=self.role_name,
             region=self.region,
         )
+
+    @cached_property
+    def hook(self) -> CvmHook:
+        """The hook, in the validated region (``region``, else the connection's)."""
         from airflow_cvm_export.hooks.cvm import CvmHook
 
-        self._hook = CvmHook(self.tencentcloud_conn_id, region=self._args.region)
+        return CvmHook(self.tencentcloud_conn_id, region=self._args.region)
+
+    @cached_property
+    def _region(self) -> str:
+        """The region the export runs in; a missing one is a configuration error."""
+        region = self.hook.config.region
+        if region is None:
+            raise TencentCloudConfigError(
+                f"region must be set: pass region= or set the region extra of connection {self.tencentcloud_conn_id!r}"
+            )
+        return region
+
+    def _run(self, context: Context, resumed: Mapping[str, Any]) -> ExportRecord:
+        """``execute`` and ``execute_start``: check, then start or resume (``resumed``: the start trigger's event)."""
+        self._args  # noqa: B018  (checks the arguments before anything is sent)
         try:
-            self._region = self._hook.config.region
-            if self._region is None:
-                raise TencentCloudConfigError(
-                    f"region must be set: pass region= or set the region extra of connection "
-                    f"{self.tencentcloud_conn_id!r}"
-                )
+            self._region  # noqa: B018
             if self._args.dry_run:
                 return self._dry_run()
-            self._progress: ExportProgress | None = None  # the last check of the export, if any
-            resumed = self._resumed or {}
             self._start_deadline = resumed.get("end_time") or time.time() + self.start_timeout
-            self._pending: dict[str, Any] | None = resumed.get("pending")
-            self._pauses = 0
+            self._pending = resumed.get("pending")
             if resumed.get("status") == "timeout":
                 raise gave_up(
                     self._args.image_ids,
@@ -206,10 +254,14 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
                 )
             if resumed.get("status") == "error":
                 raise TencentCloudError(resumed["message"])
-            self._result: ExportRecord | list[str] | None = None
-            return self.execute_resumable(context)
+            record = self.execute_resumable(context)
+            if record is None:
+                # Airflow 3.3's execute_resumable returns what poll_until_complete returns (None)
+                # when it reattaches to a running export, without asking get_job_result.
+                record = self.get_job_result(self._export, context)
+            return record
         finally:
-            self._hook.close()
+            self.hook.close()
 
     def _defer(self, record: ExportRecord) -> None:
         """Wait in the triggerer; the task resumes in :meth:`execute_complete`."""
@@ -228,23 +280,23 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
 
     def _check(self, record: ExportRecord) -> ExportProgress:
         """One check of the export by the wait engine; kept as ``self._progress``."""
-        from airflow_cvm_export.utils.waiting import check
-
-        self._progress = check(self, self._hook, record)
+        self._progress = self.check_export(record)
         return self._progress
 
-    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:
-        """Resume after the trigger: see :func:`~airflow_cvm_export.utils.waiting.resume`."""
-        from airflow_cvm_export.utils.waiting import resume_deferred
-
+    def execute_complete(self, context: Context, event: Mapping[str, Any]) -> ExportRecord:
+        """Resume after the trigger: act on its event (see
+        :meth:`~airflow_cvm_export.mixins.ExportWaitMixin.resume_wait`) and return the export record."""
         ti = context["ti"]
-        export = ti.xcom_pull(task_ids=ti.task_id, key=EXPORT_XCOM_KEY, map_indexes=ti.map_index)
-        return resume_deferred(self, context, export, event)
+        export: ExportRecord = ti.xcom_pull(task_ids=ti.task_id, key=EXPORT_XCOM_KEY, map_indexes=ti.map_index)
+        self.resume_deferred_wait(context, export, event)
+        return export
 
     # -- ResumableJobMixin: the "job" is the export; its external id is the export record ---------
 
-    def submit_job(self, context: Context) -> ExportRecord:
+    def submit_job(self, context: Context) -> dict[str, Any]:
         """Start the export and return its record, or the record of the export an earlier send started.
+
+        The record is the job's external id: the mixin keeps it in the task state store as JSON.
 
         A send whose outcome nobody saw (an intent in the task state store: the answer was lost or the
         worker died; or, without a store, any retry) is resolved first by :meth:`_find_unanswered`,
@@ -252,19 +304,21 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         sends.
         """
         store = context.get("task_state_store") if self.durable else None
-        intent = store.get(INTENT_KEY) if store is not None else None
-        image_set = self._hook.describe_images(self._args.image_ids)
+        stored = store.get(INTENT_KEY) if store is not None else None
+        intent = stored if isinstance(stored, dict) else None
+        image_set = self.hook.describe_images(self._args.image_ids)
+        record: ExportRecord
         if intent or self._pending or (store is None and getattr(context.get("ti"), "try_number", 1) > 1):
             if intent:
-                record = self._record(intent["started_at"], recovered=True, baseline=intent.get("baseline"))
+                record = self._record(str(intent["started_at"]), recovered=True, baseline=intent.get("baseline"))
             elif self._pending:  # handed back by the start trigger (no task state store)
                 record = self._pending
             else:
                 record = self._record(_run_started_at(context), recovered=True)
             found = self._find_unanswered(record, image_set)
             if found is not None:
-                return self._keep(store, found)
-        return self._start(store, image_set)
+                return dict(self._keep(store, found))
+        return dict(self._start(store, image_set))
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         """Where the export of a stored record stands (asked by a retry or after a clear).
@@ -297,39 +351,45 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         """A finished export whose files are all there is not started again."""
         return status == ExportState.EXPORTED
 
-    def poll_until_complete(self, external_id: Any, context: Context) -> ExportRecord | list[str]:
-        """Hand the export on (see :meth:`_hand_on`), waiting for its files with ``wait_for_completion``."""
-        self._result = self._hand_on(context, external_id)
-        return self._result
+    def poll_until_complete(self, external_id: Any, context: Context) -> None:
+        """Hand the export on (log, console links) and, with ``wait_for_completion``, wait for its files.
 
-    def get_job_result(self, external_id: Any, context: Context) -> ExportRecord | list[str]:
-        """The task's result: :meth:`poll_until_complete`'s, or for an export a retry found finished, handed on now."""
-        return self._result if self._result is not None else self._hand_on(context, external_id)
-
-    def _hand_on(self, context: Context, record: ExportRecord) -> ExportRecord | list[str]:
-        """Log the export, store the console links' values and return the task's result.
-
-        Without ``wait_for_completion`` the result is the record. With it, the record goes to XCom
-        ``export`` and the files are waited for by the wait engine, as the sensor waits: in this
-        worker (the result is the CosPaths) or, when ``deferrable``, in the triggerer (the task
-        resumes in :meth:`execute_complete`). An export a retry's check found finished is not
-        waited for.
+        The wait is the sensor's (:class:`~airflow_cvm_export.mixins.ExportWaitMixin`): in this worker,
+        or, when ``deferrable``, in the triggerer (the task resumes in :meth:`execute_complete`). It
+        raises when the export fails or does not finish within ``wait_timeout``. An export a retry's
+        check found finished is not waited for.
         """
-        from airflow_cvm_export.utils import waiting
-
-        self._publish(context, record)
+        record = self._attach(context, external_id)
         if not self.wait_for_completion:
-            return record
+            return
         context["ti"].xcom_push(key=EXPORT_XCOM_KEY, value=record)
         if self._progress is not None and self._progress.done:
-            return waiting.publish(self, context, record, self._progress.objects)
+            return
         if self.deferrable:
+            self._progress = self.check_before_deferring(record)
+            if self._progress is not None:
+                return
             self._defer(record)
-        return waiting.wait_in_worker(self, context, self._hook, record, self.poll_interval, self.wait_timeout)
+        self._progress = self.wait_in_worker(record, self.poll_interval, self.wait_timeout)
+
+    def get_job_result(self, external_id: Any, context: Context) -> ExportRecord:
+        """The task's result, the export record; with ``wait_for_completion`` its objects are handed on
+        first (XCom ``objects``, asset events), as the sensor hands them on."""
+        record = self._attach(context, external_id)
+        if self.wait_for_completion and self._progress is not None and self._progress.done:
+            self.publish_export(context, record, self._progress.objects)
+        return record
+
+    def _attach(self, context: Context, record: ExportRecord) -> ExportRecord:
+        """Make ``record`` the export this run hands on: log it and give the console links their values (once)."""
+        if record is not self._export:
+            self._export = record
+            self._publish(context, record)
+        return record
 
     # -- starting ---------------------------------------------------------------------------------
 
-    def _start(self, store: Any, image_set: list[dict[str, Any]]) -> dict[str, Any]:
+    def _start(self, store: Any, image_set: list[dict[str, Any]]) -> ExportRecord:
         """Record what is under the names the export writes (its baseline), then send ExportImages.
 
         A refused send (busy image, full export queue) started nothing: wait until a DryRun says the
@@ -344,11 +404,11 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             baseline = completion.take_baseline(keys, self._list(self._args.request()))
             # By COS's clock, as the listing's Date header showed it: objects outside the baseline are
             # judged by comparing their Last-Modified with it.
-            started_at = datetime.fromtimestamp(self._hook.cos_time(), UTC).isoformat()
+            started_at = datetime.fromtimestamp(self.hook.cos_time(), UTC).isoformat()
             if store is not None:
                 store.set(INTENT_KEY, {"started_at": started_at, "request": self._args.request(), "baseline": baseline})
             try:
-                response = self._hook.export_images(**self._args.request(), expected_objects=expected)
+                response = self.hook.export_images(**self._args.request(), expected_objects=expected)
             except TencentCloudBusyError as refused:  # nothing started
                 if store is not None:
                     store.delete(INTENT_KEY)
@@ -373,14 +433,14 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             )
             return self._keep(store, record)
 
-    def _keep(self, store: Any, record: dict[str, Any]) -> dict[str, Any]:
+    def _keep(self, store: Any, record: ExportRecord) -> ExportRecord:
         """Store the record of a started export (a retry reattaches to it) and drop the intent."""
         if store is not None:
             store.set(self.external_id_key, record)
             store.delete(INTENT_KEY)
         return record
 
-    def _find_unanswered(self, record: dict[str, Any], image_set: list[dict[str, Any]]) -> dict[str, Any] | None:
+    def _find_unanswered(self, record: ExportRecord, image_set: list[dict[str, Any]]) -> ExportRecord | None:
         """The record of the export an unanswered send started, or None when it started nothing.
 
         A busy image proves only that *an* export runs, not whose, so this waits (back-off, up to
@@ -397,12 +457,13 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             if reason is None:
                 listed = self._list(record)
                 paths = completion.recovered_paths(record, image_set, listed)
-                if all(paths) and paths:
+                found = [path for path in paths if path]
+                if paths and len(found) == len(paths):
                     self.log.warning(
-                        "The unanswered ExportImages started and finished: %s; not exporting again", ", ".join(paths)
+                        "The unanswered ExportImages started and finished: %s; not exporting again", ", ".join(found)
                     )
-                    return {**record, "cos_paths": paths}
-                if not any(paths):
+                    return {**record, "cos_paths": found}
+                if not found:
                     strays = completion.unexpected_objects(record, image_set, listed)
                     if strays:
                         raise TencentCloudOutcomeUnknownError(
@@ -414,7 +475,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
                             action="ExportImages",
                         )
                     return None
-                reason = f"{sum(map(bool, paths))} of {len(paths)} of its files are in the bucket"
+                reason = f"{len(found)} of {len(paths)} of its files are in the bucket"
             self._pause(reason, pending=record)
 
     def _wait_until_exportable(self) -> None:
@@ -422,7 +483,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         while (reason := self._busy_reason()) is not None:
             self._pause(reason)
 
-    def _busy_reason(self, *, wait_for_queue: bool = False, pending: dict[str, Any] | None = None) -> str | None:
+    def _busy_reason(self, *, wait_for_queue: bool = False, pending: ExportRecord | None = None) -> str | None:
         """Why the images cannot be exported now (a DryRun: busy image, full export queue), or None.
 
         With ``wait_for_queue`` a full queue is waited out: it says nothing about the images. A DryRun
@@ -430,19 +491,19 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         :func:`~airflow_cvm_export.utils.starting.start_state`.
         """
         while True:
+            answer: TencentCloudError | None = None
             try:
-                self._hook.export_images(**{**self._args.request(), "dry_run": True})
-            except TencentCloudError as answer:
-                state = start_state(answer)
-                if state is StartState.FREE:
-                    return None
-                if state is StartState.BUSY or (state is StartState.QUEUE_FULL and not wait_for_queue):
-                    return describe(answer)
-                self._pause(describe(answer), pending=pending)
-            else:
-                raise TencentCloudResponseError("ExportImages with DryRun answered as if it had started an export")
+                self.hook.export_images(**{**self._args.request(), "dry_run": True})
+            except TencentCloudError as error:
+                answer = error
+            state, reason = dry_run_outcome(answer)
+            if state is StartState.FREE:
+                return None
+            if state is StartState.BUSY or (state is StartState.QUEUE_FULL and not wait_for_queue):
+                return reason
+            self._pause(reason, pending=pending)
 
-    def _pause(self, reason: str, *, pending: dict[str, Any] | None = None) -> None:
+    def _pause(self, reason: str, *, pending: ExportRecord | None = None) -> None:
         """Wait before trying again: back-off in this worker, or, when ``deferrable``, in the triggerer.
 
         Past ``start_timeout`` raise instead, naming the images and the reason. ``pending`` is the
@@ -466,7 +527,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         )
         time.sleep(delay)
 
-    def _defer_start(self, reason: str, pending: dict[str, Any] | None) -> None:
+    def _defer_start(self, reason: str, pending: ExportRecord | None) -> None:
         """Wait in the triggerer until the images can be exported; the task resumes in :meth:`execute_start`."""
         from airflow_cvm_export.triggers.start import ExportStartTrigger
 
@@ -486,20 +547,9 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             method_name="execute_start",
         )
 
-    def execute_start(self, context: Context, event: Mapping[str, Any]) -> ExportRecord | list[str]:
-        """Resume after :class:`~airflow_cvm_export.triggers.start.ExportStartTrigger`: start (or resolve) again.
-
-        The start timeout keeps counting from the first try of this start; a deadline that passed in
-        the triggerer fails as in a worker.
-        """
-        self._resumed = dict(event)
-        return self.execute(context)
-
-    def _list(self, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    def _list(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         """The objects under the images' file name prefixes, by key."""
-        from airflow_cvm_export.utils.waiting import list_recovered
-
-        return list_recovered(self._hook, record)
+        return self.list_exported(record)
 
     def _record(
         self,
@@ -509,8 +559,10 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
         cos_paths: Sequence[str] = (),
         request_id: str | None = None,
         recovered: bool = False,
-        baseline: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+        baseline: Any = None,
+        dry_run: bool = False,
+    ) -> ExportRecord:
+        """The export record of this task's arguments (``baseline``: as taken, or as the intent stored it)."""
         args: ExportArgs = self._args
         return {
             "task_id": task_id,
@@ -523,7 +575,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
             "only_export_root_disk": args.only_export_root_disk,
             "request_id": request_id,
             "started_at": started_at,
-            "dry_run": False,
+            "dry_run": dry_run,
             "recovered": recovered,
             "baseline": None if baseline is None else dict(baseline),
         }
@@ -531,7 +583,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
     def _dry_run(self) -> ExportRecord:
         started_at = datetime.now(UTC).isoformat()
         try:
-            self._hook.export_images(**self._args.request())
+            self.hook.export_images(**self._args.request())
         except DryRunSucceeded as answer:
             self.log.info(
                 "Dry run: %s can be exported to %s (RequestId %s)",
@@ -539,7 +591,7 @@ class ExportImagesOperator(ResumableJobMixin, BaseOperator):
                 self._args.bucket_name,
                 answer.request_id,
             )
-            return {**self._record(started_at, request_id=answer.request_id), "dry_run": True}
+            return self._record(started_at, request_id=answer.request_id, dry_run=True)
         raise TencentCloudResponseError("ExportImages with DryRun answered as if it had started an export")
 
     def _publish(self, context: Context, record: ExportRecord) -> None:

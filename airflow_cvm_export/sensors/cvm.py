@@ -6,17 +6,19 @@ importing this module pays only for building the task (``bench/parse.py``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import AssetAlias, BaseSensorOperator, PokeReturnValue
 
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
+from airflow_cvm_export.mixins import ExportWaitMixin
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
 from airflow_cvm_export.utils.lineage import task_lineage
 from airflow_cvm_export.utils.records import OBJECTS_XCOM_KEY
-from airflow_cvm_export.utils.validation import DEFAULT_CONN_ID, validate_export_record
+from airflow_cvm_export.utils.validation import validate_export_record
 from airflow_cvm_export.version_compat import AirflowSkipException, conf
 
 if TYPE_CHECKING:
@@ -50,11 +52,32 @@ def with_alias(outlets: Any, asset_alias: str | None) -> list[Any]:
     return outlets
 
 
-class ExportImagesSensor(BaseSensorOperator):
+class _AliasedPartial:
+    """``ExportImagesSensor.partial``: the SDK's ``partial()``, with the sensor's asset alias added to ``outlets``.
+
+    A mapped task's outlets are its ``partial()`` arguments, and only those reach the serialized DAG
+    (and so the scheduler and the UI). Give ``asset_alias`` there, not in ``expand()``: a mapped
+    value is only known when the task runs. The SDK's guard stays: on a task (an instance) this is
+    the SDK's ``partial``, which raises ``TypeError``.
+    """
+
+    def __get__(self, task: Any, cls: type[Any] | None = None) -> Callable[..., OperatorPartial]:
+        if task is not None:
+            return super(ExportImagesSensor, cast("ExportImagesSensor", task)).partial
+        sdk_partial = super(ExportImagesSensor, cast("type[ExportImagesSensor]", cls)).partial
+
+        def partial(**kwargs: Any) -> OperatorPartial:
+            outlets = with_alias(kwargs.pop("outlets", None), kwargs.get("asset_alias", DEFAULT_ASSET_ALIAS))
+            return sdk_partial(outlets=outlets, **kwargs)
+
+        return partial
+
+
+class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
     """Wait until every file of a CVM image export exists in its COS bucket.
 
     Every mode (poke, reschedule, deferrable) checks, decides and acts with the same wait engine
-    (:mod:`airflow_cvm_export.utils.waiting`). No public API reports an export's progress, so
+    (:class:`~airflow_cvm_export.mixins.ExportWaitMixin`). No public API reports an export's progress, so
     completion is inferred by :func:`~airflow_cvm_export.utils.completion.assess`: each CosPath
     must exist (COS HEAD) and have been written by this export (new or changed since the record's
     ``baseline``; without one, ``Last-Modified`` not before ``started_at``), so an object left by an
@@ -89,7 +112,8 @@ class ExportImagesSensor(BaseSensorOperator):
         sensor is mapped, give it to ``partial()``, not ``expand()``. Schedule downstream DAGs on
         ``AssetAlias(<name>)`` (see ``dags/cvm_export_consumer.py``).
     :param deferrable: wait in the triggerer instead of a worker slot; defaults to
-        ``[operators] default_deferrable``.
+        ``[operators] default_deferrable``. The export is checked once before deferring, so one
+        that has already finished is handed on at once, as in poke and reschedule mode.
     """
 
     template_fields: Sequence[str] = (
@@ -136,19 +160,10 @@ class ExportImagesSensor(BaseSensorOperator):
         self.asset_alias = asset_alias
         self.deferrable = deferrable
 
-    @classmethod
-    def partial(cls, **kwargs: Any) -> OperatorPartial:
-        """Start mapping the sensor, with its asset alias already in ``outlets``.
-
-        A mapped task's outlets are its ``partial()`` arguments, and only those reach the serialized
-        DAG (and so the scheduler and the UI). Give ``asset_alias`` here, not in ``expand()`` or
-        ``expand_kwargs()``: a mapped value is only known when the task runs.
-        """
-        outlets = with_alias(kwargs.pop("outlets", None), kwargs.get("asset_alias", DEFAULT_ASSET_ALIAS))
-        return super().partial(outlets=outlets, **kwargs)
+    partial = _AliasedPartial()
 
     @cached_property
-    def _given_export(self) -> dict[str, Any]:
+    def _given_export(self) -> ExportRecord:
         explicit = {
             "task_id": self.export_task_id,
             "cos_paths": self.cos_paths,
@@ -186,6 +201,12 @@ class ExportImagesSensor(BaseSensorOperator):
                 self.hook.close()  # the keep-alive session served every poke; release it with the task
         from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
 
+        try:
+            progress = self.check_before_deferring(self.export_record)
+        finally:
+            self.hook.close()  # the trigger has its own session
+        if progress is not None:
+            return self.publish_export(context, self.export_record, progress.objects)
         self.defer(
             trigger=ExportImagesTrigger(
                 export=self.export_record,
@@ -203,10 +224,8 @@ class ExportImagesSensor(BaseSensorOperator):
         return start.timestamp() + self.timeout
 
     def check(self) -> ExportProgress:
-        """One check of the export: see :func:`~airflow_cvm_export.utils.waiting.check`."""
-        from airflow_cvm_export.utils import waiting
-
-        return waiting.check(self, self.hook, self.export_record)
+        """One check of the export: see :meth:`~airflow_cvm_export.mixins.ExportWaitMixin.check_export`."""
+        return self.check_export(self.export_record)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         """Return the CosPaths once every object is there; fail at once if the export failed."""
@@ -215,13 +234,11 @@ class ExportImagesSensor(BaseSensorOperator):
         event = waiting.verdict(self.export_record, self.check())
         if event is None:
             return False
-        return PokeReturnValue(is_done=True, xcom_value=waiting.resume(self, context, self.export_record, event))
+        return PokeReturnValue(is_done=True, xcom_value=self.resume_wait(context, self.export_record, event))
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:
-        """Resume after the trigger: see :func:`~airflow_cvm_export.utils.waiting.resume`."""
-        from airflow_cvm_export.utils import waiting
-
-        return waiting.resume_deferred(self, context, self.export_record, event)
+        """Resume after the trigger: see :meth:`~airflow_cvm_export.mixins.ExportWaitMixin.resume_wait`."""
+        return self.resume_deferred_wait(context, self.export_record, event)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """OpenLineage: the images in, the exported COS objects out."""

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from airflow_cvm_export.utils.errors import TencentCloudConfigError, shown
@@ -26,7 +26,34 @@ DEFAULT_RATE_LIMITS = {"ExportImages": 20.0, "DescribeImages": 40.0}
 RATE_LIMITED_ACTIONS = ("ExportImages", "DescribeImages", "DescribeRegions", "COS HEAD")
 # Requests per second a rate limit may be set to (0 switches one off).
 MIN_RATE, MAX_RATE = 0.1, 1000.0
-EXTRA_KEYS = ("region", "endpoint", "cos_endpoint", "token", "allow_http", "rate_limits")
+# Extras choosing where credentials come from (see docs/credentials.md).
+CREDENTIAL_KEYS = (
+    "credential_source",
+    "profile_name",
+    "cvm_role_name",
+    "role_arn",
+    "role_session_name",
+    "duration_seconds",
+    "external_id",
+    "policy",
+    "sts_endpoint",
+    "metadata_endpoint",
+)
+EXTRA_KEYS = ("region", "endpoint", "cos_endpoint", "token", "allow_http", "rate_limits", *CREDENTIAL_KEYS)
+# credential_source values: the SDK's default chain order is environment, profile, cvm_role, oidc.
+CREDENTIAL_SOURCES = ("connection", "environment", "profile", "cvm_role", "oidc", "default")
+DEFAULT_STS_ENDPOINT = "https://sts.tencentcloudapi.com"
+DEFAULT_METADATA_ENDPOINT = "http://metadata.tencentyun.com"
+DEFAULT_ROLE_SESSION_NAME = "airflow-cvm-export"
+DEFAULT_DURATION_SECONDS, MAX_DURATION_SECONDS = 7200, 43200
+# The documented patterns (STS AssumeRole's api.json; role ARN forms of the AssumeRole reference).
+_ROLE_ARN_RE = re.compile(
+    r"qcs::cam::uin/[0-9]+:(roleName/[\w+=,.@-]{1,128}|role/[0-9]+|role/tencentcloudServiceRole/[0-9]+"
+    r"|role/tencentcloudServiceRoleName/[\w+=,.@-]{1,128})"
+)
+_SESSION_NAME_RE = re.compile(r"[\w+=,.@-]{2,128}")
+_EXTERNAL_ID_RE = re.compile(r"[\w+=,.@:/-]{2,128}")
+_NAME_RE = re.compile(r"[\w+=,.@-]{1,128}")
 # How Airflow's connection form stores the provider's extra fields (older forms; newer ones use plain names).
 EXTRA_PREFIX = f"extra__{CONN_TYPE}__"
 ENV_SECRET_ID = "TENCENTCLOUD_SECRET_ID"
@@ -61,8 +88,45 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class CredentialSettings:
+    """Where temporary credentials come from, checked (see :func:`credential_settings`).
+
+    :param source: ``connection``, ``environment``, ``profile``, ``cvm_role``, ``oidc`` or ``default``.
+    :param secret_id: with ``connection`` or ``environment``: the long-lived SecretId (else empty).
+    :param secret_key: its SecretKey.
+    :param token: its token, if any.
+    :param sts_endpoint: where STS is (AssumeRole, AssumeRoleWithWebIdentity).
+    :param metadata_endpoint: where the instance metadata service is.
+    :param role_arn: assume this role (STS AssumeRole) with what the source gives; None: use it as is.
+    """
+
+    source: str
+    sts_endpoint: Endpoint
+    metadata_endpoint: Endpoint
+    secret_id: str = ""
+    secret_key: str = field(default="", repr=False)
+    token: str | None = field(default=None, repr=False)
+    profile_name: str = "default"
+    cvm_role_name: str | None = None
+    role_arn: str | None = None
+    role_session_name: str = DEFAULT_ROLE_SESSION_NAME
+    duration_seconds: int = DEFAULT_DURATION_SECONDS
+    external_id: str | None = field(default=None, repr=False)
+    policy: str | None = field(default=None, repr=False)
+
+    @property
+    def describe(self) -> str:
+        """``credential_source 'cvm_role'`` (``+ role_arn``): for logs and errors, no secret."""
+        return f"credential_source {self.source!r}" + (" + role_arn" if self.role_arn else "")
+
+
+@dataclass(frozen=True)
 class ClientConfig:
-    """Everything needed to sign and send requests; secrets are kept out of ``repr``."""
+    """Everything needed to sign and send requests; secrets are kept out of ``repr``.
+
+    With ``credentials`` set, the key pair comes from that source at each request (the client core's
+    credential provider); ``secret_id``/``secret_key``/``token`` are then empty until it is filled in.
+    """
 
     secret_id: str
     secret_key: str = field(repr=False)
@@ -71,20 +135,27 @@ class ClientConfig:
     cos_endpoint: Endpoint | None
     token: str | None = field(default=None, repr=False)
     rate_limits: dict[str, float] = field(default_factory=dict)
+    credentials: CredentialSettings | None = None
 
     def with_region(self, region: str | None) -> ClientConfig:
-        """Return a copy using ``region`` (validated) instead of the connection's region."""
+        """Return a copy using ``region`` (validated) instead of the connection's region.
+
+        Deprecated: nothing in the provider uses it (the hooks take ``region=``); kept for 0.1.0's callers.
+        """
+        import warnings
+
+        warnings.warn(
+            "ClientConfig.with_region() is deprecated: pass region= to the hook instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         if region is None or region == self.region:
             return self
-        return ClientConfig(
-            secret_id=self.secret_id,
-            secret_key=self.secret_key,
-            region=validate_region(region),
-            endpoint=self.endpoint,
-            cos_endpoint=self.cos_endpoint,
-            token=self.token,
-            rate_limits=self.rate_limits,
-        )
+        return replace(self, region=validate_region(region))
+
+    def signed_by(self, secret_id: str, secret_key: str, token: str | None) -> ClientConfig:
+        """A copy signing with this key pair (the credential provider's current one)."""
+        return replace(self, secret_id=secret_id, secret_key=secret_key, token=token)
 
 
 def is_loopback(hostname: str) -> bool:
@@ -291,14 +362,33 @@ def _known_extras(extra: dict[Any, Any]) -> dict[str, Any]:
     return extras
 
 
+# Extras whose whole value is secret; the endpoints' only secret is a password written into them.
+_SECRET_EXTRAS = ("token", "external_id", "policy")
+_ENDPOINT_EXTRAS = ("endpoint", "cos_endpoint", "sts_endpoint", "metadata_endpoint")
+
+
 def _secrets(password: Any, extra: dict[Any, Any]) -> list[str]:
-    """Every secret value a connection holds, even a malformed one: SecretKey, token, URL passwords."""
+    """Every secret value a connection holds, even a malformed one: SecretKey, token, external_id, policy,
+    URL passwords."""
     values = [password, os.environ.get(ENV_SECRET_KEY), os.environ.get(ENV_TOKEN)]
-    for name in ("token", "endpoint", "cos_endpoint"):
+    for name in _SECRET_EXTRAS + _ENDPOINT_EXTRAS:
         for key in (name, EXTRA_PREFIX + name):
             value = extra.get(key)
-            values.append(value if name == "token" else url_password(value))
+            if name == "policy" and isinstance(value, dict | str):
+                values.extend(_policy_forms(value))
+                continue
+            values.append(value if name in _SECRET_EXTRAS else url_password(value))
     return [value for value in values if isinstance(value, str) and value.strip()]
+
+
+def _policy_forms(value: dict[Any, Any] | str) -> list[str]:
+    """A session policy as written, as JSON text and in the compact form sent."""
+    try:
+        document = json.loads(value) if isinstance(value, str) else value
+    except (ValueError, RecursionError):
+        return [value] if isinstance(value, str) else []
+    forms = [json.dumps(document), json.dumps(document, separators=(",", ":"))]
+    return forms + ([value] if isinstance(value, str) else [])
 
 
 _MASKED: set[str] = set()
@@ -315,6 +405,116 @@ def mask_secrets(values: list[str]) -> None:
                 _MASKED.add(form)
 
 
+def _pattern(extras: dict[str, Any], name: str, pattern: re.Pattern[str], allowed: str) -> str | None:
+    """The extra ``name`` if it is a string matching ``pattern``; the error names the field and what it allows."""
+    value = extras.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        shown_value = "" if name == "external_id" else f", got {_short(value)}"
+        raise TencentCloudConfigError(f"connection extra {name} must be {allowed}{shown_value}")
+    return value
+
+
+def _duration(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DURATION_SECONDS:
+        raise TencentCloudConfigError(
+            f"connection extra duration_seconds must be a whole number of seconds from 1 to {MAX_DURATION_SECONDS} "
+            f"(STS's maximum; default {DEFAULT_DURATION_SECONDS}), got {_short(value)}"
+        )
+    return value
+
+
+def _policy(value: Any) -> str | None:
+    """The session policy as compact JSON text (sent URL-encoded); the error never shows it."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            value = None
+    if not isinstance(value, dict) or "principal" in {str(key).lower() for key in value}:
+        raise TencentCloudConfigError(
+            "connection extra policy must be a CAM policy JSON object such as "
+            '{"version": "2.0", "statement": [...]}, without principal'
+        )
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _only_with(extras: dict[str, Any], name: str, sources: tuple[str, ...], source: str) -> None:
+    if name in extras and source not in sources:
+        raise TencentCloudConfigError(
+            f"connection extra {name} applies only to credential_source {' or '.join(sources)}, "
+            f"not {source!r}: remove it or change credential_source"
+        )
+
+
+def credential_settings(
+    extras: dict[str, Any], *, login: str | None, password: str | None, conn_id: str, allow_http: bool
+) -> CredentialSettings | None:
+    """The checked credential extras; None when the connection's (or environment's) long-lived key pair
+    is used as is, as before these extras existed."""
+    source = extras.get("credential_source")
+    if source is not None and source not in CREDENTIAL_SOURCES:
+        raise TencentCloudConfigError(
+            f"connection extra credential_source must be one of {', '.join(CREDENTIAL_SOURCES)}, "
+            f"got {_short(source)}{_closest(str(source), CREDENTIAL_SOURCES)}"
+        )
+    if source not in (None, "connection") and (login or password):
+        raise TencentCloudConfigError(
+            f"connection {conn_id!r} has a SecretId (login) or SecretKey (password) but credential_source is "
+            f"{source!r}: leave login and password empty, or use credential_source 'connection'"
+        )
+    if source is not None and source != "connection" and "token" in extras:
+        raise TencentCloudConfigError(
+            f"connection extra token goes with the connection's login and password, not credential_source {source!r}"
+        )
+    chosen = source or ("connection" if login or password else "environment")
+    _only_with(extras, "profile_name", ("profile", "default"), chosen)
+    _only_with(extras, "cvm_role_name", ("cvm_role", "default"), chosen)
+    role_arn = _pattern(
+        extras, "role_arn", _ROLE_ARN_RE, "a role ARN such as qcs::cam::uin/100000000001:roleName/ExportRole"
+    )
+    if source == "connection" and not (login and password):
+        raise TencentCloudConfigError(
+            f"credential_source 'connection' needs both the SecretId (login) and SecretKey (password) of "
+            f"connection {conn_id!r}"
+        )
+    if role_arn is None:
+        for name in ("external_id", "policy"):
+            if name in extras:
+                raise TencentCloudConfigError(f"connection extra {name} needs role_arn (it is sent with AssumeRole)")
+        for name in ("role_session_name", "duration_seconds"):
+            if name in extras and chosen != "oidc":
+                raise TencentCloudConfigError(f"connection extra {name} needs role_arn or credential_source 'oidc'")
+        if chosen in ("connection", "environment"):
+            return None  # the long-lived key pair as is, as before these extras existed
+    session = _pattern(extras, "role_session_name", _SESSION_NAME_RE, "2 to 128 of letters, digits and =,.@_-")
+    return CredentialSettings(
+        source=chosen,
+        profile_name=_pattern(extras, "profile_name", _NAME_RE, "a profile name (letters, digits, =,.@_-)")
+        or "default",
+        cvm_role_name=_pattern(extras, "cvm_role_name", _NAME_RE, "a CAM role name (letters, digits, =,.@_-)"),
+        role_arn=role_arn,
+        role_session_name=session or DEFAULT_ROLE_SESSION_NAME,
+        duration_seconds=_duration(extras.get("duration_seconds", DEFAULT_DURATION_SECONDS)),
+        external_id=_pattern(extras, "external_id", _EXTERNAL_ID_RE, "2 to 128 of letters, digits and =,.@:/-"),
+        policy=_policy(extras.get("policy")),
+        sts_endpoint=parse_endpoint(
+            extras.get("sts_endpoint", DEFAULT_STS_ENDPOINT), field_name="sts_endpoint", allow_http=allow_http
+        ),
+        # The instance metadata service is plain http by design: its default address is allowed as is.
+        metadata_endpoint=parse_endpoint(
+            extras.get("metadata_endpoint", DEFAULT_METADATA_ENDPOINT),
+            field_name="metadata_endpoint",
+            allow_http=allow_http or "metadata_endpoint" not in extras,
+        ),
+    )
+
+
 def config_from_connection(
     *, login: str | None, password: str | None, extra: Any, conn_id: str, region: str | None = None
 ) -> ClientConfig:
@@ -326,25 +526,15 @@ def config_from_connection(
     extra_object = _extra_object(extra)
     mask_secrets(_secrets(password, extra_object))
     extras = _known_extras(extra_object)
-    token = extras.get("token")
-    if login or password:
-        secret_id, secret_key = login, password
-        id_field, key_field, token_field = "the SecretId (login)", "the SecretKey (password)", "connection extra token"
-    else:  # credentials (and token) come as a set from the environment, never mixed with the connection's
-        secret_id, secret_key = os.environ.get(ENV_SECRET_ID), os.environ.get(ENV_SECRET_KEY)
-        id_field, key_field, token_field = ENV_SECRET_ID, ENV_SECRET_KEY, "connection extra token"
-        if not token and os.environ.get(ENV_TOKEN):
-            token, token_field = os.environ[ENV_TOKEN], ENV_TOKEN
-    if not secret_id or not secret_key:
-        raise TencentCloudConfigError(
-            f"no credentials: set both the SecretId (login) and SecretKey (password) of connection {conn_id!r}, "
-            f"or leave both empty and set the environment variables {ENV_SECRET_ID} and {ENV_SECRET_KEY}"
-        )
-    check_credential(secret_id, f"{id_field} of connection {conn_id!r}")
-    check_credential(secret_key, f"{key_field} of connection {conn_id!r}")
-    if token is not None:
-        check_credential(token, token_field)
     allow_http = _parse_bool(extras.get("allow_http", False), "allow_http")
+    credentials = credential_settings(extras, login=login, password=password, conn_id=conn_id, allow_http=allow_http)
+    secret_id = secret_key = ""
+    token = None
+    if credentials is None or credentials.source in ("connection", "environment"):
+        secret_id, secret_key, token = _long_lived(login, password, extras.get("token"), conn_id)
+        if credentials is not None:  # role_arn on top of the long-lived key pair: it signs AssumeRole only
+            credentials = replace(credentials, secret_id=secret_id, secret_key=secret_key, token=token)
+            secret_id, secret_key, token = "", "", None
     endpoint = parse_endpoint(extras.get("endpoint", DEFAULT_ENDPOINT), field_name="endpoint", allow_http=allow_http)
     cos_endpoint = None
     if "cos_endpoint" in extras:
@@ -360,4 +550,28 @@ def config_from_connection(
         cos_endpoint=cos_endpoint,
         token=token or None,
         rate_limits=_parse_rate_limits(extras.get("rate_limits", {})),
+        credentials=credentials,
     )
+
+
+def _long_lived(login: str | None, password: str | None, token: Any, conn_id: str) -> tuple[str, str, str | None]:
+    """The connection's key pair (and token extra), else the environment's; checked, never shown."""
+    if login or password:
+        secret_id, secret_key = login, password
+        id_field, key_field, token_field = "the SecretId (login)", "the SecretKey (password)", "connection extra token"
+    else:  # credentials (and token) come as a set from the environment, never mixed with the connection's
+        secret_id, secret_key = os.environ.get(ENV_SECRET_ID), os.environ.get(ENV_SECRET_KEY)
+        id_field, key_field, token_field = ENV_SECRET_ID, ENV_SECRET_KEY, "connection extra token"
+        if not token and os.environ.get(ENV_TOKEN):
+            token, token_field = os.environ[ENV_TOKEN], ENV_TOKEN
+    if not secret_id or not secret_key:
+        raise TencentCloudConfigError(
+            f"no credentials: set both the SecretId (login) and SecretKey (password) of connection {conn_id!r}, "
+            f"or leave both empty and set the environment variables {ENV_SECRET_ID} and {ENV_SECRET_KEY}, "
+            "or set the connection extra credential_source (profile, cvm_role, oidc or default)"
+        )
+    check_credential(secret_id, f"{id_field} of connection {conn_id!r}")
+    check_credential(secret_key, f"{key_field} of connection {conn_id!r}")
+    if token is not None:
+        check_credential(token, token_field)
+    return secret_id, secret_key, token or None

@@ -19,6 +19,11 @@ def shown(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def invalid(field: str, allowed: str, value: Any) -> TencentCloudConfigError:
+    """The error for a bad argument, before any request: ``<field> must be <allowed>, got <value>``."""
+    return TencentCloudConfigError(f"{field} must be {allowed}, got {shown(value)}")
+
+
 class TencentCloudError(AirflowException):
     """Base class of every error this provider raises about a Tencent Cloud call.
 
@@ -113,6 +118,12 @@ class TencentCloudConnectError(TencentCloudNetworkError):
 
 class TencentCloudOutcomeUnknownError(TencentCloudNetworkError):
     """The request was sent but no answer came back: it may or may not have taken effect."""
+
+
+class TencentCloudCredentialError(TencentCloudError):
+    """Temporary credentials could not be obtained (STS or the metadata service failed or was unreachable),
+    and no still-valid ones were left; retrying later may help. Settings no retry can fix raise
+    :class:`TencentCloudConfigError` instead."""
 
 
 class TencentCloudResponseError(TencentCloudError):

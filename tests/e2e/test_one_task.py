@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 TEST_DAGS = Path(__file__).resolve().parent / "dags"
 
 
-def test_one_task_exports_once_defers_and_returns_the_cos_paths(run_dag: Any, start_emulator: Any) -> None:
+def test_one_task_exports_once_defers_and_returns_the_record(run_dag: Any, start_emulator: Any) -> None:
     emulator = start_emulator(progression="immediate")  # the first try defers all the same
     run = run_dag("cvm_export_one_task", emulator, env={"AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)})
 
@@ -21,8 +21,8 @@ def test_one_task_exports_once_defers_and_returns_the_cos_paths(run_dag: Any, st
     assert "running trigger in line" in run.output  # the wait really went through the trigger
     (export,) = emulator.state()["exports"]
     assert sorted(export["ImageIds"]) == ["img-centos02", "img-ubuntu01"]
-    assert run.xcoms("start_export") == [export["CosPaths"]]
-    (record,) = run.xcoms("start_export", key="export")
-    assert record["task_id"] == export["TaskId"]
+    (record,) = run.xcoms("start_export")
+    assert record["task_id"] == export["TaskId"] and record["cos_paths"] == export["CosPaths"]
+    assert run.xcoms("start_export", key="export") == [record]
     (objects,) = run.xcoms("start_export", key="objects")
     assert [obj["cos_path"] for obj in objects] == export["CosPaths"]

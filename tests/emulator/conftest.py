@@ -51,11 +51,12 @@ class Client:
         region: str | None = REGION,
         version: str = "2017-03-12",
         content_type: str = "application/json",
+        service: str = "cvm",
     ) -> dict[str, str]:
         return sign_tc3(
             secret_id=secret_id,
             secret_key=secret_key,
-            service="cvm",
+            service=service,
             host=self.host,
             action=action,
             version=version,
@@ -91,6 +92,7 @@ class Client:
         params: dict[str, str] | None = None,
         *,
         token: str | None = None,
+        secret_id: str = SECRET_ID,
         secret_key: str = SECRET_KEY,
         start: int | None = None,
         sign: bool = True,
@@ -105,7 +107,7 @@ class Client:
         begin = int(time.time()) - 60 if start is None else start
         if sign:
             headers["Authorization"] = sign_cos(
-                secret_id=SECRET_ID,
+                secret_id=secret_id,
                 secret_key=secret_key,
                 method=method,
                 path=path,

@@ -38,7 +38,16 @@ def test_state_document(client):
     [export] = state["exports"]
     assert set(export) == {"TaskId", "ImageIds", "BucketName", "CosPaths", "status", "progression", "written"}
     assert export["status"] in ("running", "succeeded") and export["progression"] == "time"
-    assert set(state) == {"exports", "requests", "progression", "faults", "deleted_images", "cos_clock_offset"}
+    assert set(state) == {
+        "exports",
+        "requests",
+        "progression",
+        "faults",
+        "deleted_images",
+        "cos_clock_offset",
+        "credential_lifetime",
+        "cam_role",
+    }
     assert state["requests"] == {"ExportImages": {"ok": 1}, "COS HEAD": {"NoSuchKey": 1}, "COS LIST": {"ok": 1}}
     client.emu.reset_counters()
     assert client.emu.state()["requests"] == {}

@@ -13,10 +13,11 @@ import pytest
 
 from airflow_cvm_export import get_provider_info
 from airflow_cvm_export.hooks.cvm import CvmHook
+from airflow_cvm_export.utils.connection import EXTRA_KEYS
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_2_PLUS, AIRFLOW_V_3_3_PLUS
 
-EXTRAS = ["allow_http", "cos_endpoint", "endpoint", "rate_limits", "region", "token"]
-CONN_FIELDS_SINCE = "Airflow reads the provider info's conn-fields from 3.2 on (on 3.1: the Extra JSON field)"
+EXTRAS = sorted(EXTRA_KEYS)
+CONN_FIELDS_SINCE = "Airflow reads the provider info's conn-fields from 3.2 on (3.1: get_connection_form_widgets)"
 
 
 @pytest.fixture(scope="module")
@@ -82,16 +83,18 @@ def test_ui_connection_form():
     assert standard.host.hidden and standard.port.hidden and standard.url_schema.hidden
 
 
-@pytest.mark.skipif(not AIRFLOW_V_3_2_PLUS, reason=CONN_FIELDS_SINCE)
 def test_ui_connection_form_extras():
-    """The extras' own fields in the UI's connection form."""
+    """The extras' own fields in the UI's connection form (3.2+: conn-fields; 3.1: get_connection_form_widgets)."""
     from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
 
     (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "tencentcloud"]
     assert sorted(meta.extra_fields) == EXTRAS
     region = meta.extra_fields["region"]["schema"]
-    assert region["title"] == "Region" and "ap-guangzhou" in region["examples"]  # placeholder and suggestions
-    assert meta.extra_fields["token"]["schema"]["format"] == "password"
+    assert region["title"] == "Region"
+    if AIRFLOW_V_3_2_PLUS:
+        assert "ap-guangzhou" in region["examples"]  # placeholder and suggestions (conn-fields only)
+    for secret in ("token", "external_id", "policy"):
+        assert meta.extra_fields[secret]["schema"]["format"] == "password"
 
 
 @pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="the route's check is its own function from Airflow 3.3 on")
@@ -119,7 +122,12 @@ def test_ui_test_button(monkeypatch: pytest.MonkeyPatch):
     emulator = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY).start()
     try:
         extra = dict.fromkeys(EXTRAS) | {"region": "ap-guangzhou", "endpoint": emulator.url, "allow_http": False}
-        form = {"conn_type": "tencentcloud", "login": SECRET_ID, "password": SECRET_KEY, "extra": json.dumps(extra)}
+        form: dict[str, Any] = {
+            "conn_type": "tencentcloud",
+            "login": SECRET_ID,
+            "password": SECRET_KEY,
+            "extra": json.dumps(extra),
+        }
         conn = Connection(conn_id="ui_test_button", **form)
         monkeypatch.setenv("AIRFLOW_CONN_UI_TEST_BUTTON", conn.get_uri())
         ok, message = conn.test_connection()
@@ -131,3 +139,38 @@ def test_ui_test_button(monkeypatch: pytest.MonkeyPatch):
         assert not ok and "AuthFailure" in message and "not-the-key-7f3a" not in message
     finally:
         emulator.stop()
+
+
+def test_airflow_3_1_form_widgets_match_the_conn_fields(monkeypatch: pytest.MonkeyPatch):
+    """Airflow 3.1 reads the extras from get_connection_form_widgets, with its api-server's stand-ins
+    for wtforms and flask_appbuilder (neither is installed): the same fields as ``conn-fields``."""
+    import types
+
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService as Meta
+
+    stand_ins: dict[str, dict[str, Any]] = {
+        "wtforms": {"StringField": Meta.MockStringField, "PasswordField": Meta.MockPasswordField,
+                    "BooleanField": Meta.MockBooleanField},
+        "flask_babel": {"lazy_gettext": str},
+        "flask_appbuilder": {},
+        "flask_appbuilder.fieldwidgets": {"BS3TextFieldWidget": Meta.MockAnyWidget,
+                                          "BS3PasswordFieldWidget": Meta.MockAnyWidget},
+    }  # fmt: skip
+    for name, attributes in stand_ins.items():
+        monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attributes))
+
+    widgets = {name: field.param.dump() for name, field in CvmHook.get_connection_form_widgets().items()}
+
+    conn_fields = get_provider_info()["connection-types"][0]["conn-fields"]
+    assert sorted(widgets) == sorted(conn_fields) == EXTRAS
+    for name, spec in conn_fields.items():
+        shown = widgets[name]
+        assert (shown["schema"]["title"], shown["description"]) == (spec["label"], spec["description"])
+        kind = "boolean" if spec["schema"].get("type") == "boolean" else "string"
+        assert shown["schema"]["type"] == [kind, "null"]
+        assert shown["schema"].get("format") == spec["schema"].get("format")
+
+
+def test_get_conn_is_the_hooks_session():
+    hook = CvmHook("tc_none")
+    assert hook.get_conn() is hook.session

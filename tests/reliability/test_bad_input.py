@@ -52,7 +52,7 @@ HOSTILE_ARGS: list[tuple[dict[str, Any], str]] = [
     ({"file_name_prefixes": ["x" * 10_000]}, "file_name_prefixes item"),
     ({"file_name_prefixes": "{{ ds_nodash }}"}, "file_name_prefixes"),  # a template that was never rendered
     ({"only_export_root_disk": "None"}, "only_export_root_disk"),
-    ({"dry_run": 0.5}, "dry_run"),
+    ({"check_only": 0.5}, "check_only"),
     ({"role_name": "CVM_QcsRole\n"}, "role_name"),
     ({"region": "ap-guangzhou/../x"}, "region"),
     # Limits and nesting, checked before the first request (no RecursionError, no DescribeImages first).
@@ -75,15 +75,21 @@ HOSTILE_ARGS: list[tuple[dict[str, Any], str]] = [
     ({"file_name_prefixes": DEEP_TEXT}, "file_name_prefixes must be"),
     ({"file_name_prefixes": ["..", "x"]}, "file_name_prefixes item"),
     ({"only_export_root_disk": DEEP}, "only_export_root_disk"),
-    ({"dry_run": DEEP}, "dry_run"),
+    ({"check_only": DEEP}, "check_only"),
     ({"role_name": DEEP}, "role_name"),
     ({"role_name": "x" * 129}, "role_name"),
     ({"region": nested(5000, {})}, "region"),
     ({"region": "ap-guangzhou\r\nHost: evil"}, "region"),
 ]
 
+# The operator's argument for ExportImages' DryRun is check_only (validate_export_args calls it dry_run).
 OPERATOR_CASES = [
-    pytest.param(changes, field, id=f"operator-{i}") for i, (changes, field) in enumerate(REJECTED_ARGS + HOSTILE_ARGS)
+    pytest.param(
+        {"check_only" if name == "dry_run" else name: value for name, value in changes.items()},
+        "check_only" if field == "dry_run" else field,
+        id=f"operator-{i}",
+    )
+    for i, (changes, field) in enumerate(REJECTED_ARGS + HOSTILE_ARGS)
 ]
 
 
@@ -166,7 +172,7 @@ TEMPLATED_CASES: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     ({"region": "{{ params.region }}"}, {"region": "ap-guangzhou/.."}, "region"),
     ({"file_name_prefixes": ["{{ params.prefix }}"]}, {"prefix": "../../x"}, "file_name_prefixes item"),
     ({"role_name": "{{ params.role }}"}, {"role": "CVM_QcsRole\x00"}, "role_name"),
-    ({"dry_run": "{{ params.flag }}"}, {"flag": "maybe"}, "dry_run"),
+    ({"check_only": "{{ params.flag }}"}, {"flag": "maybe"}, "check_only"),
     ({"tencentcloud_conn_id": "{{ params.conn }}"}, {"conn": "no_such_conn"}, "does not exist"),
 ]
 

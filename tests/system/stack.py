@@ -14,6 +14,7 @@ Used by tests/system and ``bench/celery_nightly.py``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import json
 import os
@@ -211,6 +212,8 @@ def start_postgres(
     goes (default: ``scratch``; ``/var/run/postgresql`` is where Debian's ``psql`` looks).
     """
     pg = postgres_bin()
+    if pg is None:
+        raise RuntimeError("PostgreSQL's server binaries are not installed (apt-get install postgresql)")
     data = scratch / "pgdata"
     user = None
     if os.geteuid() == 0:  # initdb and postgres refuse to run as root: use the package's postgres user
@@ -318,7 +321,7 @@ def _start_airflow(stack: Stack, worker_concurrency: int) -> None:
     token = stack.session.get(f"{stack.api}/auth/token", timeout=10).json()["access_token"]
     stack.session.headers["Authorization"] = f"Bearer {token}"
     for name in stack.workers:
-        wait_until(f"{name} to be ready", lambda name=name: " ready." in stack.log(name), STARTUP_TIMEOUT)
+        wait_until(f"{name} to be ready", functools.partial(_ready, stack, name), STARTUP_TIMEOUT)
     for name, process in stack.processes.items():
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with {process.returncode}:\n{stack.log(name)[-3000:]}")
@@ -381,3 +384,8 @@ def worker_runs(stack: Stack) -> dict[str, set[tuple[str, str, str]]]:
     """``{worker: {(dag_id, run_id, task_id)}}`` of the task workloads each Celery worker executed."""
     pattern = re.compile(r"Executing workload in Celery: .*?task_id='([^']+)', dag_id='([^']+)', run_id='([^']+)'")
     return {name: {(dag, run, task) for task, dag, run in pattern.findall(stack.log(name))} for name in stack.workers}
+
+
+def _ready(stack: Stack, name: str) -> bool:
+    """The worker ``name`` logged that it is ready."""
+    return " ready." in stack.log(name)

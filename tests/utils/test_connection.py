@@ -120,8 +120,11 @@ def test_repr_hides_secrets():
     assert SECRET_KEY not in repr(cfg) and TOKEN not in repr(cfg) and SECRET_ID in repr(cfg)
 
 
-def test_with_region():
+@pytest.mark.filterwarnings("ignore:ClientConfig.with_region:DeprecationWarning")
+def test_with_region_still_works_and_is_deprecated():
     cfg = config({"region": "ap-guangzhou"})
+    with pytest.warns(DeprecationWarning, match="pass region= to the hook"):
+        cfg.with_region(None)
     assert cfg.with_region(None) is cfg and cfg.with_region("ap-guangzhou") is cfg
     other = cfg.with_region("ap-tokyo")
     assert (other.region, other.secret_key, other.endpoint) == ("ap-tokyo", SECRET_KEY, cfg.endpoint)
@@ -152,3 +155,85 @@ def test_secrets_are_registered_with_the_masker_before_any_check(monkeypatch: py
     monkeypatch.undo()
     real([SECRET_KEY + " "])
     assert SECRET_KEY not in redact(f"key {SECRET_KEY!r} and {SECRET_KEY + ' '!r}")
+
+
+# -- credential sources (docs/credentials.md) ------------------------------------------------------------
+
+ROLE_ARN = "qcs::cam::uin/100000000001:roleName/ExportRole"
+
+
+def test_no_credential_extras_keep_the_long_lived_key_pair():
+    cfg = config({"region": "ap-guangzhou"})
+    assert (cfg.credentials, cfg.secret_id) == (None, SECRET_ID)
+    assert config({"credential_source": "connection"}).credentials is None
+
+
+def test_credential_source_settings():
+    cfg = config({"credential_source": "cvm_role", "cvm_role_name": "AirflowWorker"}, login=None, password=None)
+    assert (cfg.secret_id, cfg.secret_key, cfg.token) == ("", "", None)
+    assert cfg.credentials.source == "cvm_role" and cfg.credentials.cvm_role_name == "AirflowWorker"
+    assert cfg.credentials.metadata_endpoint.url == "http://metadata.tencentyun.com"
+    assert cfg.credentials.sts_endpoint.url == "https://sts.tencentcloudapi.com"
+    assumed = config({"role_arn": ROLE_ARN, "external_id": "ext-id-1", "policy": '{"version": "2.0"}'})
+    assert (assumed.secret_id, assumed.credentials.secret_id) == ("", SECRET_ID)
+    assert assumed.credentials.source == "connection" and assumed.credentials.duration_seconds == 7200
+    assert assumed.credentials.policy == '{"version":"2.0"}'
+    assert SECRET_KEY not in repr(assumed) and "ext-id-1" not in repr(assumed)
+
+
+def test_role_arn_on_environment_credentials(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", "AKIDENV")
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "env-key")
+    cfg = config({"role_arn": ROLE_ARN, "duration_seconds": "3600"}, login=None, password=None)
+    assert (cfg.credentials.source, cfg.credentials.secret_id, cfg.credentials.duration_seconds) == (
+        "environment",
+        "AKIDENV",
+        3600,
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "login", "words"),
+    [
+        ({"credential_source": "instance"}, None, ["credential_source must be one of", "cvm_role"]),
+        ({"credential_source": "cvm_rol"}, None, ["did you mean 'cvm_role'"]),
+        ({"credential_source": "cvm_role"}, SECRET_ID, ["login", "credential_source 'connection'"]),
+        ({"credential_source": "connection"}, None, ["credential_source 'connection' needs"]),
+        ({"credential_source": "oidc", "token": TOKEN}, None, ["token goes with the connection's login"]),
+        ({"role_arn": "arn:aws:iam::1:role/x"}, SECRET_ID, ["role_arn must be a role ARN"]),
+        ({"role_arn": ROLE_ARN, "duration_seconds": 43201}, SECRET_ID, ["duration_seconds", "1 to 43200"]),
+        ({"role_arn": ROLE_ARN, "duration_seconds": 0}, SECRET_ID, ["duration_seconds"]),
+        ({"role_arn": ROLE_ARN, "duration_seconds": True}, SECRET_ID, ["duration_seconds"]),
+        ({"role_arn": ROLE_ARN, "role_session_name": "a b"}, SECRET_ID, ["role_session_name must be 2 to 128"]),
+        ({"role_arn": ROLE_ARN, "external_id": "x"}, SECRET_ID, ["external_id must be 2 to 128"]),
+        ({"role_arn": ROLE_ARN, "policy": "not json"}, SECRET_ID, ["policy must be a CAM policy JSON object"]),
+        ({"role_arn": ROLE_ARN, "policy": {"principal": {}}}, SECRET_ID, ["without principal"]),
+        ({"external_id": "ext-id-1"}, SECRET_ID, ["external_id needs role_arn"]),
+        ({"policy": {"version": "2.0"}}, SECRET_ID, ["policy needs role_arn"]),
+        ({"duration_seconds": 3600}, SECRET_ID, ["duration_seconds needs role_arn or credential_source 'oidc'"]),
+        ({"credential_source": "cvm_role", "profile_name": "p"}, None, ["profile_name applies only to"]),
+        ({"credential_source": "profile", "cvm_role_name": "r"}, None, ["cvm_role_name applies only to"]),
+        ({"credential_source": "profile", "profile_name": "a/b"}, None, ["profile_name must be a profile name"]),
+        ({"credential_source": "cvm_role", "metadata_endpoint": "http://10.0.0.1"}, None, ["metadata_endpoint"]),
+        ({"credential_source": "oidc", "sts_endpoint": "ftp://sts"}, None, ["sts_endpoint"]),
+        ({"credential_source": "oidc", "sts_endpoint": "http://sts.internal"}, None, ["sts_endpoint", "allow_http"]),
+    ],
+)
+def test_credential_extras_are_refused_by_name(extra: dict[str, Any], login: str | None, words: list[str]):
+    with pytest.raises(TencentCloudConfigError) as raised:
+        config(extra, login=login, password=SECRET_KEY if login else None)
+    for word in words:
+        assert word in str(raised.value)
+    for secret in (SECRET_KEY, TOKEN, "ext-id-1", "not json"):
+        assert secret not in str(raised.value)
+
+
+def test_metadata_endpoint_may_be_plain_http_to_loopback_and_its_default():
+    def settings(extra: dict[str, Any]) -> Any:
+        return config({"credential_source": "cvm_role", **extra}, login=None, password=None).credentials
+
+    assert settings({}).metadata_endpoint.url == "http://metadata.tencentyun.com"
+    assert settings({"metadata_endpoint": "http://127.0.0.1:9000"}).metadata_endpoint.url == "http://127.0.0.1:9000"
+    assert (
+        settings({"metadata_endpoint": "http://10.0.0.1", "allow_http": True}).metadata_endpoint.hostname == "10.0.0.1"
+    )

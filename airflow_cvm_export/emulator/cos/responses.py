@@ -12,7 +12,7 @@ from email.utils import formatdate
 from urllib.parse import parse_qsl, quote
 from xml.sax.saxutils import escape
 
-from airflow_cvm_export.emulator.auth import Credentials, verify_cos
+from airflow_cvm_export.emulator.auth import KeyRing, verify_cos
 from airflow_cvm_export.emulator.catalog import APPID
 from airflow_cvm_export.emulator.cos.models import MAX_KEYS, CosBackend, CosObject, Listing
 from airflow_cvm_export.emulator.errors import CosError
@@ -112,11 +112,11 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 class CosResponse:
     """Answers COS requests; returns (outcome, response), outcome ``ok`` or the error code.
 
-    :param credentials: the key pair (and token) requests must be signed with.
+    :param credentials: the key pairs (and tokens) requests may be signed with.
     :param backend: the buckets and objects.
     """
 
-    def __init__(self, credentials: Credentials, backend: CosBackend) -> None:
+    def __init__(self, credentials: KeyRing, backend: CosBackend) -> None:
         self.credentials = credentials
         self.backend = backend
 
@@ -149,7 +149,7 @@ class CosResponse:
             else:
                 response = self._object(request, bucket, where.key, request_id)
         except CosError as error:
-            return error.code, error_response(error, where.resource, head)
+            return error.outcome, error_response(error, where.resource, head)
         return "ok", response
 
     def _object(self, request: Request, bucket: str, key: str, request_id: str) -> Response:

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from airflow_cvm_export.emulator.auth import Credentials, verify_tc3
+from airflow_cvm_export.emulator.auth import SERVICE, KeyRing, verify_tc3
 from airflow_cvm_export.emulator.catalog import IMAGE_ID_RE, MAX_DESCRIBE_IMAGE_IDS, REGIONS, Image
 from airflow_cvm_export.emulator.cvm.models import CvmBackend
 from airflow_cvm_export.emulator.errors import ApiError
@@ -60,15 +60,22 @@ def error_response(error: ApiError) -> Response:
 class CvmResponse:
     """Answers API 3.0 requests for the CVM service; returns (outcome, response).
 
-    :param credentials: the key pair (and token) requests must be signed with.
+    The common checks (method, headers, version, signature, region, rate limit, JSON body) are made
+    for :attr:`service` at :attr:`version`; :class:`~airflow_cvm_export.emulator.sts.responses.StsResponse`
+    reuses them for STS.
+
+    :param credentials: the key pairs (and tokens) requests may be signed with.
     :param backend: images and export tasks.
     :param limiter: the per (SecretId, action) rate limits.
     """
 
-    def __init__(self, credentials: Credentials, backend: CvmBackend, limiter: RateLimiter) -> None:
+    def __init__(self, credentials: KeyRing, backend: CvmBackend, limiter: RateLimiter) -> None:
         self.credentials = credentials
         self.backend = backend
         self.limiter = limiter
+        self.service = SERVICE
+        self.version = VERSION
+        self.unsigned: frozenset[str] = frozenset()  # actions sent with "Authorization: SKIP"
         self._actions: dict[str, Callable[[dict[str, Any], str, str], dict[str, Any]]] = {
             "ExportImages": self.export_images,
             "DescribeImages": self.describe_images,
@@ -108,19 +115,20 @@ class CvmResponse:
         handler = self._actions.get(action)
         if handler is None:
             raise ApiError("InvalidAction", f"`{action}` is not a valid action.")
-        if headers["x-tc-version"] != VERSION:
-            raise ApiError("NoSuchVersion", f"`{headers['x-tc-version']}` is not a valid version of cvm.")
+        if headers["x-tc-version"] != self.version:
+            raise ApiError("NoSuchVersion", f"`{headers['x-tc-version']}` is not a valid version of {self.service}.")
         try:
             timestamp = int(headers["x-tc-timestamp"])
         except ValueError:
             raise ApiError("InvalidParameter", "X-TC-Timestamp must be an integer of Unix seconds.") from None
-        verify_tc3(self.credentials, headers, request.body, timestamp, time.time())
+        if action not in self.unsigned:
+            verify_tc3(self.credentials, headers, request.body, timestamp, time.time(), self.service)
         region = headers.get("x-tc-region", "")
         if region and region not in REGIONS:
             raise ApiError("UnsupportedRegion", f"`{region}`")
         if not region and action != "DescribeRegions":
             raise ApiError("MissingParameter", "The request is missing a required parameter `Region`.")
-        if not self.limiter.admit(self.credentials.secret_id, action):
+        if not self.limiter.admit(self.credentials.permanent.secret_id, action):
             raise ApiError("RequestLimitExceeded", f"{action} allows {self.limiter.limits[action]:g} requests/second.")
         try:
             params = bounded_json.loads(request.body or b"{}")
