@@ -1,7 +1,7 @@
-# Entry points: make demo, make test, make bench, make screenshots, make test-matrix, make test-python3.13,
+# Entry points: make demo, make test, make docs, make bench, make screenshots, make test-matrix, make test-python3.13,
 # make dist, make cloud-smoke (read-only checks of your own Tencent Cloud account; skipped without credentials).
 #
-# Test tiers (make test runs ruff, then every tier; tests/test_tiers.py checks each test folder is in one):
+# Test tiers (make test runs ruff and mypy (make typecheck), then every tier; tests/test_tiers.py checks each test folder is in one):
 #   make unit-test      the fast tier for the inner loop: hooks, operators, sensors, triggers, links, utils,
 #                       against the emulator in-process (exports immediate or moved by the test); under 2 min
 #   make emulator-test  the emulator's own protocol, auth, COS, control API and official-SDK/tccli tests
@@ -9,6 +9,8 @@
 #   make release-test   the sdist and wheel in a fresh venv, the Dockerfile's install step, the deploy files
 #   make ui-test        the Airflow UI in Debian's Chromium (apt-get install chromium; CHROMIUM=path overrides)
 #   make system-test    a real multi-process deployment (PostgreSQL, Redis, Celery workers, a triggerer)
+#   make docs           the Sphinx site (docs/_build/html), warnings as errors, internal links checked
+#   make compose-test   docker-compose.yaml up for real on locally built stand-in images (needs Docker)
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,7 +22,7 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-UNIT_TESTS := tests/hooks tests/operators tests/sensors tests/triggers tests/links tests/utils tests/test_tiers.py
+UNIT_TESTS := tests/hooks tests/operators tests/sensors tests/triggers tests/links tests/utils tests/assets tests/test_tiers.py
 EMULATOR_TESTS := tests/emulator
 E2E_TESTS := tests/e2e tests/reliability tests/security tests/dags tests/docs tests/scripts
 RELEASE_TESTS := tests/release tests/deploy
@@ -28,14 +30,14 @@ UI_TESTS := tests/ui
 SYSTEM_TESTS := tests/system
 PYTEST := $(BIN)/python -m pytest -q
 
-.PHONY: venv demo test unit-test emulator-test e2e-test release-test ui-test screenshots bench system-test \
-	test-matrix test-matrix-older lint dist cloud-smoke clean
+.PHONY: venv demo docs test typecheck unit-test emulator-test e2e-test release-test ui-test compose-test \
+	screenshots bench system-test test-matrix test-matrix-older test-python3.13 lint dist cloud-smoke clean
 
 venv: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench,celery,openlineage]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench,celery,openlineage,docs]'
 	touch $(STAMP)
 
 demo: venv
@@ -44,12 +46,24 @@ demo: venv
 test: venv
 	$(BIN)/ruff check airflow_cvm_export dags tests bench scripts
 	$(BIN)/ruff format --check airflow_cvm_export dags tests bench scripts
+	$(MAKE) typecheck
+	$(MAKE) docs
 	$(MAKE) unit-test
 	$(MAKE) emulator-test
 	$(MAKE) e2e-test
 	$(MAKE) release-test
 	$(MAKE) ui-test
 	$(MAKE) system-test
+	$(MAKE) compose-test
+
+# mypy on the package and the example DAGs, with the installed Airflow's types (config: pyproject.toml).
+typecheck: venv
+	$(BIN)/mypy
+
+# The documentation site into docs/_build/html: every warning an error, every cross-reference and
+# internal link (with its #anchor) checked; external links are not fetched.
+docs: venv
+	$(BIN)/sphinx-build -q -W --keep-going -n -b html docs docs/_build/html
 
 unit-test: venv
 	$(PYTEST) $(UNIT_TESTS)
@@ -91,8 +105,26 @@ test-airflow-%: .venv-%/.installed
 	.venv-$*/bin/python -m pip check
 	touch $@
 
+# Python 3.13 (Debian 13's) beside the default 3.11: the unit tier and an airflow dags test run of each example
+# DAG (nightly, adhoc, and the consumer its assets trigger), in a trixie chroot made by debootstrap (root;
+# apt-get install debootstrap) and kept in TRIXIE_ROOT with its venv from constraints.txt (scripts/python3.13.sh).
+TRIXIE_ROOT ?= /var/cache/airflow-cvm-export/trixie
+# test_assets.py first, as in the e2e tier: its consumer run reads every asset event of the session's Airflow home.
+EXAMPLE_DAG_RUNS := tests/e2e/test_assets.py \
+	'tests/e2e/test_dags.py::test_exports_each_image_once_and_hands_the_cos_paths_downstream[cvm_export_adhoc-poke]' \
+	'tests/e2e/test_dags.py::test_exports_each_image_once_and_hands_the_cos_paths_downstream[cvm_export_nightly-deferrable]'
+
+test-python3.13:
+	scripts/python3.13.sh $(TRIXIE_ROOT) $(UNIT_TESTS) $(EXAMPLE_DAG_RUNS)
+
 system-test: venv
 	$(PYTEST) -m system $(SYSTEM_TESTS)
+
+# docker-compose.yaml up for real, on local stand-ins of its three images built from Debian packages
+# (scripts/compose_standins.py, cached by tag and inputs hash): tests/deploy/test_compose_stack.py. Needs
+# docker.io and debootstrap (apt-get install); starts dockerd if none runs; skipped, saying why, where none can.
+compose-test: venv
+	$(PYTEST) -s -rs -m compose tests/deploy/test_compose_stack.py
 
 bench: venv
 	$(BIN)/python bench/run_all.py
@@ -110,4 +142,4 @@ lint: venv
 	$(BIN)/ruff format airflow_cvm_export dags tests bench scripts
 
 clean:
-	rm -rf .airflow .airflow-* build dist *.egg-info
+	rm -rf .airflow .airflow-* build dist *.egg-info docs/_build

@@ -45,6 +45,8 @@ else:
 class ExportWaitMixin(_TaskBase):
     """Check an export in a worker and act on the event that ends its wait (operator and sensor)."""
 
+    max_outage: float  # the task's argument: seconds of transiently failing checks a wait rides out
+
     @property
     def hook(self) -> CvmHook:
         """The hook the checks use; the task class provides it."""
@@ -69,6 +71,7 @@ class ExportWaitMixin(_TaskBase):
         from airflow_cvm_export.utils.waiting import export_label
 
         image_set = self.hook.describe_images(export["image_ids"])
+        heads: Mapping[str, Mapping[str, Any] | None]
         if export.get("recovered"):
             heads = self.list_exported(export)
         else:
@@ -114,6 +117,25 @@ class ExportWaitMixin(_TaskBase):
         if export:
             persist_export_links(context, export)
         return self.resume_wait(context, export, event)
+
+    def check_before_deferring(self, export: ExportRecord) -> ExportProgress | None:
+        """One check before handing the wait to the triggerer: the progress of an export that is done.
+
+        The trigger's first check is one poll interval away, so a finished export (a cleared task,
+        files already there) would otherwise wait a full interval for nothing. A failed export
+        raises as :meth:`fail_wait` says, as the trigger's event would; None while the export runs
+        (or a check failing transiently, see :meth:`check_through_outage`), and the caller defers.
+        """
+        from airflow_cvm_export.utils.records import EventStatus
+        from airflow_cvm_export.utils.waiting import verdict
+
+        progress = self.check_through_outage(export, Outage(self.max_outage))
+        event = verdict(export, progress) if progress is not None else None
+        if event is None:
+            return None
+        if event.get("status") != EventStatus.SUCCESS:
+            self.fail_wait(event)
+        return progress
 
     def check_through_outage(self, export: ExportRecord, outage: Outage) -> ExportProgress | None:
         """:meth:`check_export`, riding out an outage: None after a failed check ``outage`` tolerates (logged).
@@ -184,9 +206,8 @@ class ExportWaitMixin(_TaskBase):
         context["ti"].xcom_push(key=OBJECTS_XCOM_KEY, value=objects)
         aliases = [outlet for outlet in self.outlets if isinstance(outlet, AssetAlias)]
         for uri, keys in export_assets(export, objects, self.dag_id).items():
+            extra: dict[str, Any] = {"export_task_id": export.get("task_id"), "keys": keys}
             for alias in aliases:
-                context["outlet_events"][alias].add(
-                    Asset(uri=uri), extra={"export_task_id": export.get("task_id"), "keys": keys}
-                )
+                context["outlet_events"][alias].add(Asset(uri=uri), extra=extra)
         self.log.info("%s finished: %s", export_label(export), ", ".join(cos_paths))
         return cos_paths

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import AssetAlias, BaseSensorOperator, PokeReturnValue
 
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
 from airflow_cvm_export.mixins import ExportWaitMixin
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
 from airflow_cvm_export.utils.lineage import task_lineage
 from airflow_cvm_export.utils.outage import DEFAULT_MAX_OUTAGE, Outage
 from airflow_cvm_export.utils.records import OBJECTS_XCOM_KEY
-from airflow_cvm_export.utils.validation import DEFAULT_CONN_ID, as_seconds, validate_export_record
+from airflow_cvm_export.utils.validation import as_seconds, validate_export_record
 from airflow_cvm_export.version_compat import AirflowSkipException, conf
 
 if TYPE_CHECKING:
@@ -66,8 +67,8 @@ class _AliasedPartial:
 
     def __get__(self, task: Any, cls: type[Any] | None = None) -> Callable[..., OperatorPartial]:
         if task is not None:
-            return super(ExportImagesSensor, task).partial
-        sdk_partial: Callable[..., OperatorPartial] = super(ExportImagesSensor, cls).partial
+            return super(ExportImagesSensor, cast("ExportImagesSensor", task)).partial
+        sdk_partial = super(ExportImagesSensor, cast("type[ExportImagesSensor]", cls)).partial
 
         def partial(**kwargs: Any) -> OperatorPartial:
             outlets = with_alias(kwargs.pop("outlets", None), kwargs.get("asset_alias", DEFAULT_ASSET_ALIAS))
@@ -126,7 +127,8 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
         Airflow (no store, and XComs are cleared at every reschedule) each reschedule counts anew,
         so only ``timeout`` bounds an outage there.
     :param deferrable: wait in the triggerer instead of a worker slot; defaults to
-        ``[operators] default_deferrable``.
+        ``[operators] default_deferrable``. The export is checked once before deferring, so one
+        that has already finished is handed on at once, as in poke and reschedule mode.
     """
 
     template_fields: Sequence[str] = (
@@ -179,7 +181,7 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
     partial = _AliasedPartial()
 
     @cached_property
-    def _given_export(self) -> dict[str, Any]:
+    def _given_export(self) -> ExportRecord:
         explicit = {
             "task_id": self.export_task_id,
             "cos_paths": self.cos_paths,
@@ -217,6 +219,12 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
                 self.hook.close()  # the keep-alive session served every poke; release it with the task
         from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
 
+        try:
+            progress = self.check_before_deferring(self.export_record)
+        finally:
+            self.hook.close()  # the trigger has its own session
+        if progress is not None:
+            return self.publish_export(context, self.export_record, progress.objects)
         self.defer(
             trigger=ExportImagesTrigger(
                 export=self.export_record,

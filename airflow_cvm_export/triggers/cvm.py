@@ -16,10 +16,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.triggers.poller import ExportPoller, FailedCheck, Waiter
 from airflow_cvm_export.utils.outage import DEFAULT_MAX_OUTAGE
 from airflow_cvm_export.utils.records import ExportEvent, ExportRecord
-from airflow_cvm_export.utils.validation import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.waiting import deadline_text, export_label, timeout_event
 
 DEFAULT_POLL_INTERVAL = 60.0
@@ -37,8 +37,8 @@ class ExportImagesTrigger(BaseTrigger):
 
     Completion is decided by :func:`~airflow_cvm_export.utils.completion.assess`, as in the
     sensor's poke mode. Checks of all exports waiting in one triggerer on the same connection and
-    region are shared (see :class:`ExportPoller`). Only the connection id is serialized, never
-    credentials.
+    region are shared (see :class:`~airflow_cvm_export.triggers.poller.ExportPoller`). Only the
+    connection id is serialized, never credentials.
 
     Fires exactly one :class:`~airflow_cvm_export.utils.records.ExportEvent`; its ``status``
     (:class:`~airflow_cvm_export.utils.records.EventStatus`) is ``success`` (with ``cos_paths`` and

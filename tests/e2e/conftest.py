@@ -8,8 +8,10 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,3 +178,69 @@ def run_dag(airflow_home: Path) -> Callable[..., DagRun]:
         return DagRun(done.returncode, done.stdout + done.stderr, seconds, db, dag_id, run_id)
 
     return run
+
+
+def latest_run(db: Path) -> int:
+    """The id of the newest DAG run in the metadata DB (0 when there is none)."""
+    with sqlite3.connect(db, timeout=5) as conn:
+        return conn.execute("SELECT COALESCE(MAX(id), 0) FROM dag_run").fetchone()[0]
+
+
+def rescheduled(db: Path, dag_id: str, task_id: str, after_run: int) -> int:
+    """How many instances of ``task_id`` in runs of ``dag_id`` newer than ``after_run`` were rescheduled
+    at least once (read from the metadata DB while the run goes on)."""
+    row = query_while_running(
+        db,
+        "SELECT COUNT(DISTINCT ti.map_index) FROM task_reschedule tr "
+        "JOIN task_instance ti ON ti.id = tr.ti_id JOIN dag_run r "
+        "ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id "
+        "WHERE ti.dag_id = ? AND ti.task_id = ? AND r.id > ?",
+        dag_id,
+        task_id,
+        after_run,
+    )
+    return row[0] if row else 0  # no row: the run holds the write lock, ask again
+
+
+@contextmanager
+def finished_once_waiting(emulator: Emulator, airflow_home: Path, dag_id: str, mode: str) -> Iterator[None]:
+    """While the block runs a DAG run: its exports (``manual`` progression) stay running until the
+    sensors waited in ``mode``, then finish; so the sensors must wait that way for the run to end,
+    however fast or slow Airflow gets there (every wait checks once before it reschedules or defers).
+
+    ``reschedule``: every ``wait_for_export`` instance was rescheduled at least once. ``deferrable``:
+    a trigger checked, i.e. the emulator answered a second DescribeImages after the last export was
+    accepted (the first sensor's check before deferring, then its trigger's first poll). ``airflow
+    dags test`` runs a trigger in line until it fires, so the next mapped sensor starts only after
+    and finds its export finished by its check before deferring. (The metadata DB cannot tell: the
+    run holds its write lock while the trigger runs.)"""
+    db = airflow_home / "airflow.db"
+    after_run = latest_run(db)
+    ended = threading.Event()
+
+    def describes() -> int:
+        return sum(emulator.state()["requests"].get("DescribeImages", {}).values())
+
+    def watch() -> None:
+        # wait_for_export is mapped over all of start_export's results: every export started first.
+        exports, since = 0, 0
+        while not ended.is_set():
+            started = len(emulator.state()["exports"])
+            if started != exports:  # a start_export's DescribeImages come before its ExportImages
+                exports, since = started, describes()
+            elif exports and (
+                rescheduled(db, dag_id, "wait_for_export", after_run) == exports
+                if mode == "reschedule"
+                else describes() >= since + 2
+            ):
+                emulator.finish()
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        ended.set()
+        thread.join(5)

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import re
-import sqlite3
-import threading
-import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_cvm_export.emulator import Emulator
-from tests.e2e.conftest import DagRun, query_while_running
+from tests.e2e.conftest import DagRun, finished_once_waiting
 
 pytestmark = pytest.mark.e2e
 
@@ -46,59 +42,10 @@ def launch(run_dag: Any, dag_id: str, emulator: Emulator, **config: Any) -> DagR
 
 # What shows in the output that the sensor really waited in that mode.
 MODE_MARKS = {"poke": "objects present", "reschedule": "up_for_reschedule", "deferrable": "running trigger in line"}
-# How the emulator's exports move on in each mode: a rescheduled sensor must find its export still
-# running (manual: finished only once every sensor was rescheduled), the others check and defer
-# alike when it is finished at once.
-PROGRESSION = {"poke": "immediate", "reschedule": "manual", "deferrable": "immediate"}
-
-
-def latest_run(db: Path) -> int:
-    """The id of the newest DAG run in the metadata DB (0 when there is none)."""
-    with sqlite3.connect(db, timeout=5) as conn:
-        return conn.execute("SELECT COALESCE(MAX(id), 0) FROM dag_run").fetchone()[0]
-
-
-def rescheduled(db: Path, dag_id: str, task_id: str, after_run: int) -> int:
-    """How many instances of ``task_id`` in runs of ``dag_id`` newer than ``after_run`` were rescheduled
-    at least once (read from the metadata DB while the run goes on)."""
-    row = query_while_running(
-        db,
-        "SELECT COUNT(DISTINCT ti.map_index) FROM task_reschedule tr "
-        "JOIN task_instance ti ON ti.id = tr.ti_id JOIN dag_run r "
-        "ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id "
-        "WHERE ti.dag_id = ? AND ti.task_id = ? AND r.id > ?",
-        dag_id,
-        task_id,
-        after_run,
-    )
-    return row[0] if row else 0  # no row: the run holds the write lock, ask again
-
-
-@contextmanager
-def finished_once_rescheduled(emulator: Emulator, airflow_home: Path, dag_id: str) -> Iterator[None]:
-    """While the block runs a DAG run: its exports (``manual`` progression) stay running until every
-    ``wait_for_export`` instance has been rescheduled at least once, then finish; so the sensors must
-    reschedule for the run to end, however fast or slow Airflow gets there."""
-    db = airflow_home / "airflow.db"
-    after_run = latest_run(db)
-    ended = threading.Event()
-
-    def watch() -> None:
-        # wait_for_export is mapped over all of start_export's results: every export started first.
-        while not ended.is_set():
-            exports = len(emulator.state()["exports"])
-            if exports and rescheduled(db, dag_id, "wait_for_export", after_run) == exports:
-                emulator.finish()
-                return
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        ended.set()
-        thread.join(5)
+# How the emulator's exports move on in each mode: a rescheduled or deferred sensor must find its
+# export still running (manual: finished only once the sensors waited that way, as every wait checks
+# once before it reschedules or defers); a poking sensor checks until it is there either way.
+PROGRESSION = {"poke": "immediate", "reschedule": "manual", "deferrable": "manual"}
 
 
 # Poke and deferrable (the issue's matrix) also run on Airflow 3.1 and 3.2 in CI (tests/conftest.py).
@@ -111,7 +58,7 @@ def test_exports_each_image_once_and_hands_the_cos_paths_downstream(
     run_dag: Any, start_emulator: Any, airflow_home: Path, dag_id: str, mode: str
 ) -> None:
     emulator = start_emulator(progression=PROGRESSION[mode])
-    waiting = finished_once_rescheduled(emulator, airflow_home, dag_id) if mode == "reschedule" else nullcontext()
+    waiting = finished_once_waiting(emulator, airflow_home, dag_id, mode) if mode != "poke" else nullcontext()
     with waiting:
         run = launch(run_dag, dag_id, emulator, mode=mode)
     assert run.returncode == 0, run.output[-5000:]

@@ -1,6 +1,6 @@
 """OpenLineage end to end: the nightly DAG under ``airflow dags test`` with the OpenLineage provider's file
 transport; the COMPLETE events of the export tasks carry the images in and the exported COS objects out
-(the README's "Lineage" shows such an event)."""
+(docs/assets.md, "Lineage", shows such an event)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.e2e.conftest import finished_once_waiting
 
 pytestmark = pytest.mark.e2e
 # The openlineage extra (make venv and the older lines' venvs of make test-matrix install it).
@@ -28,23 +30,25 @@ def names(datasets: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 
 def test_events_carry_the_images_and_the_exported_object_keys(
-    run_dag: Any, start_emulator: Any, tmp_path: Path
+    run_dag: Any, start_emulator: Any, tmp_path: Path, airflow_home: Path
 ) -> None:
-    emulator = start_emulator(progression="immediate")  # deferred sensors defer all the same
+    # The exports finish once a sensor has deferred (each checks before deferring): one resumes.
+    emulator = start_emulator(progression="manual")
     events = tmp_path / "openlineage.jsonl"
     transport = {"type": "file", "log_file_path": str(events), "append": True}
     images = ["img-centos01", "img-ubuntu01", "img-ubuntu02"]
     # Deferred sensors: the task resumes in a new operator object, which must carry the lineage too.
     variable = {"image_ids": images, "bucket_name": BUCKET, "poke_interval": 1, "batch_size": 2, "mode": "deferrable"}
-    run = run_dag(
-        "cvm_export_nightly",
-        emulator,
-        variable=variable,
-        env={
-            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
-            "AIRFLOW__OPENLINEAGE__NAMESPACE": "e2e",
-        },
-    )
+    with finished_once_waiting(emulator, airflow_home, "cvm_export_nightly", "deferrable"):
+        run = run_dag(
+            "cvm_export_nightly",
+            emulator,
+            variable=variable,
+            env={
+                "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
+                "AIRFLOW__OPENLINEAGE__NAMESPACE": "e2e",
+            },
+        )
     assert run.returncode == 0, run.output[-5000:]
     assert "running trigger in line" in run.output
 
