@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import AssetAlias, BaseSensorOperator, PokeReturnValue
 
+if TYPE_CHECKING:
+    from airflow.sdk import XComArg
+
 from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
 from airflow_cvm_export.mixins import ExportWaitMixin
@@ -134,7 +137,7 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
     def __init__(
         self,
         *,
-        export: Mapping[str, Any] | str | None = None,
+        export: Mapping[str, Any] | str | XComArg | None = None,
         export_task_id: int | str | None = None,
         cos_paths: list[str] | str | None = None,
         image_ids: list[str] | str | None = None,
