@@ -162,6 +162,7 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
         self.tencentcloud_conn_id = tencentcloud_conn_id
         self.asset_alias = asset_alias
         self.deferrable = deferrable
+        self._cvm_exported: tuple[dict[str, Any], list[str]] | None = None  # for the lineage (utils.lineage)
 
     partial = _AliasedPartial()
 
