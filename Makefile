@@ -1,7 +1,7 @@
-# Entry points: make demo, make test, make bench, make screenshots, make test-matrix, make test-python3.13,
+# Entry points: make demo, make test, make docs, make bench, make screenshots, make test-matrix, make test-python3.13,
 # make dist, make cloud-smoke (read-only checks of your own Tencent Cloud account; skipped without credentials).
 #
-# Test tiers (make test runs ruff, then every tier; tests/test_tiers.py checks each test folder is in one):
+# Test tiers (make test runs ruff and mypy (make typecheck), then every tier; tests/test_tiers.py checks each test folder is in one):
 #   make unit-test      the fast tier for the inner loop: hooks, operators, sensors, triggers, links, utils,
 #                       against the emulator in-process (exports immediate or moved by the test); under 2 min
 #   make emulator-test  the emulator's own protocol, auth, COS, control API and official-SDK/tccli tests
@@ -9,6 +9,7 @@
 #   make release-test   the sdist and wheel in a fresh venv, the Dockerfile's install step, the deploy files
 #   make ui-test        the Airflow UI in Debian's Chromium (apt-get install chromium; CHROMIUM=path overrides)
 #   make system-test    a real multi-process deployment (PostgreSQL, Redis, Celery workers, a triggerer)
+#   make docs           the Sphinx site (docs/_build/html), warnings as errors, internal links checked
 #   make compose-test   docker-compose.yaml up for real on locally built stand-in images (needs Docker)
 PYTHON ?= python3.11
 VENV := .venv
@@ -30,14 +31,14 @@ SYSTEM_TESTS := tests/system
 # Each tier in the order the whole suite ran them (alphabetical): the e2e tests share one Airflow home a session.
 PYTEST := $(BIN)/python -m pytest -q
 
-.PHONY: venv demo test unit-test emulator-test e2e-test release-test ui-test compose-test screenshots bench system-test \
-	test-matrix test-matrix-older test-python3.13 lint dist cloud-smoke clean
+.PHONY: venv demo docs test typecheck unit-test emulator-test e2e-test release-test ui-test compose-test \
+	screenshots bench system-test test-matrix test-matrix-older test-python3.13 lint dist cloud-smoke clean
 
 venv: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench,celery,openlineage]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,bench,celery,openlineage,docs]'
 	touch $(STAMP)
 
 demo: venv
@@ -46,6 +47,8 @@ demo: venv
 test: venv
 	$(BIN)/ruff check airflow_cvm_export dags tests bench scripts
 	$(BIN)/ruff format --check airflow_cvm_export dags tests bench scripts
+	$(MAKE) typecheck
+	$(MAKE) docs
 	$(MAKE) unit-test
 	$(MAKE) emulator-test
 	$(MAKE) e2e-test
@@ -53,6 +56,15 @@ test: venv
 	$(MAKE) ui-test
 	$(MAKE) system-test
 	$(MAKE) compose-test
+
+# mypy on the package and the example DAGs, with the installed Airflow's types (config: pyproject.toml).
+typecheck: venv
+	$(BIN)/mypy
+
+# The documentation site into docs/_build/html: every warning an error, every cross-reference and
+# internal link (with its #anchor) checked; external links are not fetched.
+docs: venv
+	$(BIN)/sphinx-build -q -W --keep-going -n -b html docs docs/_build/html
 
 unit-test: venv
 	$(PYTEST) $(UNIT_TESTS)
@@ -131,4 +143,4 @@ lint: venv
 	$(BIN)/ruff format airflow_cvm_export dags tests bench scripts
 
 clean:
-	rm -rf .airflow .airflow-* build dist *.egg-info
+	rm -rf .airflow .airflow-* build dist *.egg-info docs/_build

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "get_provider_info"]
 
 
-_CONN_FIELDS = {
+_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "region": {
         "label": "Region",
         "description": "Default region of API calls, e.g. ap-guangzhou",
         # The Airflow 3 form shows "examples" as the field's placeholder and a list of suggestions.
         "schema": {
             "type": ["string", "null"],
-            "pattern": "^[a-z]{2,4}(-[a-z]+)+(-[0-9]+)?$",
+            # "pattern": the region check's own, added by get_provider_info (see _conn_fields)
             "examples": ["ap-guangzhou", "ap-shanghai", "ap-beijing", "ap-hongkong", "ap-singapore", "eu-frankfurt"],
         },
     },
@@ -105,6 +107,14 @@ _CONN_FIELDS = {
 }
 
 
+def _conn_fields() -> dict:
+    """``_CONN_FIELDS`` with the region field checked by the pattern the provider's own check uses."""
+    from airflow_cvm_export.utils.patterns import REGION_PATTERN
+
+    region = _CONN_FIELDS["region"]
+    return {**_CONN_FIELDS, "region": {**region, "schema": {**region["schema"], "pattern": REGION_PATTERN}}}
+
+
 def get_provider_info() -> dict:
     """Return the provider metadata Airflow's ProvidersManager reads from the entry point."""
     return {
@@ -135,7 +145,7 @@ def get_provider_info() -> dict:
                     "relabeling": {"login": "SecretId", "password": "SecretKey"},
                     "placeholders": {"login": "AKID...", "password": "SecretKey of the API key"},
                 },
-                "conn-fields": _CONN_FIELDS,
+                "conn-fields": _conn_fields(),
             }
         ],
         "asset-uris": [{"schemes": ["cos"], "handler": "airflow_cvm_export.assets.cos.sanitize_uri"}],

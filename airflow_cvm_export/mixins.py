@@ -65,6 +65,7 @@ class ExportWaitMixin(_TaskBase):
         from airflow_cvm_export.utils.waiting import export_label
 
         image_set = self.hook.describe_images(export["image_ids"])
+        heads: Mapping[str, Mapping[str, Any] | None]
         if export.get("recovered"):
             heads = self.list_exported(export)
         else:
@@ -171,9 +172,8 @@ class ExportWaitMixin(_TaskBase):
         context["ti"].xcom_push(key=OBJECTS_XCOM_KEY, value=objects)
         aliases = [outlet for outlet in self.outlets if isinstance(outlet, AssetAlias)]
         for uri, keys in export_assets(export, objects, self.dag_id).items():
+            extra: dict[str, Any] = {"export_task_id": export.get("task_id"), "keys": keys}
             for alias in aliases:
-                context["outlet_events"][alias].add(
-                    Asset(uri=uri), extra={"export_task_id": export.get("task_id"), "keys": keys}
-                )
+                context["outlet_events"][alias].add(Asset(uri=uri), extra=extra)
         self.log.info("%s finished: %s", export_label(export), ", ".join(cos_paths))
         return cos_paths

@@ -2,7 +2,7 @@
 
 The package, its example DAGs and its tests import these names from here; nothing else branches on
 the Airflow version (as in the official providers' ``version_compat.py``). A feature that only a
-newer line has degrades here to its documented fallback: the README's "Airflow versions" table.
+newer line has degrades here to its documented fallback: docs/development.md, "Airflow versions".
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ def get_base_airflow_version_tuple() -> tuple[int, int, int]:
 AIRFLOW_V_3_2_PLUS = get_base_airflow_version_tuple() >= (3, 2, 0)
 AIRFLOW_V_3_3_PLUS = get_base_airflow_version_tuple() >= (3, 3, 0)
 
-if AIRFLOW_V_3_2_PLUS:
+# Type checkers read the newest line's names (the package is type-checked against Airflow 3.3).
+if TYPE_CHECKING or AIRFLOW_V_3_2_PLUS:
     from airflow.sdk import conf
     from airflow.sdk.exceptions import (
         AirflowFailException,
@@ -76,18 +77,15 @@ class ResumableJobStandIn:
         return self.get_job_result(external_id, context)  # type: ignore[attr-defined]  # the operator's method
 
 
-if AIRFLOW_V_3_3_PLUS:
+if TYPE_CHECKING or AIRFLOW_V_3_3_PLUS:
     from airflow.sdk import ResumableJobMixin
 else:  # before 3.3: no task state store
-    ResumableJobMixin = ResumableJobStandIn  # type: ignore[misc,assignment]  # the 3.3 class or its stand-in
+    ResumableJobMixin = ResumableJobStandIn
 
 
-# Scheduler-side classes the tests use, imported on first use (a task never needs them):
-# name -> (module from Airflow 3.2 on, module on 3.1).
-_SERVER_SIDE = {
-    "DagBag": ("airflow.dag_processing.dagbag", "airflow.models.dagbag"),
-    "SerializedDAG": ("airflow.serialization.definitions.dag", "airflow.serialization.serialized_objects"),
-}
+# Scheduler-side classes, imported on first use (a task never needs them): DagBag, which the pytest
+# plugin's tencentcloud_run_dag reads DAG files with. name -> (module from Airflow 3.2 on, on 3.1).
+_SERVER_SIDE = {"DagBag": ("airflow.dag_processing.dagbag", "airflow.models.dagbag")}
 
 
 def __getattr__(name: str) -> Any:

@@ -5,7 +5,10 @@ DescribeImages 40/s), starts N real exports (one image each, at the ExportImages
 N triggers concurrently as a triggerer would and reports what the shared pollers cost.
 Targets: all complete, 0 throttled, DescribeImages calls per poll cycle <= ceil(N/100), longest
 event-loop stall < 100 ms, at most 15 KB of memory per waiting export.
-Usage: python bench/triggers.py [--quick] [--n N] [--poll-interval S]  (the issue's figure: --n 5000)
+With --credential-lifetime S the connection assumes a role through the emulator's STS (credentials
+living S seconds): target <= 2 AssumeRole calls per lifetime for the whole process, none refused.
+Usage: python bench/triggers.py [--quick] [--n N] [--poll-interval S] [--credential-lifetime S]
+(the issue's figure: --n 5000)
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from airflow_cvm_export.utils.connection import DEFAULT_RATE_LIMITS
 
 SECRET_ID, SECRET_KEY = "AKIDBENCHTRIGGERS", "bench-secret-key"
 CONN_ID = "tc_bench"
+ROLE_ARN = "qcs::cam::uin/100000000001:roleName/AirflowCvmExport"  # a role the emulator's STS knows
 BUCKET = WRITABLE_BUCKETS[0]
 STALL_TICK = 0.005
 KB = 1024
@@ -108,12 +112,14 @@ class Recorder:
         return peak
 
 
-def start_emulator(n: int, export_seconds: float) -> tuple[subprocess.Popen, str]:
+def start_emulator(n: int, export_seconds: float, credential_lifetime: float | None) -> tuple[subprocess.Popen, str]:
+    lifetime = [] if credential_lifetime is None else ["--credential-lifetime", str(credential_lifetime)]
     server = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "airflow_cvm_export.emulator",
+            *lifetime,
             "--port",
             "0",
             "--secret-id",
@@ -207,6 +213,18 @@ def task_runner_rss() -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
+def credential_report(lifetime: float, seconds: float, requests: dict[str, dict[str, int]]) -> bool:
+    """AssumeRole calls per credential lifetime over the whole run (exports started and waited for)."""
+    assumed = sum(requests.get("AssumeRole", {}).values())
+    refused = sum(outcomes.get("AuthFailure.TokenFailure", 0) for outcomes in requests.values())
+    per_lifetime = assumed / (seconds / lifetime)
+    print(
+        f"credentials: lifetime {lifetime:g} s, {assumed} AssumeRole calls in {seconds:.0f} s = "
+        f"{per_lifetime:.2f} per lifetime (target <= 2), {refused} requests refused for an expired token"
+    )
+    return per_lifetime <= 2 and refused == 0
+
+
 def report(
     n: int, poll_interval: float, result: dict[str, Any], recorder: Recorder, calls: dict[str, dict[str, int]]
 ) -> bool:
@@ -266,20 +284,22 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None, help="concurrent waits (default 1000, 200 with --quick)")
     parser.add_argument("--poll-interval", type=float, default=None, help="seconds (default 5, 2 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a smaller run for CI")
+    parser.add_argument(
+        "--credential-lifetime", type=float, default=None, help="assume a role whose credentials live S seconds"
+    )
     args = parser.parse_args()
     n = args.n or (200 if args.quick else 1000)
     poll_interval = args.poll_interval or (2.0 if args.quick else 5.0)
     start_seconds = n * 1.05 / DEFAULT_RATE_LIMITS["ExportImages"]
     export_seconds = start_seconds + 4 * poll_interval  # the first exports finish a few cycles into the wait
-    server, url = start_emulator(n, export_seconds)
+    server, url = start_emulator(n, export_seconds, args.credential_lifetime)
+    began = time.monotonic()
     try:
+        extra = {"endpoint": url, "region": REGION}
+        if args.credential_lifetime is not None:
+            extra.update(role_arn=ROLE_ARN, sts_endpoint=url)
         os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
-            {
-                "conn_type": "tencentcloud",
-                "login": SECRET_ID,
-                "password": SECRET_KEY,
-                "extra": {"endpoint": url, "region": REGION},
-            }
+            {"conn_type": "tencentcloud", "login": SECRET_ID, "password": SECRET_KEY, "extra": extra}
         )
         # As Airflow's dag-processor and LocalExecutor do: GC then skips the imported heap (Airflow's, which
         # this provider does not control). Everything the exports and the waits allocate stays collectable.
@@ -297,6 +317,8 @@ def main() -> None:
             if action != "ExportImages"
         }
         ok = report(n, poll_interval, result, recorder, calls)
+        if args.credential_lifetime is not None:
+            ok = credential_report(args.credential_lifetime, time.monotonic() - began, after) and ok
     finally:
         server.terminate()
         server.wait(timeout=10)

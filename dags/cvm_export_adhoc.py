@@ -16,23 +16,25 @@ from typing import TYPE_CHECKING, Any
 import pendulum
 from airflow.sdk import DAG, Param, task
 
-from airflow_cvm_export.operators.cvm import ExportImagesOperator
-from airflow_cvm_export.sensors.cvm import ExportImagesSensor
-from airflow_cvm_export.utils.validation import (
-    BUCKET_NAME_MAX,
-    BUCKET_NAME_PATTERN,
+from airflow_cvm_export.examples.planning import (
     DAG_RETRIES,
-    DEFAULT_EXPORT_FORMAT,
     DEFAULT_POKE_INTERVAL,
-    EXPORT_FORMATS,
-    FILE_NAME_PREFIX_PATTERN,
-    IMAGE_ID_PATTERN,
-    REGION_PATTERN,
     WAIT_MODES,
     export_kwargs,
     plan_exports,
     run_stamp,
     wait_kwargs,
+)
+from airflow_cvm_export.operators.cvm import ExportImagesOperator
+from airflow_cvm_export.sensors.cvm import ExportImagesSensor
+from airflow_cvm_export.utils.validation import (
+    BUCKET_NAME_MAX,
+    BUCKET_NAME_PATTERN,
+    DEFAULT_EXPORT_FORMAT,
+    EXPORT_FORMATS,
+    FILE_NAME_PREFIX_PATTERN,
+    IMAGE_ID_PATTERN,
+    REGION_PATTERN,
 )
 
 if TYPE_CHECKING:
@@ -111,6 +113,7 @@ with DAG(
         params: dict[str, Any] | None = None, dag_run: DagRunProtocol | None = None, dag: DAG | None = None
     ) -> list[dict[str, dict[str, Any]]]:
         """Split the form's images into ExportImages batches with this run's prefixes."""
+        assert dag_run is not None and dag is not None  # Airflow passes both to a running task
         stamp = run_stamp(dag_run.run_id, dag_run.run_after, dag.timezone)
         return plan_exports(params, prefix_suffix=stamp, default_prefix="adhoc")
 

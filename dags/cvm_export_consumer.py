@@ -22,6 +22,7 @@ from airflow_cvm_export.sensors.cvm import DEFAULT_ASSET_ALIAS
 
 EXPORTS = AssetAlias(DEFAULT_ASSET_ALIAS)
 
+# [START howto_consumer_asset_events]
 with DAG(
     dag_id="cvm_export_consumer",
     schedule=[EXPORTS],
@@ -47,3 +48,4 @@ with DAG(
         return uris
 
     list_exported_objects()
+# [END howto_consumer_asset_events]

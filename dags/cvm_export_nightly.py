@@ -19,7 +19,7 @@ prefix is stamped with the run's date in the DAG's timezone and a fragment of it
 (``nightly-20261126-3f2a9c1d``), so no two runs, even of the same day (the scheduled one, a manual
 trigger, a REST call without a logical date), write the same keys. The images are exported in
 batches: ``start_export`` and ``wait_for_export`` are mapped over them. Tasks are retried three
-times, 30 s apart and doubling (README, "Task retries": a retry never exports twice).
+times, 30 s apart and doubling (docs/failures.md, "Task retries": a retry never exports twice).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 import pendulum
 from airflow.sdk import DAG, XComArg, task
 
+from airflow_cvm_export.examples.planning import DAG_RETRIES, export_kwargs, plan_exports, run_stamp, wait_kwargs
 from airflow_cvm_export.operators.cvm import ExportImagesOperator
 from airflow_cvm_export.sensors.cvm import OBJECTS_XCOM_KEY, ExportImagesSensor
-from airflow_cvm_export.utils.validation import DAG_RETRIES, export_kwargs, plan_exports, run_stamp, wait_kwargs
 
 if TYPE_CHECKING:
     from airflow.sdk.types import DagRunProtocol
@@ -56,6 +56,7 @@ with DAG(
 
         from airflow_cvm_export.hooks.cvm import CvmHook
 
+        assert dag_run is not None and dag is not None  # Airflow passes both to a running task
         stamp = run_stamp(dag_run.run_id, dag_run.run_after, dag.timezone)
         config = Variable.get(CONFIG_VARIABLE, deserialize_json=True)
         hook = CvmHook(region=config.get("region") if isinstance(config, dict) else None)
@@ -78,9 +79,12 @@ with DAG(
             print(f"  {path}")
         return manifest
 
+    # [START howto_nightly_mapped_export]
     planned = plan()
     start = ExportImagesOperator.partial(task_id="start_export").expand_kwargs(planned.map(export_kwargs))
     wait = ExportImagesSensor.partial(task_id="wait_for_export").expand_kwargs(
         start.output.zip(planned).map(wait_kwargs)
     )
-    write_manifest(cos_paths=wait.output, objects=XComArg(wait, key=OBJECTS_XCOM_KEY))
+    # An XComArg stands for the task's value when it runs; TaskFlow's call types cannot say so.
+    write_manifest(cos_paths=wait.output, objects=XComArg(wait, key=OBJECTS_XCOM_KEY))  # type: ignore[arg-type]
+    # [END howto_nightly_mapped_export]

@@ -7,7 +7,7 @@ failed, 0 when all passed, and 0 with a "skipped" line when no credentials are s
 Nothing here can start an export: every call goes through :class:`ReadOnlyCvmHook`, which refuses,
 before signing or sending, any action but the read-only ones and ExportImages with ``DryRun``.
 
-Variables (see the README's "Smoke test against your account"):
+Variables (see docs/development.md, "Smoke test against your account"):
 
 - ``TENCENTCLOUD_SECRET_ID``, ``TENCENTCLOUD_SECRET_KEY`` (and ``TENCENTCLOUD_TOKEN`` for temporary
   credentials): the account. Without both, the smoke test is skipped.

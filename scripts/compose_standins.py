@@ -40,6 +40,9 @@ AIRFLOW_INPUTS = (ROOT / "constraints.txt", ROOT / "setup.cfg", ROOT / "pyprojec
 # The wheels' platform: the stand-in's CPython, Debian bookworm's 3.11.2 (markers such as redis's
 # python_full_version < "3.11.3" need the full version), glibc 2.36, x86_64.
 PYTHON_VERSION = "3.11.2"
+# pip download evaluates environment markers with the host's Python, not --python-version: what the
+# stand-in's 3.11.2 needs that a newer host skips (redis: async-timeout; python_full_version < "3.11.3").
+HOST_MARKERS = ["async-timeout"]
 PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)] + [
     "manylinux2014_x86_64",
     "manylinux2010_x86_64",
@@ -115,7 +118,7 @@ def wheel_requirements() -> list[str]:
     pin = next(
         line for line in (ROOT / "constraints.txt").read_text().splitlines() if line.startswith("apache-airflow==")
     )
-    return [pin, *standin, *celery, "setuptools", "wheel"]
+    return [pin, *standin, *celery, "setuptools", "wheel", *HOST_MARKERS]
 
 
 def wheelhouse() -> Path:
@@ -125,7 +128,8 @@ def wheelhouse() -> Path:
     target = cache_dir() / f"wheelhouse-{digest(*constraints, ' '.join(requirements), PYTHON_VERSION, *PLATFORMS)}"
     if (target / ".complete").exists():
         return target
-    shutil.rmtree(target, ignore_errors=True)
+    for old in cache_dir().glob("wheelhouse-*"):  # one wheelhouse kept: the current inputs'
+        shutil.rmtree(old, ignore_errors=True)
     target.mkdir(parents=True)
     platforms = [flag for platform in PLATFORMS for flag in ("--platform", platform)]
     subprocess.run(

@@ -1,5 +1,25 @@
 """Fake credentials used across the tests; the secret parts must never show up in logs or errors."""
 
+from __future__ import annotations
+
 SECRET_ID = "AKIDTESTSECRETID"
 SECRET_KEY = "test-secret-key-never-logged"
 TOKEN = "test-session-token-never-logged"
+# A role the emulator's STS lets be assumed (docs/emulator.md, "STS and the metadata service").
+ROLE_ARN = "qcs::cam::uin/100000000001:roleName/AirflowCvmExport"
+
+
+def web_identity_token(expires: float | None = None) -> str:
+    """A JWT as TKE writes into a pod's token file (the emulator checks its form and ``exp``; default: in an hour)."""
+    import base64
+    import json
+    import time
+
+    def part(document: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
+
+    payload = {
+        "sub": "system:serviceaccount:airflow:worker",
+        "exp": int(time.time() + 3600 if expires is None else expires),
+    }
+    return f"{part({'alg': 'RS256'})}.{part(payload)}.c2lnbmF0dXJl"

@@ -268,7 +268,7 @@ class Catalog:
         """Ids of every image that can be exported, extra images included."""
         return [img.image_id for img in self.images.values() if img.triggers == EXPORTABLE]
 
-    def to_json(self) -> dict[str, list[dict[str, str]]]:
+    def to_json(self) -> dict[str, list[dict[str, Any]]]:
         """The ``GET /_emulator/catalog`` document."""
         return {
             "images": [

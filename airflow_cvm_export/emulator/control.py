@@ -7,7 +7,7 @@ answer JSON. Bad input gets 400 with an ``error`` naming the field and what is a
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_cvm_export.emulator.cvm.responses import json_response
 from airflow_cvm_export.emulator.errors import CosError
@@ -16,7 +16,27 @@ from airflow_cvm_export.emulator.httpserver import Request, Response
 from airflow_cvm_export.emulator.urls import control_route
 
 if TYPE_CHECKING:
-    from airflow_cvm_export.emulator.server import Emulator
+    from airflow_cvm_export.emulator.cos.models import CosObject
+    from airflow_cvm_export.emulator.faults import FaultRules
+
+
+class Controlled(Protocol):
+    """What the control API calls on the :class:`~airflow_cvm_export.emulator.Emulator` (which
+    imports this module, so this one names the emulator's controls instead of importing it)."""
+
+    progression: str
+    cos_clock_offset: float
+    rules: FaultRules
+
+    def catalog(self) -> dict[str, list[dict[str, Any]]]: ...
+    def state(self) -> dict[str, Any]: ...
+    def reset(self, progression: str | None = None) -> None: ...
+    def clear_faults(self) -> None: ...
+    def advance(self, task_id: int | None = None, objects: int = 1) -> list[dict[str, Any]]: ...
+    def finish(self, task_id: int | None = None, *, failed: bool = False) -> list[dict[str, Any]]: ...
+    def delete_image(self, image_id: str) -> None: ...
+    def put_object(self, bucket: str, key: str, body: bytes = b"") -> CosObject: ...
+    def delete_object(self, bucket: str, key: str) -> bool: ...
 
 
 class ControlError(Exception):
@@ -52,7 +72,7 @@ class ControlResponse:
     :param emulator: the emulator controlled.
     """
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Controlled) -> None:
         self.emulator = emulator
 
     def handle(self, request: Request) -> Response:

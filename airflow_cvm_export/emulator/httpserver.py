@@ -272,7 +272,7 @@ class ThreadedHttpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             self._connections[sock] = None if busy else time.monotonic()
             return True
 
-    def process_request(self, request, client_address) -> None:  # type: ignore[override]
+    def process_request(self, request, client_address) -> None:
         """Track the connection (making room for it at the cap) so ``stop()`` can close it."""
         with self._connections_lock:
             full = len(self._connections) >= self.max_connections
@@ -297,7 +297,7 @@ class ThreadedHttpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             pass
         self.shutdown_request(sock)
 
-    def shutdown_request(self, request) -> None:  # type: ignore[override]
+    def shutdown_request(self, request) -> None:
         """Forget the connection once it is closed."""
         with self._connections_lock:
             self._connections.pop(request, None)

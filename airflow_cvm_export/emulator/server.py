@@ -132,7 +132,7 @@ class Emulator:
             progression=progression,
         )
         self.objects.settle = self.exports.settle
-        self._defaults = {
+        self._defaults: dict[str, Any] = {
             "progression": progression,
             "fail_rate": fail_rate,
             "export_seconds": export_seconds,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
-from urllib.request import getproxies_environment, proxy_bypass_environment
+from urllib.request import getproxies_environment, proxy_bypass_environment  # type: ignore[attr-defined]  # in the stdlib, not in typeshed
 
 from airflow.sdk import BaseHook
 from tenacity import (
@@ -32,6 +32,7 @@ from tenacity import (
 )
 
 from airflow_cvm_export import __version__
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.hooks.credentials import CredentialProvider, CredentialRefresh, provider_for
 from airflow_cvm_export.utils.connection import CONN_TYPE, ClientConfig, config_from_connection
 from airflow_cvm_export.utils.errors import (
@@ -39,7 +40,9 @@ from airflow_cvm_export.utils.errors import (
     TencentCloudClockSkewError,
     TencentCloudConfigError,
     TencentCloudConnectError,
+    TencentCloudError,
     TencentCloudNetworkError,
+    TencentCloudOutcomeUnknownError,
     TencentCloudServerError,
     TencentCloudThrottledError,
 )
@@ -53,7 +56,6 @@ from airflow_cvm_export.utils.protocol import (
     parse_head_reply,
 )
 from airflow_cvm_export.utils.ratelimit import RateLimiter, limiter_for
-from airflow_cvm_export.utils.validation import DEFAULT_CONN_ID
 
 T = TypeVar("T")
 
@@ -75,9 +77,14 @@ COS_LIST_ACTION = "COS LIST"
 class Reply(Protocol):
     """What an exchange reads of an HTTP answer: ``requests.Response`` and ``httpx.Response`` both fit."""
 
-    status_code: int
-    headers: Mapping[str, str]
-    content: bytes
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> bytes: ...
 
 
 # A call: yields each signed request, is sent its reply, returns the call's result. It may yield a
@@ -174,8 +181,7 @@ class CvmClientBase(BaseHook):
     def cos_time(self) -> float:
         """Now by COS's clock, the clock of the objects' ``Last-Modified``: this machine's, corrected by the
         ``Date`` header of the latest COS answer (to its whole second); :meth:`server_time` until one came."""
-        offset = self._clock_offset if self._cos_clock_offset is None else self._cos_clock_offset
-        return time.time() + offset
+        return self.server_time() if self._cos_clock_offset is None else time.time() + self._cos_clock_offset
 
     def _learn_cos_clock(self, reply: Reply) -> None:
         """Take COS's clock from the ``Date`` header of a COS answer (kept when it has none)."""
@@ -258,7 +264,7 @@ class CvmClientBase(BaseHook):
         self, config: ClientConfig, method: str, bucket: str, key: str, params: dict[str, str] | None = None
     ) -> PreparedRequest:
         # Signed with the server's clock when an API answer showed ours is off (see _api_exchange).
-        now = int(time.time()) + self._clock_offset
+        now = int(self.server_time())
         return _with_user_agent(build_cos_request(self._signing(config), method, bucket, key, params, now=now))
 
     # -- policies --------------------------------------------------------------------------------
@@ -358,6 +364,23 @@ def _with_user_agent(request: PreparedRequest) -> PreparedRequest:
     return request
 
 
+def transport_error(
+    exc: BaseException, *, action: str, read_only: bool, tls: bool, never_connected: bool
+) -> TencentCloudError:
+    """The typed error of a request that failed in transport (either hook's), without URLs or headers.
+
+    TLS failed, or the connection was never made (nothing was sent: safe to send again), or the
+    request went out and no answer came back: a read fails as a network error, a write's outcome is
+    unknown (:class:`~airflow_cvm_export.utils.errors.TencentCloudOutcomeUnknownError`).
+    """
+    if tls:
+        return TencentCloudNetworkError(f"TLS failed: {reason(exc)}", action=action)
+    if never_connected:
+        return TencentCloudConnectError(f"could not connect: {reason(exc)}", action=action)
+    cls = TencentCloudNetworkError if read_only else TencentCloudOutcomeUnknownError
+    return cls(f"the request was sent but no answer came back: {reason(exc)}", action=action)
+
+
 def _sleep(seconds: float) -> None:
     """Back-off sleep (looked up at call time so tests can replace the clock)."""
     time.sleep(seconds)
@@ -365,6 +388,8 @@ def _sleep(seconds: float) -> None:
 
 def _server_offset(date_header: str | None) -> float | None:
     """Seconds the server's clock (its ``Date`` header) is ahead of ours, or None without a usable header."""
+    if date_header is None:
+        return None
     try:
         return parsedate_to_datetime(date_header).timestamp() - time.time()
     except (TypeError, ValueError, IndexError):

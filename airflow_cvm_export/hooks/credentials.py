@@ -98,8 +98,9 @@ class CredentialProvider:
     """The current key pair of one source, renewed on time; see the module docstring.
 
     :param settings: the checked source settings.
-    :param fetch: obtains a new key pair (blocking); raises :class:`TencentCloudConfigError` for what no
-        retry can fix, any other :class:`TencentCloudError` for what a retry might.
+    :param fetch: obtains a new key pair (blocking); raises
+        :class:`~airflow_cvm_export.utils.errors.TencentCloudConfigError` for what no retry can fix,
+        any other :class:`~airflow_cvm_export.utils.errors.TencentCloudError` for what a retry might.
     """
 
     def __init__(self, settings: CredentialSettings, fetch: Callable[[], KeyPair]) -> None:
@@ -138,7 +139,8 @@ class CredentialProvider:
             self._lock.release()
 
     async def aget(self, stale: KeyPair | None = None) -> KeyPair:
-        """:meth:`get` for coroutines: the renewal runs in a thread, one per event loop, awaited by all."""
+        """:meth:`get` for coroutines: the renewal runs in a thread, one per event loop, shared by all;
+        while the current key pair is still valid, it is returned at once and the renewal goes on."""
         current = self._current
         if not self._needs(current, stale):
             return current  # type: ignore[return-value]
@@ -148,7 +150,10 @@ class CredentialProvider:
         task = self._tasks.get(loop)
         if task is None or task.done():
             task = loop.create_task(asyncio.to_thread(self.get, stale))
+            task.add_done_callback(_retrieved)
             self._tasks[loop] = task
+        if stale is None and self._usable(current):
+            return current  # type: ignore[return-value]
         return await asyncio.shield(task)
 
     def _usable(self, current: KeyPair | None) -> bool:
@@ -201,9 +206,16 @@ class CredentialProvider:
             return current
         if isinstance(error, TencentCloudConfigError):
             raise error
-        raise TencentCloudCredentialError(
-            f"{self.settings.describe}: {error.message}", code=error.code, request_id=error.request_id
-        ) from None
+        message = error.message  # the sources' messages name them; a role_arn on top names its own
+        if not message.startswith("credential_source"):
+            message = f"{self.settings.describe}: {message}"
+        raise TencentCloudCredentialError(message, code=error.code, request_id=error.request_id) from None
+
+
+def _retrieved(task: asyncio.Future[KeyPair]) -> None:
+    """Mark a renewal's outcome as seen: callers that did not wait for it must not make asyncio log it."""
+    if not task.cancelled():
+        task.exception()
 
 
 # -- one provider per process and source -------------------------------------------------------------
@@ -392,7 +404,7 @@ class DefaultChain:
         self.answered: str | None = None
 
     def fetch(self) -> KeyPair:
-        """From the source that answered before, else from the first of :attr:`ORDER` that can."""
+        """From the source that answered before, else from the first of ``ORDER`` that can."""
         if self.answered is not None:
             return self._from(self.answered)
         tried = []

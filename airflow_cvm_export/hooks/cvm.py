@@ -28,17 +28,14 @@ from airflow_cvm_export.hooks.client import (
     describe_batches,
     export_params,
     is_read_only,
-    reason,
     run_exchange,
     tls_verify,
+    transport_error,
 )
 from airflow_cvm_export.hooks.credentials import CredentialRefresh
 from airflow_cvm_export.utils.connection import ClientConfig
 from airflow_cvm_export.utils.errors import (
-    TencentCloudConnectError,
     TencentCloudError,
-    TencentCloudNetworkError,
-    TencentCloudOutcomeUnknownError,
 )
 from airflow_cvm_export.utils.protocol import PreparedRequest, check_export_answer, cos_error
 from airflow_cvm_export.utils.ratelimit import RateLimiter
@@ -163,13 +160,12 @@ class CvmHook(CvmClientBase):
                 allow_redirects=False,
                 proxies={"http": proxy, "https": proxy} if proxy else {},
             )
-        except requests.exceptions.SSLError as exc:
-            raise TencentCloudNetworkError(f"TLS failed: {reason(exc)}", action=action) from None
         except requests.exceptions.RequestException as exc:
-            if _never_connected(exc):
-                raise TencentCloudConnectError(f"could not connect: {reason(exc)}", action=action) from None
-            cls = TencentCloudNetworkError if read_only else TencentCloudOutcomeUnknownError
-            raise cls(f"the request was sent but no answer came back: {reason(exc)}", action=action) from None
+            tls = isinstance(exc, requests.exceptions.SSLError)
+            never_connected = not tls and _never_connected(exc)
+            raise transport_error(
+                exc, action=action, read_only=read_only, tls=tls, never_connected=never_connected
+            ) from None
 
     # -- API 3.0 ---------------------------------------------------------------------------------
 
@@ -179,7 +175,7 @@ class CvmHook(CvmClientBase):
         Read-only actions are retried on throttling, server and network errors. Any other action
         is retried only when the failure proves the request was not processed (throttled, or no
         connection); a request that was sent but got no answer raises
-        :class:`TencentCloudOutcomeUnknownError`.
+        :class:`~airflow_cvm_export.utils.errors.TencentCloudOutcomeUnknownError`.
         """
         return self._run(
             action, is_read_only(action, params), lambda config: self._api_exchange(config, action, params)
@@ -370,12 +366,11 @@ class CvmAsyncHook(CvmClientBase):
                     request.method, request.url, headers=request.headers, content=request.body or None
                 )
             except httpx.TransportError as exc:
-                if any(isinstance(cause, ssl.SSLError) for cause in causes(exc)):
-                    raise TencentCloudNetworkError(f"TLS failed: {reason(exc)}", action=action) from None
-                if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-                    raise TencentCloudConnectError(f"could not connect: {reason(exc)}", action=action) from None
-                cls = TencentCloudNetworkError if read_only else TencentCloudOutcomeUnknownError
-                raise cls(f"the request was sent but no answer came back: {reason(exc)}", action=action) from None
+                tls = any(isinstance(cause, ssl.SSLError) for cause in causes(exc))
+                never_connected = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                raise transport_error(
+                    exc, action=action, read_only=read_only, tls=tls, never_connected=never_connected
+                ) from None
         # httpx links a response and its stream both ways. The body is read: cutting the link lets
         # reference counting free the exchange at once, rather than leave it to the garbage collector.
         response.stream = httpx.ByteStream(response.content)
@@ -392,9 +387,10 @@ class CvmAsyncHook(CvmClientBase):
     def _new_client(self, proxy: str | None) -> httpx.AsyncClient:
         import httpx
 
-        verify = tls_verify()
+        verify: ssl.SSLContext | str | bool = tls_verify()
         if isinstance(verify, str):
-            verify = ssl.create_default_context(**{"capath" if os.path.isdir(verify) else "cafile": verify})
+            isdir = os.path.isdir(verify)
+            verify = ssl.create_default_context(capath=verify) if isdir else ssl.create_default_context(cafile=verify)
         connect, read = self.timeout
         return httpx.AsyncClient(
             proxy=proxy,

@@ -22,9 +22,9 @@ from urllib.parse import quote, urlencode
 from airflow.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
-    from airflow.models.taskinstancekey import TaskInstanceKey
     from airflow.sdk import BaseOperator
     from airflow.sdk.definitions.context import Context
+    from airflow.sdk.types import TaskInstanceKey
 
 COS_CONSOLE = "https://console.cloud.tencent.com/cos/bucket"
 # XCom key of the values both links are built from; pushed by the operator and the sensor.

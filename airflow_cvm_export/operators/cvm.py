@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
 from airflow_cvm_export.mixins import ExportWaitMixin
 from airflow_cvm_export.utils.errors import (
@@ -28,9 +29,8 @@ from airflow_cvm_export.utils.errors import (
 )
 from airflow_cvm_export.utils.lineage import remember, task_lineage
 from airflow_cvm_export.utils.records import ExportRecord, ExportState
-from airflow_cvm_export.utils.starting import StartState, describe, gave_up, pause_seconds, start_state
+from airflow_cvm_export.utils.starting import StartState, describe, dry_run_outcome, gave_up, pause_seconds
 from airflow_cvm_export.utils.validation import (
-    DEFAULT_CONN_ID,
     DEFAULT_EXPORT_FORMAT,
     ExportArgs,
     as_optional_bool,
@@ -69,7 +69,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
     :class:`~airflow_cvm_export.sensors.cvm.ExportImagesSensor` (``export=start.output``) to wait
     for the files.
 
-    Reliability (see the README's "Failure modes" and "Task retries"):
+    Reliability (see docs/failures.md, "The ambiguous send" and "Task retries"):
 
     - The export starts only when a DryRun says the images can be exported. While an image is busy
       (someone else's export) or the export queue is full, the start waits with back-off, up to
@@ -293,8 +293,10 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
 
     # -- ResumableJobMixin: the "job" is the export; its external id is the export record ---------
 
-    def submit_job(self, context: Context) -> ExportRecord:
+    def submit_job(self, context: Context) -> dict[str, Any]:
         """Start the export and return its record, or the record of the export an earlier send started.
+
+        The record is the job's external id: the mixin keeps it in the task state store as JSON.
 
         A send whose outcome nobody saw (an intent in the task state store: the answer was lost or the
         worker died; or, without a store, any retry) is resolved first by :meth:`_find_unanswered`,
@@ -302,19 +304,21 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         sends.
         """
         store = context.get("task_state_store") if self.durable else None
-        intent = store.get(INTENT_KEY) if store is not None else None
+        stored = store.get(INTENT_KEY) if store is not None else None
+        intent = stored if isinstance(stored, dict) else None
         image_set = self.hook.describe_images(self._args.image_ids)
+        record: ExportRecord
         if intent or self._pending or (store is None and getattr(context.get("ti"), "try_number", 1) > 1):
             if intent:
-                record = self._record(intent["started_at"], recovered=True, baseline=intent.get("baseline"))
+                record = self._record(str(intent["started_at"]), recovered=True, baseline=intent.get("baseline"))
             elif self._pending:  # handed back by the start trigger (no task state store)
                 record = self._pending
             else:
                 record = self._record(_run_started_at(context), recovered=True)
             found = self._find_unanswered(record, image_set)
             if found is not None:
-                return self._keep(store, found)
-        return self._start(store, image_set)
+                return dict(self._keep(store, found))
+        return dict(self._start(store, image_set))
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         """Where the export of a stored record stands (asked by a retry or after a clear).
@@ -385,7 +389,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
 
     # -- starting ---------------------------------------------------------------------------------
 
-    def _start(self, store: Any, image_set: list[dict[str, Any]]) -> dict[str, Any]:
+    def _start(self, store: Any, image_set: list[dict[str, Any]]) -> ExportRecord:
         """Record what is under the names the export writes (its baseline), then send ExportImages.
 
         A refused send (busy image, full export queue) started nothing: wait until a DryRun says the
@@ -429,14 +433,14 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
             )
             return self._keep(store, record)
 
-    def _keep(self, store: Any, record: dict[str, Any]) -> dict[str, Any]:
+    def _keep(self, store: Any, record: ExportRecord) -> ExportRecord:
         """Store the record of a started export (a retry reattaches to it) and drop the intent."""
         if store is not None:
             store.set(self.external_id_key, record)
             store.delete(INTENT_KEY)
         return record
 
-    def _find_unanswered(self, record: dict[str, Any], image_set: list[dict[str, Any]]) -> dict[str, Any] | None:
+    def _find_unanswered(self, record: ExportRecord, image_set: list[dict[str, Any]]) -> ExportRecord | None:
         """The record of the export an unanswered send started, or None when it started nothing.
 
         A busy image proves only that *an* export runs, not whose, so this waits (back-off, up to
@@ -453,12 +457,13 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
             if reason is None:
                 listed = self._list(record)
                 paths = completion.recovered_paths(record, image_set, listed)
-                if all(paths) and paths:
+                found = [path for path in paths if path]
+                if paths and len(found) == len(paths):
                     self.log.warning(
-                        "The unanswered ExportImages started and finished: %s; not exporting again", ", ".join(paths)
+                        "The unanswered ExportImages started and finished: %s; not exporting again", ", ".join(found)
                     )
-                    return {**record, "cos_paths": paths}
-                if not any(paths):
+                    return {**record, "cos_paths": found}
+                if not found:
                     strays = completion.unexpected_objects(record, image_set, listed)
                     if strays:
                         raise TencentCloudOutcomeUnknownError(
@@ -470,7 +475,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
                             action="ExportImages",
                         )
                     return None
-                reason = f"{sum(map(bool, paths))} of {len(paths)} of its files are in the bucket"
+                reason = f"{len(found)} of {len(paths)} of its files are in the bucket"
             self._pause(reason, pending=record)
 
     def _wait_until_exportable(self) -> None:
@@ -478,7 +483,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         while (reason := self._busy_reason()) is not None:
             self._pause(reason)
 
-    def _busy_reason(self, *, wait_for_queue: bool = False, pending: dict[str, Any] | None = None) -> str | None:
+    def _busy_reason(self, *, wait_for_queue: bool = False, pending: ExportRecord | None = None) -> str | None:
         """Why the images cannot be exported now (a DryRun: busy image, full export queue), or None.
 
         With ``wait_for_queue`` a full queue is waited out: it says nothing about the images. A DryRun
@@ -486,19 +491,19 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         :func:`~airflow_cvm_export.utils.starting.start_state`.
         """
         while True:
+            answer: TencentCloudError | None = None
             try:
                 self.hook.export_images(**{**self._args.request(), "dry_run": True})
-            except TencentCloudError as answer:
-                state = start_state(answer)
-                if state is StartState.FREE:
-                    return None
-                if state is StartState.BUSY or (state is StartState.QUEUE_FULL and not wait_for_queue):
-                    return describe(answer)
-                self._pause(describe(answer), pending=pending)
-            else:
-                raise TencentCloudResponseError("ExportImages with DryRun answered as if it had started an export")
+            except TencentCloudError as error:
+                answer = error
+            state, reason = dry_run_outcome(answer)
+            if state is StartState.FREE:
+                return None
+            if state is StartState.BUSY or (state is StartState.QUEUE_FULL and not wait_for_queue):
+                return reason
+            self._pause(reason, pending=pending)
 
-    def _pause(self, reason: str, *, pending: dict[str, Any] | None = None) -> None:
+    def _pause(self, reason: str, *, pending: ExportRecord | None = None) -> None:
         """Wait before trying again: back-off in this worker, or, when ``deferrable``, in the triggerer.
 
         Past ``start_timeout`` raise instead, naming the images and the reason. ``pending`` is the
@@ -522,7 +527,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         )
         time.sleep(delay)
 
-    def _defer_start(self, reason: str, pending: dict[str, Any] | None) -> None:
+    def _defer_start(self, reason: str, pending: ExportRecord | None) -> None:
         """Wait in the triggerer until the images can be exported; the task resumes in :meth:`execute_start`."""
         from airflow_cvm_export.triggers.start import ExportStartTrigger
 
@@ -542,7 +547,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
             method_name="execute_start",
         )
 
-    def _list(self, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    def _list(self, record: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         """The objects under the images' file name prefixes, by key."""
         return self.list_exported(record)
 
@@ -554,8 +559,10 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         cos_paths: Sequence[str] = (),
         request_id: str | None = None,
         recovered: bool = False,
-        baseline: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+        baseline: Any = None,
+        dry_run: bool = False,
+    ) -> ExportRecord:
+        """The export record of this task's arguments (``baseline``: as taken, or as the intent stored it)."""
         args: ExportArgs = self._args
         return {
             "task_id": task_id,
@@ -568,7 +575,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
             "only_export_root_disk": args.only_export_root_disk,
             "request_id": request_id,
             "started_at": started_at,
-            "dry_run": False,
+            "dry_run": dry_run,
             "recovered": recovered,
             "baseline": None if baseline is None else dict(baseline),
         }
@@ -584,7 +591,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
                 self._args.bucket_name,
                 answer.request_id,
             )
-            return {**self._record(started_at, request_id=answer.request_id), "dry_run": True}
+            return self._record(started_at, request_id=answer.request_id, dry_run=True)
         raise TencentCloudResponseError("ExportImages with DryRun answered as if it had started an export")
 
     def _publish(self, context: Context, record: ExportRecord) -> None:

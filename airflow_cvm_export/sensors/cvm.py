@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import AssetAlias, BaseSensorOperator, PokeReturnValue
 
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
 from airflow_cvm_export.mixins import ExportWaitMixin
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
 from airflow_cvm_export.utils.lineage import task_lineage
 from airflow_cvm_export.utils.records import OBJECTS_XCOM_KEY
-from airflow_cvm_export.utils.validation import DEFAULT_CONN_ID, validate_export_record
+from airflow_cvm_export.utils.validation import validate_export_record
 from airflow_cvm_export.version_compat import AirflowSkipException, conf
 
 if TYPE_CHECKING:
@@ -62,8 +63,8 @@ class _AliasedPartial:
 
     def __get__(self, task: Any, cls: type[Any] | None = None) -> Callable[..., OperatorPartial]:
         if task is not None:
-            return super(ExportImagesSensor, task).partial
-        sdk_partial: Callable[..., OperatorPartial] = super(ExportImagesSensor, cls).partial
+            return super(ExportImagesSensor, cast("ExportImagesSensor", task)).partial
+        sdk_partial = super(ExportImagesSensor, cast("type[ExportImagesSensor]", cls)).partial
 
         def partial(**kwargs: Any) -> OperatorPartial:
             outlets = with_alias(kwargs.pop("outlets", None), kwargs.get("asset_alias", DEFAULT_ASSET_ALIAS))
@@ -162,7 +163,7 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
     partial = _AliasedPartial()
 
     @cached_property
-    def _given_export(self) -> dict[str, Any]:
+    def _given_export(self) -> ExportRecord:
         explicit = {
             "task_id": self.export_task_id,
             "cos_paths": self.cos_paths,

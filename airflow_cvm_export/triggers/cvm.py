@@ -16,9 +16,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.triggers.poller import ExportPoller, Waiter
 from airflow_cvm_export.utils.records import ExportEvent, ExportRecord
-from airflow_cvm_export.utils.validation import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.waiting import deadline_text, timeout_event
 
 DEFAULT_POLL_INTERVAL = 60.0
@@ -36,15 +36,15 @@ class ExportImagesTrigger(BaseTrigger):
 
     Completion is decided by :func:`~airflow_cvm_export.utils.completion.assess`, as in the
     sensor's poke mode. Checks of all exports waiting in one triggerer on the same connection and
-    region are shared (see :class:`ExportPoller`). Only the connection id is serialized, never
-    credentials.
+    region are shared (see :class:`~airflow_cvm_export.triggers.poller.ExportPoller`). Only the
+    connection id is serialized, never credentials.
 
     Fires exactly one :class:`~airflow_cvm_export.utils.records.ExportEvent`; its ``status``
     (:class:`~airflow_cvm_export.utils.records.EventStatus`) is ``success`` (with ``cos_paths`` and
     ``objects``: every object is in the bucket), ``failed`` (the export failed in the cloud),
     ``error`` (it could not be checked, even after the hook's retries) or ``timeout`` (``end_time``
     passed first). The task resumes in the wait engine's
-    :func:`~airflow_cvm_export.utils.waiting.resume`.
+    :meth:`~airflow_cvm_export.mixins.ExportWaitMixin.resume_wait`.
 
     :param export: the export record (:class:`~airflow_cvm_export.utils.records.ExportRecord`)
         pushed by the operator.

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.errors import TencentCloudError
-from airflow_cvm_export.utils.starting import StartState, describe, pause_seconds, start_state
-from airflow_cvm_export.utils.validation import DEFAULT_CONN_ID
+from airflow_cvm_export.utils.starting import StartState, dry_run_outcome, pause_seconds
 
 
 class ExportStartTrigger(BaseTrigger):
@@ -42,7 +42,7 @@ class ExportStartTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         end_time: float,
         reason: str = "",
-        pending: dict[str, Any] | None = None,
+        pending: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.request = request
@@ -84,20 +84,17 @@ class ExportStartTrigger(BaseTrigger):
     async def _wait(self, hook: Any) -> dict[str, str]:
         reason, pauses = self.reason, 0
         while True:
+            answer: TencentCloudError | None = None
             try:
                 await hook.export_images(**{**self.request, "dry_run": True})
-                return {
-                    "status": "error",
-                    "message": "ExportImages with DryRun answered as if it had started an export",
-                }
-            except TencentCloudError as answer:
-                try:
-                    state = start_state(answer)
-                except TencentCloudError as final:
-                    return {"status": "error", "message": str(final)}
-                if state is StartState.FREE:
-                    return {"status": "free"}
-                reason = describe(answer)
+            except TencentCloudError as error:
+                answer = error
+            try:
+                state, reason = dry_run_outcome(answer)
+            except TencentCloudError as final:
+                return {"status": "error", "message": str(final)}
+            if state is StartState.FREE:
+                return {"status": "free"}
             left = self.end_time - time.time()
             if left <= 0:
                 return {"status": "timeout", "reason": reason}

@@ -42,7 +42,7 @@ def loads(data: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
         raise JsonTooDeepError(f"nested deeper than {max_depth} levels") from None
     # Each level opens a bracket, so text with at most max_depth of them (string contents included)
     # cannot be nested deeper: the walk is needed only for the rest.
-    opening = (b"[", b"{") if isinstance(data, bytes) else ("[", "{")
-    if data.count(opening[0]) + data.count(opening[1]) <= max_depth:
+    brackets = data.count(b"[") + data.count(b"{") if isinstance(data, bytes) else data.count("[") + data.count("{")
+    if brackets <= max_depth:
         return value
     return check_depth(value, max_depth)

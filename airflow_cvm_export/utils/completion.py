@@ -16,7 +16,7 @@ The names an export writes follow the documented pattern
 ``[<prefix>_]<ImageId>_system_<SnapshotId>.<format>`` (``_data_`` for data disks), one per disk of
 DescribeImages' ``SnapshotSet`` (only the system disk with ``only_export_root_disk``). A
 *recovered* export record (``recovered: true``, no ``cos_paths``: the ExportImages answer was lost,
-see the README's "Failure modes") is judged from a bucket listing under those names.
+see docs/failures.md) is judged from a bucket listing under those names.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from airflow_cvm_export.utils.records import ExportedObject
 from airflow_cvm_export.utils.validation import DEFAULT_EXPORT_FORMAT, parse_time
 
 
@@ -40,7 +41,7 @@ class ExportProgress:
     """
 
     expected: int
-    objects: list[dict[str, Any]] = field(default_factory=list)
+    objects: list[ExportedObject] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -240,13 +241,13 @@ def assess(
     """
     paths = export_paths(export, image_set, heads)
     failure = image_failure(export["image_ids"], image_set)
-    objects = []
+    objects: list[ExportedObject] = []
     for path in paths:
         if path is None:
             continue
         key = path.lstrip("/")
         meta = heads.get(key)
-        if is_fresh(meta, export, key):
+        if meta is not None and is_fresh(meta, export, key):
             objects.append(
                 {
                     "bucket": export["bucket_name"],

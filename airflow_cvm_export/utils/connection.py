@@ -138,7 +138,17 @@ class ClientConfig:
     credentials: CredentialSettings | None = None
 
     def with_region(self, region: str | None) -> ClientConfig:
-        """Return a copy using ``region`` (validated) instead of the connection's region."""
+        """Return a copy using ``region`` (validated) instead of the connection's region.
+
+        Deprecated: nothing in the provider uses it (the hooks take ``region=``); kept for 0.1.0's callers.
+        """
+        import warnings
+
+        warnings.warn(
+            "ClientConfig.with_region() is deprecated: pass region= to the hook instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         if region is None or region == self.region:
             return self
         return replace(self, region=validate_region(region))
@@ -364,10 +374,21 @@ def _secrets(password: Any, extra: dict[Any, Any]) -> list[str]:
     for name in _SECRET_EXTRAS + _ENDPOINT_EXTRAS:
         for key in (name, EXTRA_PREFIX + name):
             value = extra.get(key)
-            if name == "policy" and isinstance(value, dict):
-                value = json.dumps(value)
+            if name == "policy" and isinstance(value, dict | str):
+                values.extend(_policy_forms(value))
+                continue
             values.append(value if name in _SECRET_EXTRAS else url_password(value))
     return [value for value in values if isinstance(value, str) and value.strip()]
+
+
+def _policy_forms(value: dict[Any, Any] | str) -> list[str]:
+    """A session policy as written, as JSON text and in the compact form sent."""
+    try:
+        document = json.loads(value) if isinstance(value, str) else value
+    except (ValueError, RecursionError):
+        return [value] if isinstance(value, str) else []
+    forms = [json.dumps(document), json.dumps(document, separators=(",", ":"))]
+    return forms + ([value] if isinstance(value, str) else [])
 
 
 _MASKED: set[str] = set()

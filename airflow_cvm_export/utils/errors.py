@@ -19,6 +19,11 @@ def shown(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def invalid(field: str, allowed: str, value: Any) -> TencentCloudConfigError:
+    """The error for a bad argument, before any request: ``<field> must be <allowed>, got <value>``."""
+    return TencentCloudConfigError(f"{field} must be {allowed}, got {shown(value)}")
+
+
 class TencentCloudError(AirflowException):
     """Base class of every error this provider raises about a Tencent Cloud call.
 

@@ -2,7 +2,7 @@
 
 Naming (OpenLineage's dataset naming spec has no entry for Tencent Cloud; these follow its rule
 "namespace = scheme://authority of the datasource, name = the dataset within it" and its blob
-storage entries, see the README's "Lineage"):
+storage entries, see docs/assets.md, "Lineage"):
 
 - a COS object: namespace ``cos://<bucket>``, name ``<object key>`` (the CosPath without its
   leading ``/``), as ``s3://<bucket>`` / ``<object key>`` for S3; the same scheme and bucket as

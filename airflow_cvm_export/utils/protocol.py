@@ -95,8 +95,8 @@ def check_export_answer(response: dict[str, Any], *, expected_objects: int | Non
 
     ``TaskId`` must be an integer and ``CosPaths`` a non-empty list of object paths; with
     ``expected_objects`` (one per exported disk, known from DescribeImages) the count must match.
-    Anything else raises :class:`TencentCloudResponseError` naming the RequestId: the export may
-    have started, so the caller must not simply send it again.
+    Anything else raises :class:`~airflow_cvm_export.utils.errors.TencentCloudResponseError` naming
+    the RequestId: the export may have started, so the caller must not simply send it again.
     """
     request_id = response.get("RequestId")
     task_id = response.get("TaskId")
@@ -245,7 +245,7 @@ def parse_bucket_listing(content: bytes) -> tuple[list[dict[str, Any]], str | No
     except ET.ParseError:
         raise TencentCloudResponseError("COS bucket listing is not valid XML", action="COS") from None
     values = {_ns_strip(child.tag): child for child in root}
-    objects = []
+    objects: list[dict[str, Any]] = []
     for item in root:
         if _ns_strip(item.tag) != "Contents":
             continue

@@ -14,8 +14,8 @@ OBJECTS_XCOM_KEY = "objects"
 
 
 class ExportRecord(TypedDict, total=False):
-    """The export record: ``ExportImagesOperator``'s return value (XCom ``return_value``, or ``export``
-    with ``wait_for_completion``), the sensor's ``export`` argument and the trigger's.
+    """The export record: ``ExportImagesOperator``'s return value (XCom ``return_value``, with or
+    without ``wait_for_completion``), the sensor's ``export`` argument and the trigger's.
 
     :param task_id: the ExportImages ``TaskId``; None when the answer was lost (``recovered``) or for a dry run.
     :param cos_paths: the ``CosPaths`` ExportImages returned, one per exported disk; empty when recovered.
@@ -31,6 +31,9 @@ class ExportRecord(TypedDict, total=False):
         ``baseline`` does not cover a key.
     :param dry_run: nothing was exported (DryRun).
     :param recovered: the ExportImages answer was lost; the files are found by listing the bucket.
+    :param baseline: what existed under each documented name just before ExportImages was sent:
+        ``{key: {"etag", "last_modified"}}``, None where nothing did; only an object new or changed
+        since counts as this export's. None for a dry run and in records of older versions.
     """
 
     task_id: int | None
@@ -45,6 +48,7 @@ class ExportRecord(TypedDict, total=False):
     started_at: str
     dry_run: bool
     recovered: bool
+    baseline: dict[str, dict[str, str] | None] | None
 
 
 class ExportedObject(TypedDict):
@@ -74,11 +78,6 @@ class ExportState(StrEnum):
     EXPORTING = "exporting"
     EXPORTED = "exported"
     FAILED = "failed"
-
-    @property
-    def is_terminal(self) -> bool:
-        """True once the export can no longer change: its files are there, or it cannot finish."""
-        return self is not ExportState.EXPORTING
 
 
 class EventStatus(StrEnum):

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_cvm_export.utils.errors import TencentCloudConfigError
+from airflow_cvm_export.utils.errors import TencentCloudConfigError, invalid
 
 # The documented DescribeImages filter names (plus tag:<key>), at most 10 filters of at most 5 values.
 # The emulator keeps its own copy (emulator/cvm/responses.py) on purpose: it models the cloud, so a
@@ -38,10 +38,6 @@ MAX_DATA_DISKS = 5
 log = logging.getLogger(__name__)
 
 
-def _fail(field: str, allowed: str, value: Any) -> TencentCloudConfigError:
-    return TencentCloudConfigError(f"{field} must be {allowed}, got {value!r}")
-
-
 def _as_values(value: Any, field: str) -> list[str]:
     values = [value] if isinstance(value, str) else value
     if (
@@ -49,23 +45,23 @@ def _as_values(value: Any, field: str) -> list[str]:
         or not 1 <= len(values) <= MAX_FILTER_VALUES
         or not all(isinstance(v, str) and v.strip() for v in values)
     ):
-        raise _fail(field, f"1 to {MAX_FILTER_VALUES} non-empty strings", value)
+        raise invalid(field, f"1 to {MAX_FILTER_VALUES} non-empty strings", value)
     return list(values)
 
 
 def as_image_filters(filters: Any, field: str = "image_filters") -> list[dict[str, Any]]:
     """``filters`` as DescribeImages ``Filters``: ``[{"Name", "Values"}]`` with documented names and limits."""
     if not isinstance(filters, list | tuple) or len(filters) > MAX_FILTERS:
-        raise _fail(field, f'a list of at most {MAX_FILTERS} {{"Name": ..., "Values": [...]}} objects', filters)
+        raise invalid(field, f'a list of at most {MAX_FILTERS} {{"Name": ..., "Values": [...]}} objects', filters)
     checked = []
     for index, item in enumerate(filters):
         where = f"{field}[{index}]"
         if not isinstance(item, Mapping) or set(item) != {"Name", "Values"}:
-            raise _fail(where, 'an object with exactly the keys "Name" and "Values"', item)
+            raise invalid(where, 'an object with exactly the keys "Name" and "Values"', item)
         name = item["Name"]
         tag = isinstance(name, str) and name.startswith(TAG_FILTER_PREFIX) and name[len(TAG_FILTER_PREFIX) :].strip()
         if name not in FILTER_NAMES and not tag:
-            raise _fail(f"{where}.Name", "one of " + ", ".join(FILTER_NAMES) + " or tag:<key>", name)
+            raise invalid(f"{where}.Name", "one of " + ", ".join(FILTER_NAMES) + " or tag:<key>", name)
         checked.append({"Name": name, "Values": _as_values(item["Values"], f"{where}.Values")})
     return checked
 
@@ -83,11 +79,11 @@ def selection_filters(config: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     if config.get("image_ids") is not None:
         raise TencentCloudConfigError("give either image_ids or image_tags/image_filters, not both")
     if tags is not None and (not isinstance(tags, Mapping) or not tags):
-        raise _fail("image_tags", 'a non-empty object of tag key to value(s), e.g. {"backup": "nightly"}', tags)
+        raise invalid("image_tags", 'a non-empty object of tag key to value(s), e.g. {"backup": "nightly"}', tags)
     filters = as_image_filters([] if extra is None else extra)
     for key, value in (tags or {}).items():
         if not isinstance(key, str) or not key.strip():
-            raise _fail("image_tags key", "a non-empty tag key", key)
+            raise invalid("image_tags key", "a non-empty tag key", key)
         filters.append({"Name": f"{TAG_FILTER_PREFIX}{key}", "Values": _as_values(value, f"image_tags[{key!r}]")})
     if not any(f["Name"] == "image-type" for f in filters):
         filters.insert(0, dict(CUSTOM_IMAGES))

@@ -51,6 +51,19 @@ def start_state(error: TencentCloudError) -> StartState:
     raise error
 
 
+def dry_run_outcome(answer: TencentCloudError | None) -> tuple[StartState, str]:
+    """What one DryRun of ExportImages says: its state and the reason to report (worker and triggerer alike).
+
+    ``answer`` is the error the DryRun raised (it always raises one: ``DryRunOperation`` when the
+    images can be exported), or None when it returned as if it had started an export, which raises
+    :class:`~airflow_cvm_export.utils.errors.TencentCloudResponseError`. Anything final is raised
+    (see :func:`start_state`).
+    """
+    if answer is None:
+        raise TencentCloudResponseError("ExportImages with DryRun answered as if it had started an export")
+    return start_state(answer), describe(answer)
+
+
 def describe(error: TencentCloudError) -> str:
     """What a refusal says, with its code, for logs and the final message."""
     return f"[{error.code}] {error.message}" if error.code else error.message

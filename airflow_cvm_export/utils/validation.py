@@ -1,4 +1,4 @@
-"""Argument checks of the operator, the sensor and the example DAGs' config (pure, no Airflow, no network).
+"""Argument checks of the operator and the sensor (pure, no Airflow, no network).
 
 Every check runs after template rendering and before any request is sent. Each failure is a
 :class:`~airflow_cvm_export.utils.errors.TencentCloudConfigError` naming the field and what it allows.
@@ -12,50 +12,33 @@ an integer file name prefix, ``"true"``/``"false"``); anything else is rejected.
 from __future__ import annotations
 
 import ast
-import hashlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_cvm_export.utils import bounded_json
-from airflow_cvm_export.utils.errors import TencentCloudConfigError, shown
-from airflow_cvm_export.utils.selection import exportable_ids, selection_filters
+from airflow_cvm_export.utils.errors import TencentCloudConfigError, invalid, shown
+from airflow_cvm_export.utils.patterns import (
+    BUCKET_NAME_MAX,
+    BUCKET_NAME_PATTERN,
+    FILE_NAME_PREFIX_PATTERN,
+    IMAGE_ID_PATTERN,
+    REGION_PATTERN,
+    ROLE_NAME_PATTERN,
+)
 
-# The connection every ``tencentcloud_conn_id`` argument defaults to.
-DEFAULT_CONN_ID = "tencentcloud_default"
+if TYPE_CHECKING:
+    from airflow_cvm_export.utils.records import ExportRecord
+
 EXPORT_FORMATS = ("RAW", "QCOW2", "VHD", "VMDK")
 DEFAULT_EXPORT_FORMAT = "RAW"
-# The *_PATTERN values are compiled on first use (``re``'s cache), not when a DAG file imports this.
-# The form of every documented image id: ``img-`` and 8 lowercase letters or digits.
-IMAGE_ID_PATTERN = r"^img-[a-z0-9]{8}$"
-# ``<name>-<APPID>``: lowercase letters, digits and hyphens, then a numeric APPID; at most 60 characters.
-BUCKET_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]+$"
-BUCKET_NAME_MAX = 60
-# Not documented by Tencent Cloud; kept to characters that are safe in an object key and a URL.
-FILE_NAME_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-# CAM role names: letters, digits and ``+=,.@_-``, 1 to 128 characters.
-ROLE_NAME_PATTERN = r"^[A-Za-z0-9+=,.@_-]{1,128}$"
-# Regions look like ``ap-guangzhou``, ``na-siliconvalley`` or ``ap-shanghai-fsi``.
-REGION_PATTERN = r"^[a-z]{2,4}(-[a-z]+)+(-\d+)?$"
-SENSOR_MODES = ("poke", "reschedule")
-# How the example DAGs wait: in the triggerer, or in a worker in one of the sensor's modes.
-WAIT_MODES = ("deferrable", *SENSOR_MODES)
 # Undocumented by Tencent Cloud (the emulator enforces it): image ids per ExportImages call.
-DEFAULT_BATCH_SIZE = 10
-MAX_IMAGE_IDS = DEFAULT_BATCH_SIZE
-# The example DAGs' config may list more images: plan_exports splits them into batches (mapped tasks).
-MAX_PLANNED_IMAGE_IDS = 1000
+MAX_IMAGE_IDS = 10
 # The provider's own bounds on a record's CosPaths (Tencent Cloud documents none).
 MAX_COS_PATHS = 1000
 MAX_COS_PATH_LENGTH = 1024
-DEFAULT_POKE_INTERVAL = 60
-DEFAULT_TIMEOUT = 24 * 60 * 60
-
-
-def _fail(field: str, allowed: str, value: Any) -> TencentCloudConfigError:
-    return TencentCloudConfigError(f"{field} must be {allowed}, got {shown(value)}")
 
 
 def _as_list(value: Any, field: str, example: str) -> list[Any]:
@@ -64,18 +47,18 @@ def _as_list(value: Any, field: str, example: str) -> list[Any]:
     if isinstance(value, str):
         text = value.strip()
         if not text.startswith("["):
-            raise _fail(field, allowed + ", not a bare string", value)
+            raise invalid(field, allowed + ", not a bare string", value)
         try:
             value = bounded_json.loads(text)
         except bounded_json.JsonTooDeepError:
-            raise _fail(field, allowed + f", nested at most {bounded_json.MAX_DEPTH} levels", text) from None
+            raise invalid(field, allowed + f", nested at most {bounded_json.MAX_DEPTH} levels", text) from None
         except ValueError:
             try:
                 value = bounded_json.check_depth(ast.literal_eval(text))
             except (ValueError, SyntaxError, MemoryError, RecursionError):
-                raise _fail(field, allowed, text) from None
+                raise invalid(field, allowed, text) from None
     if not isinstance(value, list | tuple):
-        raise _fail(field, allowed, value)
+        raise invalid(field, allowed, value)
     return list(value)
 
 
@@ -83,25 +66,25 @@ def as_image_ids(value: Any, field: str = "image_ids", limit: int = MAX_IMAGE_ID
     """A non-empty list of at most ``limit`` distinct image ids such as ``img-pq5pau1w``."""
     ids = _as_list(value, field, "['img-pq5pau1w']")
     if not ids:
-        raise _fail(field, "a non-empty list of image ids such as ['img-pq5pau1w']", value)
+        raise invalid(field, "a non-empty list of image ids such as ['img-pq5pau1w']", value)
     if len(ids) > limit:
         raise TencentCloudConfigError(
             f"{field} must list at most {limit} image ids per export, got {len(ids)}; split them into several "
-            "exports (plan_exports does, batch_size at a time)"
+            "exports (the example DAGs' plan_exports does, batch_size at a time)"
         )
     for image_id in ids:
         if not isinstance(image_id, str) or not re.fullmatch(IMAGE_ID_PATTERN, image_id):
-            raise _fail(f"{field} item", "an image id: 'img-' and 8 lowercase letters or digits", image_id)
+            raise invalid(f"{field} item", "an image id: 'img-' and 8 lowercase letters or digits", image_id)
     duplicates = sorted({image_id for image_id in ids if ids.count(image_id) > 1})
     if duplicates:
-        raise _fail(field, "a list without duplicates (each image is exported once)", duplicates)
+        raise invalid(field, "a list without duplicates (each image is exported once)", duplicates)
     return ids
 
 
 def as_bucket_name(value: Any, field: str = "bucket_name") -> str:
     """A full COS bucket name ``<name>-<APPID>``."""
     if not isinstance(value, str) or len(value) > BUCKET_NAME_MAX or not re.fullmatch(BUCKET_NAME_PATTERN, value):
-        raise _fail(
+        raise invalid(
             field,
             f"a COS bucket name '<name>-<APPID>' such as 'exports-1250000000' (lowercase letters, digits and "
             f"hyphens, then the numeric APPID; at most {BUCKET_NAME_MAX} characters)",
@@ -115,7 +98,7 @@ def as_export_format(value: Any, field: str = "export_format") -> str:
     if value is None:
         return DEFAULT_EXPORT_FORMAT
     if not isinstance(value, str) or value.strip().upper() not in EXPORT_FORMATS:
-        raise _fail(field, "one of " + ", ".join(EXPORT_FORMATS), value)
+        raise invalid(field, "one of " + ", ".join(EXPORT_FORMATS), value)
     return value.strip().upper()
 
 
@@ -128,14 +111,14 @@ def as_file_name_prefixes(value: Any, count: int, field: str = "file_name_prefix
         if isinstance(prefix, int) and not isinstance(prefix, bool) and prefix >= 0:
             prefix = str(prefix)
         if not isinstance(prefix, str) or not re.fullmatch(FILE_NAME_PREFIX_PATTERN, prefix):
-            raise _fail(
+            raise invalid(
                 f"{field} item",
                 "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
                 prefix,
             )
         prefixes.append(prefix)
     if len(prefixes) != count:
-        raise _fail(field, f"a list with one prefix per image ({count}), or empty", prefixes)
+        raise invalid(field, f"a list with one prefix per image ({count}), or empty", prefixes)
     return prefixes
 
 
@@ -145,13 +128,13 @@ def as_optional_bool(value: Any, field: str) -> bool | None:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise _fail(field, "true or false", value)
+    raise invalid(field, "true or false", value)
 
 
 def as_seconds(value: Any, field: str) -> float:
     """A finite number of seconds > 0 (an int or a float, not a string)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
-        raise _fail(field, "positive seconds (an int or a float)", value)
+        raise invalid(field, "positive seconds (an int or a float)", value)
     return value
 
 
@@ -160,7 +143,7 @@ def as_role_name(value: Any, field: str = "role_name") -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not re.fullmatch(ROLE_NAME_PATTERN, value):
-        raise _fail(field, "a CAM role name: 1 to 128 letters, digits or '+=,.@_-'", value)
+        raise invalid(field, "a CAM role name: 1 to 128 letters, digits or '+=,.@_-'", value)
     return value
 
 
@@ -195,7 +178,10 @@ class ExportArgs:
     region: str | None
 
     def request(self) -> dict[str, Any]:
-        """Keyword arguments of :meth:`CvmHook.export_images` (the region goes to the hook instead)."""
+        """Keyword arguments of :meth:`~airflow_cvm_export.hooks.cvm.CvmHook.export_images`.
+
+        The region goes to the hook instead.
+        """
         kwargs = asdict(self)
         del kwargs["region"]
         return kwargs
@@ -237,11 +223,11 @@ def parse_time(value: str) -> datetime:
 def _as_started_at(value: Any, field: str) -> str:
     allowed = "an ISO 8601 timestamp with a time zone, such as '2026-11-26T02:00:00+00:00'"
     if not isinstance(value, str):
-        raise _fail(field, allowed, value)
+        raise invalid(field, allowed, value)
     try:
         parse_time(value)
     except ValueError:
-        raise _fail(field, allowed, value) from None
+        raise invalid(field, allowed, value) from None
     return value
 
 
@@ -252,15 +238,15 @@ def _as_export_mapping(export: Any) -> Mapping[str, Any]:
             export = bounded_json.loads(export)
         bounded_json.check_depth(export)
     except bounded_json.JsonTooDeepError:
-        raise _fail("export", allowed + f", nested at most {bounded_json.MAX_DEPTH} levels", export) from None
+        raise invalid("export", allowed + f", nested at most {bounded_json.MAX_DEPTH} levels", export) from None
     except ValueError:
-        raise _fail("export", allowed, export) from None
+        raise invalid("export", allowed, export) from None
     if not isinstance(export, Mapping):
-        raise _fail("export", allowed, export)
+        raise invalid("export", allowed, export)
     return export
 
 
-def validate_export_record(export: Any) -> dict[str, Any]:
+def validate_export_record(export: Any) -> ExportRecord:
     """Check an export record (the operator's return value, or the sensor's explicit fields).
 
     Returns a copy with ``cos_paths``, ``image_ids``, ``bucket_name``, ``region``, ``started_at``,
@@ -279,12 +265,12 @@ def validate_export_record(export: Any) -> dict[str, Any]:
     )
     paths = _as_list(record.get("cos_paths") or [], "export.cos_paths", "['/img-pq5pau1w_system_snap-fiux4bof.raw']")
     if not record["dry_run"] and not record["recovered"] and not paths:
-        raise _fail("export.cos_paths", "the non-empty CosPaths ExportImages returned", paths)
+        raise invalid("export.cos_paths", "the non-empty CosPaths ExportImages returned", paths)
     if len(paths) > MAX_COS_PATHS:
-        raise _fail("export.cos_paths", f"a list of at most {MAX_COS_PATHS} object paths", f"{len(paths)} paths")
+        raise invalid("export.cos_paths", f"a list of at most {MAX_COS_PATHS} object paths", f"{len(paths)} paths")
     for path in paths:
         if not _is_object_path(path):
-            raise _fail(
+            raise invalid(
                 "export.cos_paths item",
                 f"a COS object path such as '/img-…_system_snap-….raw' (at most {MAX_COS_PATH_LENGTH} characters, "
                 "no control characters, backslashes or '.'/'..' segments)",
@@ -293,14 +279,14 @@ def validate_export_record(export: Any) -> dict[str, Any]:
     record["cos_paths"] = paths
     if record.get("baseline") is not None:
         _check_baseline(record["baseline"])
-    return record
+    return cast("ExportRecord", record)  # every key ExportRecord types is checked above
 
 
 def _check_baseline(baseline: Any) -> None:
     """``{key: None | {"etag": str, "last_modified": ISO time}}``, as the operator records it."""
     allowed = "a mapping of object keys to None or {'etag', 'last_modified'}"
     if not isinstance(baseline, Mapping):
-        raise _fail("export.baseline", allowed, baseline)
+        raise invalid("export.baseline", allowed, baseline)
     for key, meta in baseline.items():
         if not isinstance(key, str) or not (
             meta is None
@@ -308,7 +294,7 @@ def _check_baseline(baseline: Any) -> None:
             and isinstance(meta.get("etag"), str)
             and isinstance(meta.get("last_modified"), str)
         ):
-            raise _fail("export.baseline", allowed, {key: meta})
+            raise invalid("export.baseline", allowed, {key: meta})
         if meta is not None:
             _as_started_at(meta["last_modified"], f"export.baseline[{key!r}].last_modified")
 
@@ -322,112 +308,36 @@ def _is_object_path(path: Any) -> bool:
     return not any(segment in (".", "..") for segment in path.split("/"))
 
 
-def _as_int(value: Any, field: str, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 12:
-        value = int(value)
-    allowed = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
-        raise _fail(field, allowed, value)
-    return value
+# Names that moved away, by their new module: the example DAGs' planning (not argument checks), and
+# the default connection id (the hooks' own).
+_MOVED = {"DEFAULT_CONN_ID": "airflow_cvm_export.hooks"} | dict.fromkeys(
+    {
+        "DAG_RETRIES",
+        "DEFAULT_BATCH_SIZE",
+        "DEFAULT_POKE_INTERVAL",
+        "DEFAULT_TIMEOUT",
+        "MAX_PLANNED_IMAGE_IDS",
+        "SENSOR_MODES",
+        "WAIT_MODES",
+        "export_kwargs",
+        "plan_exports",
+        "run_stamp",
+        "wait_kwargs",
+    },
+    "airflow_cvm_export.examples.planning",
+)
 
 
-# default_args of the example DAGs: a busy image or a full export queue is retried, with back-off.
-DAG_RETRIES = {
-    "retries": 3,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=10),
-}
+def __getattr__(name: str) -> Any:
+    """The names that moved (:data:`_MOVED`), importable from here as before, with a ``DeprecationWarning``."""
+    if name in _MOVED:
+        import importlib
+        import warnings
 
-
-def run_stamp(run_id: str, run_after: datetime, tz: tzinfo) -> str:
-    """``<YYYYMMDD of run_after in tz>-<8 hex digits of run_id>``: readable, different for every DAG run.
-
-    Works for runs without a logical date (``airflow dags trigger``, the REST API). The same run
-    always gets the same stamp, so a retried or cleared task looks for its own files; two runs of
-    one day (scheduled, manual, REST) never share one.
-    """
-    return f"{run_after.astimezone(tz):%Y%m%d}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
-
-
-def plan_exports(
-    config: Any,
-    *,
-    prefix_suffix: str | None = None,
-    default_prefix: str = "nightly",
-    list_images: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
-) -> list[dict[str, dict[str, Any]]]:
-    """Split the example DAGs' config into ExportImages batches, each with its sensor settings.
-
-    ``config`` keys: ``image_ids`` or ``image_tags``/``image_filters``, ``bucket_name``
-    (required), ``export_format``, ``file_name_prefixes`` (with ``image_ids`` only), ``region``,
-    ``poke_interval`` (default 60 s), ``mode`` (``deferrable``, ``poke`` or ``reschedule``; unset or
-    None: the sensor's default, deferrable when ``[operators] default_deferrable`` is on, else poke),
-    ``timeout`` (seconds, default one day), ``batch_size`` (image ids per call, default 10). With
-    ``prefix_suffix`` (see :func:`run_stamp`) each prefix becomes ``<prefix>-<suffix>``
-    (``default_prefix`` when no prefixes are given), so no two runs share an object key.
-
-    ``image_tags``/``image_filters`` (see :func:`~airflow_cvm_export.utils.selection.selection_filters`)
-    are resolved, after every other key is checked, by ``list_images(filters)`` (``CvmHook.list_images``)
-    into the ids of the images ExportImages can take; the others are skipped with a log line.
-
-    Returns one ``{"export": operator kwargs, "wait": sensor kwargs}`` per batch; map the operator
-    over :func:`export_kwargs` and the sensor over :func:`wait_kwargs`.
-    """
-    if not isinstance(config, Mapping):
-        raise _fail("config", "a JSON object with at least image_ids (or image_tags) and bucket_name", config)
-    filters = selection_filters(config)
-    if filters is not None and config.get("file_name_prefixes") is not None:
-        raise _fail("file_name_prefixes", "absent with image_tags/image_filters (one prefix per image id)", "given")
-    ids = as_image_ids(config.get("image_ids"), limit=MAX_PLANNED_IMAGE_IDS) if filters is None else []
-    prefixes = as_file_name_prefixes(config.get("file_name_prefixes"), len(ids))
-    common = {
-        "bucket_name": as_bucket_name(config.get("bucket_name")),
-        "export_format": as_export_format(config.get("export_format")),
-        "region": as_optional_region(config.get("region")),
-    }
-    wait = {
-        "poke_interval": _as_int(config.get("poke_interval", DEFAULT_POKE_INTERVAL), "poke_interval", 1),
-        "timeout": _as_int(config.get("timeout", DEFAULT_TIMEOUT), "timeout", 1),
-        **_wait_mode(config.get("mode")),
-    }
-    size = _as_int(config.get("batch_size", DEFAULT_BATCH_SIZE), "batch_size", 1, MAX_IMAGE_IDS)
-    if filters is not None:
-        if list_images is None:
-            raise TencentCloudConfigError("image_tags/image_filters need list_images (CvmHook.list_images)")
-        ids = exportable_ids(list_images(filters))
-    if prefix_suffix is not None:
-        prefixes = [f"{prefix}-{prefix_suffix}" for prefix in (prefixes or [default_prefix] * len(ids))]
-        as_file_name_prefixes(prefixes, len(ids))
-    return [
-        {
-            "export": {
-                "image_ids": ids[start : start + size],
-                "file_name_prefixes": prefixes[start : start + size] if prefixes else None,
-                **common,
-            },
-            "wait": dict(wait),
-        }
-        for start in range(0, len(ids), size)
-    ]
-
-
-def _wait_mode(mode: Any) -> dict[str, Any]:
-    """Sensor kwargs of a wait mode; an explicit mode also sets ``deferrable``, so that
-    ``[operators] default_deferrable`` cannot override it."""
-    if mode is None:
-        return {}
-    if mode not in WAIT_MODES:
-        raise _fail("mode", "one of " + ", ".join(WAIT_MODES) + " (or unset)", mode)
-    return {"deferrable": True} if mode == "deferrable" else {"mode": mode, "deferrable": False}
-
-
-def export_kwargs(batch: Mapping[str, Any]) -> dict[str, Any]:
-    """Operator kwargs of one batch of :func:`plan_exports`."""
-    return dict(batch["export"])
-
-
-def wait_kwargs(pair: Sequence[Any]) -> dict[str, Any]:
-    """Sensor kwargs from one ``(export record, batch of plan_exports)`` pair of a zipped mapping."""
-    export, batch = pair
-    return {"export": export, **batch["wait"]}
+        warnings.warn(
+            f"airflow_cvm_export.utils.validation.{name} moved to {_MOVED[name]}.{name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

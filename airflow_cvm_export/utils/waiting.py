@@ -76,10 +76,11 @@ def export_assets(
     then creates each asset once, on the first export, and its scheduler activates it once, instead
     of a new, inactive asset per run prefix. The DAG is in the URI because Airflow's api-server
     fails one of two tasks that create the same new asset at the same moment (unique violation on
-    ``idx_asset_name_uri_unique``; see the README's "Assets"): DAGs never share an asset, and the
-    batches of a run never share an image. An object is the image's when its key starts with the
-    image's :func:`listing_prefixes` entry (the documented ``[<prefix>_]<ImageId>_`` file names); a
-    key that does not (never seen) is its own asset, ``cos://<bucket>/<key>?dag_id=<dag_id>``.
+    ``idx_asset_name_uri_unique``; see docs/assets.md, "Assets"): DAGs never share an asset, and
+    the batches of a run never share an image. An object is the image's when its key starts with
+    the image's :func:`~airflow_cvm_export.utils.completion.listing_prefixes` entry (the documented
+    ``[<prefix>_]<ImageId>_`` file names); a key that does not (never seen) is its own asset,
+    ``cos://<bucket>/<key>?dag_id=<dag_id>``.
     Without ``dag_id`` (callers of 0.1.0's two-argument form) the URIs have no query.
     """
     from urllib.parse import urlencode

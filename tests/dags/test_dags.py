@@ -33,7 +33,7 @@ socket.create_connection = refuse
 from airflow_cvm_export.version_compat import DagBag
 
 # What only a running task needs: a DAG file that imports the operator or sensor must not load it.
-RUNTIME_ONLY = ("airflow_cvm_export.emulator", "airflow_cvm_export.hooks", "airflow_cvm_export.triggers",
+RUNTIME_ONLY = ("airflow_cvm_export.emulator", "airflow_cvm_export.hooks.", "airflow_cvm_export.triggers",
                 "airflow_cvm_export.utils.connection", "airflow_cvm_export.utils.completion",
                 "airflow_cvm_export.utils.waiting")
 bag = DagBag(sys.argv[1])
@@ -92,7 +92,7 @@ def test_nightly_schedule(dags: dict[str, DAG]) -> None:
     dag = dags["cvm_export_nightly"]
     assert dag.catchup is False
     assert dag.schedule == "0 2 * * *"
-    assert dag.start_date.tzinfo is not None and dag.timezone.name == "Asia/Shanghai"
+    assert dag.start_date is not None and dag.start_date.tzinfo is not None and dag.timezone.name == "Asia/Shanghai"
     assert dag.get_task("write_manifest").upstream_task_ids == {"wait_for_export"}
 
 

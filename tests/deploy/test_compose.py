@@ -49,7 +49,7 @@ CALLS_THE_API = {"airflow-worker", "airflow-triggerer"}
 CONN_VAR = "AIRFLOW_CONN_TENCENTCLOUD_DEFAULT"
 CONFIG_VAR = "AIRFLOW_VAR_CVM_EXPORT_CONFIG"
 CONFIG_KEYS = {"image_ids", "bucket_name", "export_format", "file_name_prefixes", "region", "poke_interval"}
-# Also understood by the nightly DAG (airflow_cvm_export.utils.validation.plan_exports).
+# Also understood by the nightly DAG (airflow_cvm_export.examples.planning.plan_exports).
 OPTIONAL_CONFIG_KEYS = {"mode", "timeout", "batch_size"}
 VALID_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 

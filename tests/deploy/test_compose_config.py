@@ -218,8 +218,8 @@ def test_airflow_init_generates_a_fernet_key_every_service_reads(tmp_path: Path,
     assert written.get("api_auth", "jwt_secret")
 
 
-# docs/deployment.md, "Run it": what needs a Docker daemon and the images (pulled from Docker Hub,
-# built FROM apache/airflow), neither of which this machine has: these lines are not run here.
+# docs/deployment.md, "Run it": what needs a Docker daemon and the images; make compose-test runs them
+# (tests/deploy/test_compose_stack.py), on local stand-ins of the images.
 NEEDS_DAEMON = ["docker compose up -d", "docker compose ps"]
 
 

@@ -22,7 +22,7 @@ from airflow.utils.state import DagRunState
 from airflow.utils.types import DagRunType
 from sqlalchemy import select
 
-from airflow_cvm_export.version_compat import SerializedDAG
+from tests.airflow_compat import SerializedDAG
 
 
 def main(dag_id: str) -> int:

@@ -251,7 +251,7 @@ def test_clear_hands_on_files_that_are_there_and_exports_again_when_they_were_re
 ) -> None:
     """On 3.3+ from the export record in the task state store (ResumableJobMixin). Before 3.3 there is
     no record and a clear starts the DAG run afresh (its start is what a retry counts from), so the
-    cleared task exports again: the README's documented fallback, asserted here so it cannot become a
+    cleared task exports again: the documented fallback (docs/failures.md), asserted here so it cannot become a
     hand-on of older files unnoticed."""
     emulator = start_emulator(progression="immediate")
     when = "2026-03-01T00:00:00+00:00"

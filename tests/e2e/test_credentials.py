@@ -4,7 +4,6 @@ deferrable mode, never refused for expiry."""
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from pathlib import Path
@@ -13,22 +12,11 @@ from typing import Any
 import pytest
 
 from airflow_cvm_export.emulator import Emulator
-from tests.credentials import SECRET_ID, SECRET_KEY
+from tests.credentials import ROLE_ARN, SECRET_ID, SECRET_KEY, web_identity_token
 from tests.e2e.conftest import REGION, DagRun
 from tests.e2e.test_dags import BUCKET, IMAGES, MODE_MARKS
 
 pytestmark = pytest.mark.e2e
-
-ROLE_ARN = "qcs::cam::uin/100000000001:roleName/AirflowCvmExport"
-
-
-def web_identity_token() -> str:
-    """A JWT as TKE writes it into the pod's token file (the emulator checks its form and ``exp``)."""
-
-    def part(document: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
-
-    return f"{part({'alg': 'RS256'})}.{part({'sub': 'airflow', 'exp': int(time.time()) + 3600})}.c2ln"
 
 
 def source_setup(source: str, emulator: Emulator, tmp_path: Path) -> tuple[dict[str, Any], dict[str, str]]:

@@ -1,6 +1,6 @@
 """OpenLineage end to end: the nightly DAG under ``airflow dags test`` with the OpenLineage provider's file
 transport; the COMPLETE events of the export tasks carry the images in and the exported COS objects out
-(the README's "Lineage" shows such an event)."""
+(docs/assets.md, "Lineage", shows such an event)."""
 
 from __future__ import annotations
 

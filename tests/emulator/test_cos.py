@@ -23,11 +23,11 @@ def exported(client):
 
 
 def _keys(listing: bytes) -> list[str]:
-    return [element.text for element in ET.fromstring(listing).iter("Key")]
+    return [element.text or "" for element in ET.fromstring(listing).iter("Key")]
 
 
 def _error_code(response) -> str:
-    return ET.fromstring(response.content).findtext("Code")
+    return ET.fromstring(response.content).findtext("Code") or ""
 
 
 def test_head_and_get_object(exported):

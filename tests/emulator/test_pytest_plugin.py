@@ -51,14 +51,18 @@ def test_the_next_test_starts_fresh(tencentcloud_emulator):
     assert tencentcloud_emulator.objects.objects(WRITABLE_BUCKETS[0]) == {}
 
 
-@pytest.mark.tencentcloud_emulator(progression="manual", max_running_exports=1, fail_rate=1.0)
+@pytest.mark.tencentcloud_emulator(
+    progression="manual", max_running_exports=1, fail_rate=1.0, credential_lifetime=60, cam_role="AirflowWorker"
+)
 def test_marker_adjusts_the_emulator(tencentcloud_emulator):
     assert tencentcloud_emulator.progression == "manual"
     assert (tencentcloud_emulator.exports.max_running_exports, tencentcloud_emulator.exports.fail_rate) == (1, 1.0)
+    assert (tencentcloud_emulator.credential_lifetime, tencentcloud_emulator.cam_role) == (60, "AirflowWorker")
 
 
 def test_marker_settings_are_restored(tencentcloud_emulator):
     assert (tencentcloud_emulator.exports.max_running_exports, tencentcloud_emulator.exports.fail_rate) == (10, 0.0)
+    assert (tencentcloud_emulator.credential_lifetime, tencentcloud_emulator.cam_role) == (7200, "CVM_QcsRole")
 
 
 def test_connection_points_at_the_emulator(tencentcloud_connection, tencentcloud_emulator):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from pathlib import Path
 
@@ -13,19 +11,9 @@ from tencentcloud.common import credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.http_profile import HttpProfile
 
+from airflow_cvm_export.emulator import Emulator
+from tests.credentials import ROLE_ARN, web_identity_token
 from tests.emulator.conftest import SECRET_ID, SECRET_KEY, Client
-
-ROLE_ARN = "qcs::cam::uin/100000000001:roleName/AirflowCvmExport"
-
-
-def web_identity_token(expires: float | None = None) -> str:
-    """An unsigned-looking JWT (header.payload.signature), as TKE writes into its token file."""
-
-    def part(document: dict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
-
-    payload = {"sub": "system:serviceaccount:airflow:worker", "exp": int(expires or time.time() + 3600)}
-    return f"{part({'alg': 'RS256'})}.{part(payload)}.c2lnbmF0dXJl"
 
 
 @pytest.fixture
@@ -187,3 +175,13 @@ def test_web_identity_errors(client: Client, sdk_over_http: None) -> None:
         with pytest.raises(TencentCloudSDKException) as error:
             cred.get_credential_info()
         assert error.value.code == "InvalidParameter.WebIdentityTokenError"
+
+
+def test_cli_options() -> None:
+    from airflow_cvm_export.emulator.__main__ import parse_args
+
+    defaults = parse_args([])
+    assert (defaults.credential_lifetime, defaults.cam_role) == (7200, "CVM_QcsRole")
+    args = parse_args(["--credential-lifetime", "60", "--cam-role", "AirflowWorker"])
+    emulator = Emulator(**{name: getattr(args, name) for name in ("credential_lifetime", "cam_role")})
+    assert emulator.state()["credential_lifetime"] == 60 and emulator.state()["cam_role"] == "AirflowWorker"

@@ -98,7 +98,7 @@ class ScriptedServer:
         with self._lock:
             self.requests.append(recorded)
             step = self.script.pop(0) if self.script else self.default
-        if step == DROP:
+        if isinstance(step, str):  # DROP
             return None
         return step(recorded) if callable(step) else step
 

@@ -5,7 +5,6 @@ re-sign after ``AuthFailure.TokenFailure``; and errors naming the source and the
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import threading
 import time
@@ -20,19 +19,11 @@ from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.hooks import credentials
 from airflow_cvm_export.hooks.cvm import CvmAsyncHook, CvmHook
 from airflow_cvm_export.utils.errors import TencentCloudConfigError, TencentCloudCredentialError
-from tests.credentials import SECRET_ID, SECRET_KEY
+from tests.credentials import ROLE_ARN, SECRET_ID, SECRET_KEY, web_identity_token
 
-ROLE_ARN = "qcs::cam::uin/100000000001:roleName/AirflowCvmExport"
 BUCKET = "exports-1250000000"
 IMAGE = "img-centos01"
 NO_LIMITS = {"ExportImages": 0, "DescribeImages": 0}
-
-
-def web_identity_token() -> str:
-    def part(document: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
-
-    return f"{part({'alg': 'RS256'})}.{part({'sub': 'airflow', 'exp': int(time.time()) + 3600})}.c2ln"
 
 
 @pytest.fixture(autouse=True)
@@ -261,7 +252,19 @@ def test_one_renewal_for_many_threads_and_coroutines(hook: Callable[..., Any], e
 
     asyncio.run(many())
     assert provider.fetches == 3
-    assert counts(emulator)["Metadata Credentials"] == {"ok": 3}
+    # Due but still valid: every coroutine goes on with it at once; one renewal runs meanwhile.
+    now = time.time()
+    valid = provider._current = replace(provider.current(), fetched=now - 7000, expires=now + 200)
+
+    async def without_waiting() -> list[credentials.KeyPair]:
+        got = await asyncio.gather(*(provider.aget() for _ in range(500)))
+        while provider.fetches == 3:
+            await asyncio.sleep(0.01)
+        return got
+
+    assert all(keys is valid for keys in asyncio.run(without_waiting()))
+    assert provider.fetches == 4 and provider.current() is not valid
+    assert counts(emulator)["Metadata Credentials"] == {"ok": 4}
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

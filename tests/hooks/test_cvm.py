@@ -24,7 +24,7 @@ from airflow_cvm_export.utils.signing import sign_cos, sign_tc3
 from tests.credentials import SECRET_ID, SECRET_KEY, TOKEN
 from tests.hooks.scripted_server import DROP, Answer, Recorded, ScriptedServer, api_error, api_ok, unused_loopback_url
 
-EXPORT = {"image_ids": ["img-72n9mi0y"], "bucket_name": "test-bucket-1250000000"}
+EXPORT: dict[str, Any] = {"image_ids": ["img-72n9mi0y"], "bucket_name": "test-bucket-1250000000"}
 THROTTLED = api_error("RequestLimitExceeded")
 BAD_GATEWAY = Answer(502, b"<html>502 Bad Gateway</html>", {"Content-Type": "text/html"})
 START = 1_767_225_000  # 2025-12-31T23:50:00Z
@@ -203,7 +203,11 @@ def test_export_retries_when_the_connection_was_never_established(
 ):
     # Bound, not yet listening: connections are refused.
     late = ScriptedServer(api_ok(TaskId=7, CosPaths=["/img-72n9mi0y_system_snap-fiux4bof.raw"]))
-    monkeypatch.setattr(cvm, "time", FakeClock(on_sleep=late.__enter__))  # it comes up during the back-off
+
+    def come_up() -> None:  # the server starts listening during the back-off
+        late.__enter__()
+
+    monkeypatch.setattr(cvm, "time", FakeClock(on_sleep=come_up))
     try:
         assert make_hook(endpoint=late.url).export_images(**EXPORT)["TaskId"] == 7
     finally:

@@ -122,7 +122,12 @@ def test_ui_test_button(monkeypatch: pytest.MonkeyPatch):
     emulator = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY).start()
     try:
         extra = dict.fromkeys(EXTRAS) | {"region": "ap-guangzhou", "endpoint": emulator.url, "allow_http": False}
-        form = {"conn_type": "tencentcloud", "login": SECRET_ID, "password": SECRET_KEY, "extra": json.dumps(extra)}
+        form: dict[str, Any] = {
+            "conn_type": "tencentcloud",
+            "login": SECRET_ID,
+            "password": SECRET_KEY,
+            "extra": json.dumps(extra),
+        }
         conn = Connection(conn_id="ui_test_button", **form)
         monkeypatch.setenv("AIRFLOW_CONN_UI_TEST_BUTTON", conn.get_uri())
         ok, message = conn.test_connection()
@@ -143,7 +148,7 @@ def test_airflow_3_1_form_widgets_match_the_conn_fields(monkeypatch: pytest.Monk
 
     from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService as Meta
 
-    stand_ins = {
+    stand_ins: dict[str, dict[str, Any]] = {
         "wtforms": {"StringField": Meta.MockStringField, "PasswordField": Meta.MockPasswordField,
                     "BooleanField": Meta.MockBooleanField},
         "flask_babel": {"lazy_gettext": str},

@@ -14,9 +14,11 @@ from airflow_cvm_export.links.cvm import (
     persist_cos_link,
     persist_export_links,
 )
-from tests.operators.conftest import FakeTaskInstance
+from airflow_cvm_export.sensors.cvm import ExportImagesSensor
+from tests.operators.conftest import FakeTaskInstance, task_context
 
 BUCKET, REGION = "exports-1250000000", "ap-guangzhou"
+TASK = ExportImagesSensor(task_id="wait_for_export", export={})
 CONSOLE = "https://console.cloud.tencent.com/cos/bucket"
 
 
@@ -44,9 +46,9 @@ def test_common_folder(paths: list[str], folder: str) -> None:
 def test_links_are_distinct_and_come_from_this_run() -> None:
     ti = FakeTaskInstance()
     ti.try_number = 101  # a try no other test persists
-    persist_cos_link({"ti": ti}, bucket=BUCKET, region=REGION, cos_paths=["/img-centos01_system_snap-1.raw"])
+    persist_cos_link(task_context(ti=ti), bucket=BUCKET, region=REGION, cos_paths=["/img-centos01_system_snap-1.raw"])
     assert ti.xcoms[LINK_XCOM_KEY] == {"bucket": BUCKET, "region": REGION, "folder": ""}
-    bucket, objects = CosBucketLink().get_link(None, ti_key=ti), CosObjectsLink().get_link(None, ti_key=ti)
+    bucket, objects = CosBucketLink().get_link(TASK, ti_key=ti.key), CosObjectsLink().get_link(TASK, ti_key=ti.key)
     assert bucket == f"{CONSOLE}?bucket={BUCKET}&region={REGION}&type=basicconfig"
     assert objects == f"{CONSOLE}?bucket={BUCKET}&region={REGION}&path=%252F"
 
@@ -54,12 +56,12 @@ def test_links_are_distinct_and_come_from_this_run() -> None:
 def test_links_from_an_export_record() -> None:
     ti = FakeTaskInstance()
     ti.try_number = 102
-    persist_export_links({"ti": ti}, {"bucket_name": BUCKET, "region": REGION, "cos_paths": ["/x/y/a.raw"]})
-    assert CosObjectsLink().get_link(None, ti_key=ti).endswith("&path=%252Fx%252Fy%252F")
+    persist_export_links(task_context(ti=ti), {"bucket_name": BUCKET, "region": REGION, "cos_paths": ["/x/y/a.raw"]})
+    assert CosObjectsLink().get_link(TASK, ti_key=ti.key).endswith("&path=%252Fx%252Fy%252F")
     recovered = FakeTaskInstance()
     recovered.try_number = 103
-    persist_export_links({"ti": recovered}, {"bucket_name": BUCKET, "region": None, "cos_paths": []})
-    assert CosObjectsLink().get_link(None, ti_key=recovered) == f"{CONSOLE}?bucket={BUCKET}&region=&path=%252F"
+    persist_export_links(task_context(ti=recovered), {"bucket_name": BUCKET, "region": None, "cos_paths": []})
+    assert CosObjectsLink().get_link(TASK, ti_key=recovered.key) == f"{CONSOLE}?bucket={BUCKET}&region=&path=%252F"
 
 
 def test_no_link_and_no_xcom_read_before_the_export_is_known(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,14 +75,14 @@ def test_no_link_and_no_xcom_read_before_the_export_is_known(monkeypatch: pytest
     monkeypatch.setattr(xcom.XCom, "get_one", read)
     ti = FakeTaskInstance()
     ti.try_number = 104
-    assert CosBucketLink().get_link(None, ti_key=ti) == ""
-    assert CosObjectsLink().get_link(None, ti_key=ti) == ""
+    assert CosBucketLink().get_link(TASK, ti_key=ti.key) == ""
+    assert CosObjectsLink().get_link(TASK, ti_key=ti.key) == ""
 
 
 def test_a_later_try_does_not_show_an_earlier_try_s_links() -> None:
     first = FakeTaskInstance()
     first.try_number = 105
-    persist_cos_link({"ti": first}, bucket=BUCKET, region=REGION, cos_paths=[])
+    persist_cos_link(task_context(ti=first), bucket=BUCKET, region=REGION, cos_paths=[])
     second = FakeTaskInstance()
     second.try_number = 106
-    assert CosBucketLink().get_link(None, ti_key=second) == ""
+    assert CosBucketLink().get_link(TASK, ti_key=second.key) == ""

@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from airflow.sdk.execution_time.context import OutletEventAccessors
+from airflow.sdk.types import TaskInstanceKey
 
 from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.credentials import SECRET_ID, SECRET_KEY
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
 
 CONN_ID = "tc_test"
 REGION = "ap-guangzhou"
@@ -38,12 +42,22 @@ class FakeTaskInstance:
     task_id = "start_export"
     map_index = -1
 
+    @property
+    def key(self) -> TaskInstanceKey:
+        """This try's key, as the UI hands it to the console links."""
+        return TaskInstanceKey(self.dag_id, self.task_id, self.run_id, self.try_number, self.map_index)
+
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[key] = value
 
     def xcom_pull(self, *, task_ids: str, key: str, map_indexes: int) -> Any:
         assert (task_ids, map_indexes) == (self.task_id, self.map_index)
         return self.xcoms.get(key)
+
+
+def task_context(**values: Any) -> Context:
+    """Test doubles typed as the task context Airflow passes (only the keys the code under test reads)."""
+    return cast("Context", values)
 
 
 class FakeTaskStateStore(dict):
@@ -56,18 +70,28 @@ class FakeTaskStateStore(dict):
         self.pop(key, None)
 
 
+def fake_ti(context: Context) -> FakeTaskInstance:
+    """The test double in ``context["ti"]``, typed as itself (``xcoms``, a settable ``try_number``)."""
+    return cast(FakeTaskInstance, context["ti"])
+
+
+def fake_store(context: Context) -> FakeTaskStateStore:
+    """The test double in ``context["task_state_store"]``, typed as itself (a dict)."""
+    return cast(FakeTaskStateStore, context["task_state_store"])
+
+
 @pytest.fixture
-def context() -> dict[str, Any]:
+def context() -> Context:
     """A minimal task context for calling ``execute``/``poke`` directly.
 
     Its DAG run started now: what a retry counts from without a task state store (before Airflow 3.3).
     """
-    return {
-        "ti": FakeTaskInstance(),
-        "dag_run": SimpleNamespace(start_date=datetime.now(UTC)),
-        "outlet_events": OutletEventAccessors(),
-        "task_state_store": FakeTaskStateStore(),
-    }
+    return task_context(
+        ti=FakeTaskInstance(),
+        dag_run=SimpleNamespace(start_date=datetime.now(UTC)),
+        outlet_events=OutletEventAccessors(),
+        task_state_store=FakeTaskStateStore(),
+    )
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import inspect
 import json
 import warnings
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from airflow.sdk import DAG
@@ -17,7 +17,10 @@ from airflow_cvm_export.links.cvm import LINK_XCOM_KEY
 from airflow_cvm_export.operators.cvm import ExportImagesOperator
 from airflow_cvm_export.utils.errors import TencentCloudConfigError, TencentCloudError
 from airflow_cvm_export.version_compat import ResumableJobStandIn
-from tests.operators.conftest import BUCKET, CONN_ID, REGION
+from tests.operators.conftest import BUCKET, CONN_ID, REGION, fake_ti, task_context
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
 
 RECORD_KEYS = {
     "task_id",
@@ -41,7 +44,7 @@ def operator(**kwargs: Any) -> ExportImagesOperator:
     return ExportImagesOperator(task_id="start_export", **args)
 
 
-def test_export_record(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_export_record(emulator: Emulator, context: Context) -> None:
     before = datetime.now(UTC)
     record = operator(file_name_prefixes=["nightly-20261126"], export_format="vmdk").execute(context)
 
@@ -57,10 +60,10 @@ def test_export_record(emulator: Emulator, context: dict[str, Any]) -> None:
     assert record["dry_run"] is False
     # By COS's clock, as its Date header shows it: to the whole second, never ahead.
     assert before - timedelta(seconds=2) <= datetime.fromisoformat(record["started_at"]) <= datetime.now(UTC)
-    assert context["ti"].xcoms[LINK_XCOM_KEY] == {"bucket": BUCKET, "region": REGION, "folder": ""}
+    assert fake_ti(context).xcoms[LINK_XCOM_KEY] == {"bucket": BUCKET, "region": REGION, "folder": ""}
 
 
-def test_check_only_starts_nothing(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_check_only_starts_nothing(emulator: Emulator, context: Context) -> None:
     record = operator(check_only="True").execute(context)
 
     assert record["dry_run"] is True
@@ -68,7 +71,7 @@ def test_check_only_starts_nothing(emulator: Emulator, context: dict[str, Any]) 
     assert record["task_id"] is None
     assert emulator.state()["exports"] == []
     assert emulator.state()["requests"]["ExportImages"] == {"DryRunOperation": 1}
-    assert LINK_XCOM_KEY not in context["ti"].xcoms
+    assert LINK_XCOM_KEY not in fake_ti(context).xcoms
 
 
 @pytest.mark.parametrize(
@@ -79,7 +82,7 @@ def test_check_only_starts_nothing(emulator: Emulator, context: dict[str, Any]) 
         "InvalidParameterValue.InvalidImageOsName",
     ],
 )
-def test_unexportable_image_fails_with_its_tencent_code(emulator: Emulator, context: dict[str, Any], code: str) -> None:
+def test_unexportable_image_fails_with_its_tencent_code(emulator: Emulator, context: Context, code: str) -> None:
     with pytest.raises(TencentCloudError, match=code) as raised:
         operator(image_ids=[image_for(code)]).execute(context)
     assert raised.value.code == code
@@ -98,15 +101,13 @@ def test_unexportable_image_fails_with_its_tencent_code(emulator: Emulator, cont
         {"region": "guangzhou"},
     ],
 )
-def test_bad_arguments_fail_before_any_request(emulator: Emulator, context: dict[str, Any], kwargs: dict) -> None:
+def test_bad_arguments_fail_before_any_request(emulator: Emulator, context: Context, kwargs: dict) -> None:
     with pytest.raises(TencentCloudConfigError):
         operator(**kwargs).execute(context)
     assert emulator.state()["requests"] == {}
 
 
-def test_the_old_dry_run_keyword_still_works_with_a_deprecation_warning(
-    emulator: Emulator, context: dict[str, Any]
-) -> None:
+def test_the_old_dry_run_keyword_still_works_with_a_deprecation_warning(emulator: Emulator, context: Context) -> None:
     with pytest.warns(DeprecationWarning, match="use check_only"):
         op = operator(dry_run=True)
 
@@ -132,7 +133,7 @@ def test_durable_below_airflow_3_3_warns_once_and_is_ignored() -> None:
         assert Task().durable is False  # left at its default: no warning
 
 
-def test_region_is_required(emulator: Emulator, context: dict[str, Any], tencentcloud_conn: Any) -> None:
+def test_region_is_required(emulator: Emulator, context: Context, tencentcloud_conn: Any) -> None:
     conn_id = tencentcloud_conn("tc_no_region", endpoint=emulator.url)
     with pytest.raises(TencentCloudConfigError, match="region must be set"):
         operator(tencentcloud_conn_id=conn_id).execute(context)
@@ -147,14 +148,14 @@ def test_every_export_argument_is_templated() -> None:
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_rendered_templates_are_normalised(emulator: Emulator, context: dict[str, Any], native: bool) -> None:
+def test_rendered_templates_are_normalised(emulator: Emulator, context: Context, native: bool) -> None:
     with DAG("templated", schedule=None, render_template_as_native_obj=native) as dag:
         op = operator(
             image_ids="{{ params.ids }}",
             file_name_prefixes=["{{ ds_nodash }}"],
             only_export_root_disk="{{ params.root }}",
         )
-    template_context = {"ds_nodash": "20261126", "params": {"ids": ["img-centos02"], "root": True}}
+    template_context = task_context(ds_nodash="20261126", params={"ids": ["img-centos02"], "root": True})
     op.render_template_fields(template_context, jinja_env=dag.get_template_env())
     assert op.file_name_prefixes == ([20261126] if native else ["20261126"])
     assert op.image_ids == (["img-centos02"] if native else "['img-centos02']")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -16,7 +16,10 @@ from airflow_cvm_export.operators.cvm import INTENT_KEY, ExportImagesOperator
 from airflow_cvm_export.triggers.start import ExportStartTrigger
 from airflow_cvm_export.utils.errors import TencentCloudBusyError, TencentCloudOutcomeUnknownError
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_3_PLUS, TaskDeferred
-from tests.operators.conftest import BUCKET, CONN_ID
+from tests.operators.conftest import BUCKET, CONN_ID, fake_store, fake_ti
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
 
 IMAGE = "img-centos01"
 
@@ -41,7 +44,7 @@ def someone_elses_export(image_id: str = IMAGE) -> dict[str, Any]:
 
 @pytest.mark.parametrize("blocked_by", ["busy image", "full queue"])
 def test_waits_in_the_worker_until_it_can_export_its_own_files(
-    start_emulator: Any, context: dict[str, Any], blocked_by: str
+    start_emulator: Any, context: Context, blocked_by: str
 ) -> None:
     emulator = start_emulator(progression="manual", max_running_exports=1)
     theirs = someone_elses_export(IMAGE if blocked_by == "busy image" else "img-centos02")
@@ -60,12 +63,10 @@ def test_waits_in_the_worker_until_it_can_export_its_own_files(
     assert all(path.startswith("/mine_") and path.endswith(".qcow2") for path in record["cos_paths"])
     refusal = "InvalidParameterValue.InvalidImageState" if blocked_by == "busy image" else "LimitExceeded"
     assert any(code.startswith(refusal) for code in emulator.state()["requests"]["ExportImages"])
-    assert INTENT_KEY not in context["task_state_store"]  # a refused send leaves no intent behind
+    assert INTENT_KEY not in fake_store(context)  # a refused send leaves no intent behind
 
 
-def test_gives_up_at_start_timeout_naming_the_image_and_the_reason(
-    start_emulator: Any, context: dict[str, Any]
-) -> None:
+def test_gives_up_at_start_timeout_naming_the_image_and_the_reason(start_emulator: Any, context: Context) -> None:
     emulator = start_emulator(progression="manual")
     someone_elses_export()
     began = time.monotonic()
@@ -76,19 +77,17 @@ def test_gives_up_at_start_timeout_naming_the_image_and_the_reason(
     message = str(raised.value)
     assert f"could not start exporting {IMAGE} to {BUCKET} within start_timeout (1 s)" in message
     assert "[InvalidParameterValue.InvalidImageState]" in message
-    assert len(emulator.state()["exports"]) == 1 and INTENT_KEY not in context["task_state_store"]
+    assert len(emulator.state()["exports"]) == 1 and INTENT_KEY not in fake_store(context)
     # The retry of that refused start does not "reattach" to the other export: it waits, then exports.
     # Without a task state store (before 3.3) the retry cannot know the earlier send was refused: it
     # waits for the image to find out whether that send started an export, and says so.
-    context["ti"].try_number = 2
+    fake_ti(context).try_number = 2
     with pytest.raises(TencentCloudBusyError if AIRFLOW_V_3_3_PLUS else TencentCloudOutcomeUnknownError):
         operator(start_timeout=0.5).execute(context)
     assert len(emulator.state()["exports"]) == 1
 
 
-def test_deferrable_start_waits_in_the_triggerer_and_resumes_to_export(
-    start_emulator: Any, context: dict[str, Any]
-) -> None:
+def test_deferrable_start_waits_in_the_triggerer_and_resumes_to_export(start_emulator: Any, context: Context) -> None:
     emulator = start_emulator(progression="manual")
     someone_elses_export()
     task = operator(deferrable=True)
@@ -98,16 +97,14 @@ def test_deferrable_start_waits_in_the_triggerer_and_resumes_to_export(
     trigger = deferred.value.trigger
     assert isinstance(trigger, ExportStartTrigger) and deferred.value.method_name == "execute_start"
     assert trigger.request["image_ids"] == [IMAGE] and "InvalidImageState" in trigger.reason
-    assert trigger.pending is None and INTENT_KEY not in context["task_state_store"]
+    assert trigger.pending is None and INTENT_KEY not in fake_store(context)
     emulator.finish()  # the other export is over: what the trigger waits for
     event = {"status": "free", "end_time": trigger.end_time, "pending": None}
     record = operator(deferrable=True).execute_start(context, event)
     assert record["task_id"] == emulator.state()["exports"][1]["TaskId"]
 
 
-def test_a_start_deadline_passed_in_the_triggerer_fails_as_in_the_worker(
-    emulator: Emulator, context: dict[str, Any]
-) -> None:
+def test_a_start_deadline_passed_in_the_triggerer_fails_as_in_the_worker(emulator: Emulator, context: Context) -> None:
     event = {"status": "timeout", "end_time": time.time() - 1, "reason": "[LimitExceeded.X] full", "pending": None}
     with pytest.raises(TencentCloudBusyError, match="within start_timeout \\(60 s\\): \\[LimitExceeded.X\\] full"):
         operator(deferrable=True, start_timeout=60).execute_start(context, event)

@@ -8,15 +8,11 @@ from typing import Any
 import pendulum
 import pytest
 
+from airflow_cvm_export.examples import planning
+from airflow_cvm_export.examples.planning import export_kwargs, plan_exports, run_stamp, wait_kwargs
+from airflow_cvm_export.utils import validation
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
-from airflow_cvm_export.utils.validation import (
-    export_kwargs,
-    plan_exports,
-    run_stamp,
-    validate_export_args,
-    validate_export_record,
-    wait_kwargs,
-)
+from airflow_cvm_export.utils.validation import validate_export_args, validate_export_record
 
 GOOD = {"image_ids": ["img-centos01"], "bucket_name": "exports-1250000000"}
 
@@ -194,3 +190,17 @@ def test_plan_rejects_bad_config(changes: dict[str, Any], field: str) -> None:
 def test_plan_rejects_a_config_that_is_not_an_object() -> None:
     with pytest.raises(TencentCloudConfigError, match="config must be"):
         plan_exports(["img-centos01"])
+
+
+@pytest.mark.parametrize("name", ["plan_exports", "export_kwargs", "wait_kwargs", "run_stamp", "DAG_RETRIES"])
+def test_the_example_dags_planning_still_imports_from_validation_with_a_warning(name: str) -> None:
+    with pytest.warns(DeprecationWarning, match=f"moved to airflow_cvm_export.examples.planning.{name}"):
+        moved = getattr(validation, name)
+    assert moved is getattr(planning, name)
+
+
+def test_default_conn_id_moved_to_the_hooks_with_a_warning() -> None:
+    from airflow_cvm_export.hooks import DEFAULT_CONN_ID
+
+    with pytest.warns(DeprecationWarning, match="moved to airflow_cvm_export.hooks.DEFAULT_CONN_ID"):
+        assert validation.DEFAULT_CONN_ID == DEFAULT_CONN_ID == "tencentcloud_default"

@@ -19,7 +19,7 @@ DECLARED_AS = {"airflow": {"apache-airflow"}}
 
 
 def imported_top_level_modules() -> set[str]:
-    names = set()
+    names: set[str] = set()
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):

@@ -20,7 +20,7 @@ from airflow.utils.session import create_session
 from airflow.utils.state import DagRunState, TaskInstanceState
 from sqlalchemy import select
 
-from airflow_cvm_export.version_compat import SerializedDAG
+from tests.airflow_compat import SerializedDAG
 
 
 def _find_run(dag_id: str, logical_date: object, session: object) -> DagRun | None:

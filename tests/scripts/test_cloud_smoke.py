@@ -95,6 +95,7 @@ def test_the_hook_refuses_anything_but_reads_and_dry_runs_before_sending(
     emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = importlib.util.spec_from_file_location("cloud_smoke", SCRIPT)
+    assert spec is not None and spec.loader is not None
     cloud_smoke = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cloud_smoke)
     env = credentials(emulator)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_cvm_export.emulator import Emulator
+from tests.credentials import ROLE_ARN, web_identity_token
 from tests.e2e.conftest import DagRun
 from tests.security.dags.cvm_export_secrets import BAD_CONNECTIONS
 
@@ -89,7 +90,13 @@ def test_no_secret_or_signature_at_debug_level(run_dag: Callable[..., DagRun], a
         for match in re.findall(r"(?:Signature|q-signature)=([0-9a-f]{40,64})", header)
     }
     assert len(signatures) >= 3  # TC3 (DescribeImages, ExportImages) and COS (HEAD) signatures were made
-    places = {"output of airflow dags test": output}
+    assert found_in(run, airflow_home, {SECRET_KEY, TOKEN, URL_PASSWORD, *signatures}) == []
+
+
+def found_in(run: DagRun, airflow_home: Path, forbidden: set[str]) -> list[tuple[str, str]]:
+    """Where any of ``forbidden`` shows: the run's output, its log files, any table of the metadata DB (but
+    for the line Airflow itself prints, see :func:`airflow_prints_it`)."""
+    places = {"output of airflow dags test": run.output}
     places.update(
         {
             f"log file {path}": path.read_text(errors="replace")
@@ -102,7 +109,6 @@ def test_no_secret_or_signature_at_debug_level(run_dag: Callable[..., DagRun], a
         for table in tables:
             rows = db.execute(f'SELECT * FROM "{table}"').fetchall()  # noqa: S608 - names from sqlite_master
             places[f"table {table}"] = "\n".join(repr(row) for row in rows)
-    forbidden = {SECRET_KEY, TOKEN, URL_PASSWORD, *signatures}
     leaks = sorted(
         {
             (where, line[:400])
@@ -112,7 +118,53 @@ def test_no_secret_or_signature_at_debug_level(run_dag: Callable[..., DagRun], a
             if word in line
         }
     )
-    assert [(where, line) for where, line in leaks if not airflow_prints_it(line)] == []
+    return [(where, line) for where, line in leaks if not airflow_prints_it(line)]
+
+
+EXTERNAL_ID = "SECRETSCAN-EXTID-5a1f"
+POLICY = {"version": "2.0", "statement": [{"effect": "allow", "action": ["name/cvm:*"], "resource": ["*"]}]}
+
+
+@pytest.mark.every_line
+def test_no_temporary_secret_at_debug_level(run_dag: Callable[..., DagRun], airflow_home: Path, tmp_path: Path) -> None:
+    """Temporary credentials (a TKE pod's OIDC identity assuming a role, renewed every few seconds): no
+    web identity token, temporary SecretKey, token, ExternalId or session policy anywhere."""
+
+    web_identity = web_identity_token()
+    token_file = tmp_path / "web-identity-token"
+    token_file.write_text(web_identity)
+    emulator = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, export_seconds=8, credential_lifetime=4)
+    with emulator:
+        env = {
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG",
+            "TKE_REGION": "ap-guangzhou",
+            "TKE_PROVIDER_ID": "OIDC",
+            "TKE_WEB_IDENTITY_TOKEN_FILE": str(token_file),
+            "TKE_ROLE_ARN": ROLE_ARN,
+            **{
+                f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)
+                for conn_id, conn in bad_connections(emulator.url).items()
+            },
+        }
+        extra = {
+            "region": "ap-guangzhou",
+            "endpoint": emulator.url,
+            "sts_endpoint": emulator.url,
+            "credential_source": "oidc",
+            "role_arn": ROLE_ARN,
+            "external_id": EXTERNAL_ID,
+            "policy": POLICY,
+        }
+        connection = {"login": None, "password": None, "extra": extra}
+        run = run_dag("cvm_export_secrets", emulator, connection=connection, env=env)
+        issued = list(emulator.credentials.keys._temporary.values())
+        requests = emulator.state()["requests"]
+    assert run.xcoms("wait")  # the good export was started and waited for in the triggerer
+    assert requests["AssumeRoleWithWebIdentity"]["ok"] >= 2 and requests["AssumeRole"]["ok"] >= 2  # renewed
+    forbidden = {web_identity, EXTERNAL_ID, json.dumps(POLICY, separators=(",", ":"))}
+    forbidden |= {credential.secret_key for credential in issued} | {credential.token for credential in issued}
+    assert found_in(run, airflow_home, forbidden) == []
 
 
 def airflow_prints_it(line: str) -> bool:
@@ -121,6 +173,6 @@ def airflow_prints_it(line: str) -> bool:
     ``InProcessSupervisorComms.send`` (apache-airflow-task-sdk 1.3.2, Airflow 3.3.2,
     ``airflow/sdk/execution_time/supervisor.py`` line 2055) logs every message at DEBUG, including
     ``MaskSecret(value=<the secret>)``: Airflow's own masking of the connection's password and extra,
-    and the provider's. The real supervisor omits that body; see the README's Secrets section.
+    and the provider's. The real supervisor omits that body; see docs/security.md.
     """
     return "[debug" in line and "Sending request" in line and "loc=supervisor.py" in line and "msg=MaskSecret(" in line

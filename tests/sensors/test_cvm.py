@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from airflow.sdk import DAG, Asset, AssetAlias, PokeReturnValue
@@ -23,22 +24,27 @@ from airflow_cvm_export.version_compat import (
     TaskDeferred,
 )
 from tests.credentials import SECRET_KEY
-from tests.operators.conftest import BUCKET, CONN_ID, REGION, FakeTaskInstance
+from tests.operators.conftest import BUCKET, CONN_ID, REGION, FakeTaskInstance, fake_ti, task_context
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
+
+    from airflow_cvm_export.utils.records import ExportRecord
 
 
-def start(context: dict[str, Any], image_ids: list[str], **kwargs: Any) -> dict[str, Any]:
+def start(context: Context, image_ids: list[str], **kwargs: Any) -> ExportRecord:
     op = ExportImagesOperator(
         task_id="start_export", image_ids=image_ids, bucket_name=BUCKET, tencentcloud_conn_id=CONN_ID, **kwargs
     )
     return op.execute(context)
 
 
-def sensor(export: dict[str, Any] | None = None, **kwargs: Any) -> ExportImagesSensor:
+def sensor(export: Mapping[str, Any] | None = None, **kwargs: Any) -> ExportImagesSensor:
     kwargs.setdefault("poke_interval", 0.1)
     return ExportImagesSensor(task_id="wait_for_export", export=export, tencentcloud_conn_id=CONN_ID, **kwargs)
 
 
-def poke_until_done(wait: ExportImagesSensor, context: dict[str, Any], seconds: float = 10) -> PokeReturnValue:
+def poke_until_done(wait: ExportImagesSensor, context: Context, seconds: float = 10) -> PokeReturnValue:
     stop = time.monotonic() + seconds
     while time.monotonic() < stop:
         result = wait.poke(context)
@@ -50,7 +56,7 @@ def poke_until_done(wait: ExportImagesSensor, context: dict[str, Any], seconds: 
 
 
 def test_pokes_until_every_object_is_there(
-    start_emulator: Any, context: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    start_emulator: Any, context: Context, capsys: pytest.CaptureFixture[str]
 ) -> None:
     emulator = start_emulator(progression="manual")
     record = start(context, ["img-centos02", "img-ubuntu01"], file_name_prefixes=["web", "app"])
@@ -65,11 +71,11 @@ def test_pokes_until_every_object_is_there(
     (export,) = emulator.state()["exports"]
     assert result.xcom_value == export["CosPaths"]
     assert "0 of 5 exported objects present" in capsys.readouterr().out  # structlog writes to stdout
-    objects = context["ti"].xcoms[OBJECTS_XCOM_KEY]
+    objects = fake_ti(context).xcoms[OBJECTS_XCOM_KEY]
     assert [obj["cos_path"] for obj in objects] == export["CosPaths"]
     assert {obj["bucket"] for obj in objects} == {BUCKET}
     assert all(obj["size"] > 0 and obj["url"].startswith(f"https://{BUCKET}.cos.{REGION}.") for obj in objects)
-    assert context["ti"].xcoms[LINK_XCOM_KEY]["bucket"] == BUCKET
+    assert fake_ti(context).xcoms[LINK_XCOM_KEY]["bucket"] == BUCKET
     events = context["outlet_events"][AssetAlias(DEFAULT_ASSET_ALIAS)].asset_alias_events
     assert sorted(event.dest_asset_key.uri for event in events) == [
         f"cos://{BUCKET}/img-centos02?dag_id={wait.dag_id}",
@@ -77,21 +83,21 @@ def test_pokes_until_every_object_is_there(
     ]
 
 
-def test_objects_older_than_the_export_never_count(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_objects_older_than_the_export_never_count(emulator: Emulator, context: Context) -> None:
     record = start(context, ["img-centos01"])
     poke_until_done(sensor(record), context)
     # The same image exported again later writes the same key: yesterday's object must not count,
     # whether the record says what was there before (its baseline) or only when it started.
     later = {**record, "started_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(), "baseline": None}
     assert sensor(later).poke(context) is False
-    existing = {obj["key"]: obj for obj in context["ti"].xcoms[OBJECTS_XCOM_KEY]}
+    existing = {obj["key"]: obj for obj in fake_ti(context).xcoms[OBJECTS_XCOM_KEY]}
     rerun = {**record, "baseline": take_baseline(existing, existing)}  # started before yesterday's files
     assert sensor(rerun).poke(context) is False
 
 
 @pytest.mark.parametrize("cos_clock", [-120, +120], ids=["cos_behind", "cos_ahead"])
 def test_without_a_baseline_objects_are_judged_by_cos_clock(
-    start_emulator: Any, context: dict[str, Any], cos_clock: int
+    start_emulator: Any, context: Context, cos_clock: int
 ) -> None:
     """COS's clock 2 minutes off this machine's (and the API's): ``started_at`` is taken by COS's clock,
     from the baseline listing's ``Date``, so a record without a baseline still hands on the new files
@@ -108,11 +114,11 @@ def test_without_a_baseline_objects_are_judged_by_cos_clock(
     assert sensor(legacy).poke(context) is False  # the earlier export's file is not this export's
     emulator.finish()
     poke_until_done(sensor(legacy), context)
-    (obj,) = context["ti"].xcoms[OBJECTS_XCOM_KEY]
+    (obj,) = fake_ti(context).xcoms[OBJECTS_XCOM_KEY]
     assert obj["key"] == key and obj["etag"] != earlier.etag.strip('"')  # the new export's file
 
 
-def test_export_failing_in_the_cloud_fails_fast(start_emulator: Any, context: dict[str, Any]) -> None:
+def test_export_failing_in_the_cloud_fails_fast(start_emulator: Any, context: Context) -> None:
     start_emulator(fail_rate=1)
     record = start(context, ["img-centos01"])
     wait = sensor(record, timeout=60)
@@ -122,7 +128,7 @@ def test_export_failing_in_the_cloud_fails_fast(start_emulator: Any, context: di
     assert time.monotonic() - began < 5
 
 
-def test_deleted_image_fails_at_once(start_emulator: Any, context: dict[str, Any]) -> None:
+def test_deleted_image_fails_at_once(start_emulator: Any, context: Context) -> None:
     start_emulator(progression="manual")
     record = start(context, ["img-centos01"])
     gone = {**record, "image_ids": ["img-zzzzzzzz"]}
@@ -130,12 +136,12 @@ def test_deleted_image_fails_at_once(start_emulator: Any, context: dict[str, Any
         sensor(gone).poke(context)
 
 
-def test_execute_returns_the_cos_paths(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_execute_returns_the_cos_paths(emulator: Emulator, context: Context) -> None:
     record = start(context, ["img-ubuntu03"])
     assert sensor(record).execute(context) == record["cos_paths"]
 
 
-def test_explicit_fields_instead_of_a_record(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_explicit_fields_instead_of_a_record(emulator: Emulator, context: Context) -> None:
     record = start(context, ["img-ubuntu02"])
     wait = ExportImagesSensor(
         task_id="wait_for_export",
@@ -152,7 +158,7 @@ def test_explicit_fields_instead_of_a_record(emulator: Emulator, context: dict[s
 
 
 @pytest.mark.parametrize("soft_fail", [False, True])
-def test_timeout(start_emulator: Any, context: dict[str, Any], soft_fail: bool) -> None:
+def test_timeout(start_emulator: Any, context: Context, soft_fail: bool) -> None:
     start_emulator(progression="manual")
     record = start(context, ["img-centos01"])
     expected = AirflowSkipException if soft_fail else AirflowSensorTimeout
@@ -160,20 +166,20 @@ def test_timeout(start_emulator: Any, context: dict[str, Any], soft_fail: bool) 
         sensor(record, timeout=0.3, soft_fail=soft_fail).execute(context)
 
 
-def test_dry_run_record_skips(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_dry_run_record_skips(emulator: Emulator, context: Context) -> None:
     record = start(context, ["img-centos01"], dry_run=True)
     with pytest.raises(AirflowSkipException, match="dry run"):
         sensor(record).execute(context)
     assert "DescribeImages" not in emulator.state()["requests"]
 
 
-def test_record_and_explicit_fields_are_exclusive(context: dict[str, Any]) -> None:
+def test_record_and_explicit_fields_are_exclusive(context: Context) -> None:
     wait = sensor({"task_id": 1}, bucket_name=BUCKET)
     with pytest.raises(TencentCloudConfigError, match="either export or the explicit fields"):
         wait.execute(context)
 
 
-def test_deferrable_defers_to_the_trigger_with_the_deadline(start_emulator: Any, context: dict[str, Any]) -> None:
+def test_deferrable_defers_to_the_trigger_with_the_deadline(start_emulator: Any, context: Context) -> None:
     start_emulator(progression="manual")  # still running when the sensor checks before deferring
     record = start(context, ["img-centos01"])
     with pytest.raises(TaskDeferred) as deferred:
@@ -183,14 +189,12 @@ def test_deferrable_defers_to_the_trigger_with_the_deadline(start_emulator: Any,
     assert deferred.value.method_name == "execute_complete"
     assert kwargs["export"] == {**record, "region": REGION}
     assert kwargs["poll_interval"] == 7
-    assert kwargs["end_time"] == pytest.approx(context["ti"].start_date.timestamp() + 120)
+    assert kwargs["end_time"] == pytest.approx(fake_ti(context).start_date.timestamp() + 120)
     assert SECRET_KEY not in repr(kwargs)
 
 
 @pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
-def test_a_finished_export_is_handed_on_at_once_in_every_mode(
-    start_emulator: Any, context: dict[str, Any], mode: str
-) -> None:
+def test_a_finished_export_is_handed_on_at_once_in_every_mode(start_emulator: Any, context: Context, mode: str) -> None:
     """The default poke_interval (60 s): the first check comes before any wait, deferring included."""
     start_emulator(progression="immediate")
     record = start(context, ["img-centos01"])
@@ -202,28 +206,28 @@ def test_a_finished_export_is_handed_on_at_once_in_every_mode(
         deferrable=mode == "deferrable",
     )
     assert wait.poke_interval == 60
-    context["ti"].get_first_reschedule_date = lambda context: None  # reschedule mode: this is the first try
+    fake_ti(context).get_first_reschedule_date = lambda context: None  # type: ignore[attr-defined]  # reschedule mode: the first try
     began = time.monotonic()
     assert wait.execute(context) == record["cos_paths"]  # no TaskDeferred, no reschedule
     assert time.monotonic() - began < 5
-    assert [obj["cos_path"] for obj in context["ti"].xcoms[OBJECTS_XCOM_KEY]] == record["cos_paths"]
+    assert [obj["cos_path"] for obj in fake_ti(context).xcoms[OBJECTS_XCOM_KEY]] == record["cos_paths"]
     events = context["outlet_events"][AssetAlias(DEFAULT_ASSET_ALIAS)].asset_alias_events
     assert [event.dest_asset_key.uri for event in events] == [f"cos://{BUCKET}/img-centos01?dag_id={wait.dag_id}"]
 
 
-def test_deferrable_fails_a_failed_export_before_deferring(start_emulator: Any, context: dict[str, Any]) -> None:
+def test_deferrable_fails_a_failed_export_before_deferring(start_emulator: Any, context: Context) -> None:
     start_emulator(progression="immediate", fail_rate=1)
     record = start(context, ["img-centos01"])
     with pytest.raises(AirflowFailException, match="img-centos01 is in state EXPORTFAILED"):
         sensor(record, deferrable=True).execute(context)
 
 
-def test_execute_complete_success(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_execute_complete_success(emulator: Emulator, context: Context) -> None:
     record = start(context, ["img-centos01"])
     objects = [{"bucket": BUCKET, "key": path.lstrip("/"), "cos_path": path} for path in record["cos_paths"]]
     event = {"status": "success", "message": "done", "objects": objects, "cos_paths": record["cos_paths"]}
     assert sensor(record).execute_complete(context, event) == record["cos_paths"]
-    assert context["ti"].xcoms[OBJECTS_XCOM_KEY] == objects
+    assert fake_ti(context).xcoms[OBJECTS_XCOM_KEY] == objects
 
 
 @pytest.mark.parametrize(
@@ -236,12 +240,12 @@ def test_execute_complete_success(emulator: Emulator, context: dict[str, Any]) -
 )
 def test_execute_complete_failure(emulator: Emulator, status: str, error: type[Exception], final: bool) -> None:
     """A failed export or a timeout ends the task; an export that could not be checked fails only this try."""
-    record = start({"ti": FakeTaskInstance()}, ["img-centos01"])
-    resumed = {"ti": FakeTaskInstance()}  # a resumed task runs in a new process
+    record = start(task_context(ti=FakeTaskInstance()), ["img-centos01"])
+    resumed = task_context(ti=FakeTaskInstance())  # a resumed task runs in a new process
     with pytest.raises(error, match="image img-centos01 is in state") as raised:
         sensor(record).execute_complete(resumed, {"status": status, "message": "image img-centos01 is in state X"})
     assert isinstance(raised.value, AirflowFailException | AirflowSensorTimeout) is final
-    assert resumed["ti"].xcoms[LINK_XCOM_KEY]["bucket"] == BUCKET  # the failed task keeps its console links
+    assert fake_ti(resumed).xcoms[LINK_XCOM_KEY]["bucket"] == BUCKET  # the failed task keeps its console links
 
 
 def test_one_asset_per_bucket_image_and_dag_whatever_the_prefix() -> None:

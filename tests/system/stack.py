@@ -14,6 +14,7 @@ Used by tests/system and ``bench/celery_nightly.py``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import json
 import os
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from tests.credentials import ROLE_ARN
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -211,6 +214,8 @@ def start_postgres(
     goes (default: ``scratch``; ``/var/run/postgresql`` is where Debian's ``psql`` looks).
     """
     pg = postgres_bin()
+    if pg is None:
+        raise RuntimeError("PostgreSQL's server binaries are not installed (apt-get install postgresql)")
     data = scratch / "pgdata"
     user = None
     if os.geteuid() == 0:  # initdb and postgres refuse to run as root: use the package's postgres user
@@ -268,7 +273,24 @@ def _start_emulator(stack: Stack, export_seconds: float, extra_args: list[str]) 
     stack.emulator = wait_until("the emulator's URL", lambda: stack.log("emulator").strip().splitlines()[:1], 30)[0]
 
 
-def _airflow_env(stack: Stack, variable: dict[str, Any] | None, dags_folder: Path) -> dict[str, str]:
+def _connection(stack: Stack, role_credentials: bool) -> dict[str, Any]:
+    """The default connection: the emulator's key pair, or (``role_credentials``) the instance's CAM role
+    from the emulator's metadata service assuming a role through its STS."""
+    extra: dict[str, Any] = {"endpoint": stack.emulator, "region": REGION}
+    if not role_credentials:
+        return {"conn_type": "tencentcloud", "login": SECRET_ID, "password": SECRET_KEY, "extra": extra}
+    extra.update(
+        credential_source="cvm_role",
+        metadata_endpoint=stack.emulator,
+        role_arn=ROLE_ARN,
+        sts_endpoint=stack.emulator,
+    )
+    return {"conn_type": "tencentcloud", "extra": extra}
+
+
+def _airflow_env(
+    stack: Stack, variable: dict[str, Any] | None, dags_folder: Path, role_credentials: bool = False
+) -> dict[str, str]:
     from cryptography.fernet import Fernet
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "TENCENTCLOUD_"))}
@@ -286,14 +308,7 @@ def _airflow_env(stack: Stack, variable: dict[str, Any] | None, dags_folder: Pat
         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),  # 8794 may be another stack's
         # As docker-compose.yaml: sensors without an explicit mode wait in the triggerer.
         AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="True",
-        AIRFLOW_CONN_TENCENTCLOUD_DEFAULT=json.dumps(
-            {
-                "conn_type": "tencentcloud",
-                "login": SECRET_ID,
-                "password": SECRET_KEY,
-                "extra": {"endpoint": stack.emulator, "region": REGION},
-            }
-        ),
+        AIRFLOW_CONN_TENCENTCLOUD_DEFAULT=json.dumps(_connection(stack, role_credentials)),
     )
     if variable is not None:
         env["AIRFLOW_VAR_CVM_EXPORT_CONFIG"] = json.dumps(variable)
@@ -318,7 +333,7 @@ def _start_airflow(stack: Stack, worker_concurrency: int) -> None:
     token = stack.session.get(f"{stack.api}/auth/token", timeout=10).json()["access_token"]
     stack.session.headers["Authorization"] = f"Bearer {token}"
     for name in stack.workers:
-        wait_until(f"{name} to be ready", lambda name=name: " ready." in stack.log(name), STARTUP_TIMEOUT)
+        wait_until(f"{name} to be ready", functools.partial(_ready, stack, name), STARTUP_TIMEOUT)
     for name, process in stack.processes.items():
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with {process.returncode}:\n{stack.log(name)[-3000:]}")
@@ -332,8 +347,10 @@ def celery_stack(
     variable: dict[str, Any] | None = None,
     worker_concurrency: int = 1,
     dags_folder: Path = ROOT / "dags",
+    role_credentials: bool = False,
 ) -> Iterator[Stack]:
-    """PostgreSQL, Redis, the emulator and Airflow with the CeleryExecutor and two workers."""
+    """PostgreSQL, Redis, the emulator and Airflow with the CeleryExecutor and two workers; with
+    ``role_credentials`` every process signs with temporary credentials (docs/credentials.md)."""
     scratch = Path(tempfile.mkdtemp(prefix="cvm-celery-"))
     stack = Stack(home=scratch / "airflow", api=f"http://127.0.0.1:{free_port()}", workers=tuple(WORKERS))
     stack.home.mkdir()
@@ -342,7 +359,7 @@ def celery_stack(
         database = start_postgres(stack, scratch / "pg")
         broker = start_redis(stack, scratch)
         _start_emulator(stack, export_seconds, emulator_args or [])
-        stack.env = _airflow_env(stack, variable, dags_folder)
+        stack.env = _airflow_env(stack, variable, dags_folder, role_credentials)
         # As docker-compose.yaml, but on loopback ports and without a password (trust auth).
         stack.env.update(
             AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
@@ -381,3 +398,8 @@ def worker_runs(stack: Stack) -> dict[str, set[tuple[str, str, str]]]:
     """``{worker: {(dag_id, run_id, task_id)}}`` of the task workloads each Celery worker executed."""
     pattern = re.compile(r"Executing workload in Celery: .*?task_id='([^']+)', dag_id='([^']+)', run_id='([^']+)'")
     return {name: {(dag, run, task) for task, dag, run in pattern.findall(stack.log(name))} for name in stack.workers}
+
+
+def _ready(stack: Stack, name: str) -> bool:
+    """The worker ``name`` logged that it is ready."""
+    return " ready." in stack.log(name)

@@ -21,6 +21,7 @@ from airflow_cvm_export.hooks.cvm import CvmAsyncHook, CvmHook
 from airflow_cvm_export.triggers import poller as triggers
 from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
 from airflow_cvm_export.triggers.poller import ExportPoller
+from airflow_cvm_export.utils.records import ExportRecord
 from tests.credentials import SECRET_ID, SECRET_KEY
 
 BUCKET = WRITABLE_BUCKETS[0]
@@ -44,7 +45,7 @@ def serve(tencentcloud_conn: Callable[..., str]) -> Iterator[Callable[..., tuple
         emu.stop()
 
 
-def start_export(conn_id: str, image_ids: list[str]) -> dict[str, Any]:
+def start_export(conn_id: str, image_ids: list[str]) -> ExportRecord:
     """Start a real export on the emulator and return its export record, as the operator pushes it."""
     started_at = datetime.now(UTC).isoformat()
     response = CvmHook(conn_id).export_images(image_ids=image_ids, bucket_name=BUCKET)
@@ -80,7 +81,7 @@ def run_all(trigger_list: list[ExportImagesTrigger]) -> list[dict[str, Any]]:
     return asyncio.run(main())
 
 
-def wait(conn_id: str, exports: list[dict[str, Any]], poll_interval: float = FAST_POLL) -> list[dict[str, Any]]:
+def wait(conn_id: str, exports: list[ExportRecord], poll_interval: float = FAST_POLL) -> list[dict[str, Any]]:
     """The events of one trigger per export, all waiting at once."""
     return run_all(
         [ExportImagesTrigger(export=e, tencentcloud_conn_id=conn_id, poll_interval=poll_interval) for e in exports]
@@ -97,8 +98,8 @@ def throttled(emu: Emulator) -> int:
 
 
 def test_serialize_round_trips_every_argument() -> None:
-    export = {"task_id": 1, "cos_paths": ["/a.raw"], "image_ids": ["img-centos01"], "bucket_name": BUCKET}
-    kwargs = {
+    export: ExportRecord = {"task_id": 1, "cos_paths": ["/a.raw"], "image_ids": ["img-centos01"], "bucket_name": BUCKET}
+    kwargs: dict[str, Any] = {
         "export": export,
         "tencentcloud_conn_id": "tc",
         "region": "ap-shanghai",
@@ -146,7 +147,7 @@ def test_deadline_gives_a_timeout_event(serve: Callable[..., tuple[Emulator, str
 
 def test_missing_credentials_give_an_error_event(tencentcloud_conn: Callable[..., str]) -> None:
     conn = tencentcloud_conn("tc_no_secret", login=None, password=None, endpoint="http://127.0.0.1:9", region=REGION)
-    export = {"task_id": 7, "cos_paths": ["/a.raw"], "image_ids": ["img-centos01"], "bucket_name": BUCKET}
+    export: ExportRecord = {"task_id": 7, "cos_paths": ["/a.raw"], "image_ids": ["img-centos01"], "bucket_name": BUCKET}
     (event,) = wait(conn, [export])
     assert event["status"] == "error"
     assert "no credentials" in event["message"] and "tc_no_secret" in event["message"]
@@ -227,7 +228,7 @@ def test_concurrent_pollers_share_one_rate_limiter(
 def test_recovered_export_is_found_by_listing(serve: Callable[..., tuple[Emulator, str]]) -> None:
     _, conn_id = serve()
     export = start_export(conn_id, ["img-centos02"])
-    recovered = {**export, "task_id": None, "cos_paths": [], "recovered": True}  # the ExportImages answer was lost
+    recovered: ExportRecord = {**export, "task_id": None, "cos_paths": [], "recovered": True}  # the answer was lost
     (event,) = wait(conn_id, [recovered])
     assert event["status"] == "success"
     assert sorted(event["cos_paths"]) == sorted(export["cos_paths"])

@@ -7,7 +7,7 @@ deferrable). The browser is Debian's ``chromium`` driven by Playwright (``CHROMI
 path); Playwright's own browser download is not used.
 
 Screenshots go to the test's tmp dir, or to ``$UI_SCREENSHOTS`` (``make screenshots`` sets it to
-``docs/img``, where the README's pictures live).
+``docs/img``, where the documentation's pictures live).
 """
 
 from __future__ import annotations
@@ -22,12 +22,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
 from airflow_cvm_export.emulator import Emulator
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
 from tests.credentials import SECRET_ID, SECRET_KEY
 
 pytestmark = pytest.mark.ui
@@ -47,7 +50,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 STARTUP_TIMEOUT = 120
 
 
@@ -200,7 +203,7 @@ def screenshot(tmp_path: Path) -> Callable[..., Path]:
 
 
 def _shrink(path: Path) -> None:
-    """Keep the README's pictures small: 256 colours are plenty for a UI."""
+    """Keep the documentation's pictures small: 256 colours are plenty for a UI."""
     from PIL import Image
 
     with Image.open(path) as image:

@@ -120,8 +120,11 @@ def test_repr_hides_secrets():
     assert SECRET_KEY not in repr(cfg) and TOKEN not in repr(cfg) and SECRET_ID in repr(cfg)
 
 
-def test_with_region():
+@pytest.mark.filterwarnings("ignore:ClientConfig.with_region:DeprecationWarning")
+def test_with_region_still_works_and_is_deprecated():
     cfg = config({"region": "ap-guangzhou"})
+    with pytest.warns(DeprecationWarning, match="pass region= to the hook"):
+        cfg.with_region(None)
     assert cfg.with_region(None) is cfg and cfg.with_region("ap-guangzhou") is cfg
     other = cfg.with_region("ap-tokyo")
     assert (other.region, other.secret_key, other.endpoint) == ("ap-tokyo", SECRET_KEY, cfg.endpoint)

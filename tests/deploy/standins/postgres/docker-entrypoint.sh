@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Entrypoint of the postgres stand-in: as root, own the data directory and drop to "postgres"; on an
-# empty PGDATA, initdb with POSTGRES_USER as superuser (password POSTGRES_PASSWORD, required) and
+# empty PGDATA, initdb (UTF8) with POSTGRES_USER as superuser (password POSTGRES_PASSWORD, required) and
 # create POSTGRES_DB; then `postgres` listening on every address, password auth from the network.
 set -euo pipefail
 
@@ -17,7 +17,9 @@ if [[ ! -s $PGDATA/PG_VERSION ]]; then
     : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set (the stand-in, like postgres:16, refuses an empty one)}"
     user=${POSTGRES_USER:-postgres}
     db=${POSTGRES_DB:-$user}
-    initdb --username="$user" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") \
+    # UTF8, as postgres:16 (LANG=en_US.utf8) gives: in the C locale initdb would pick SQL_ASCII, where
+    # psycopg 3 (the Celery result backend's db+postgresql://) returns bytes for text and the workers fail.
+    initdb --username="$user" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") --encoding=UTF8 --locale=C.UTF-8 \
         --auth-local=trust --auth-host=scram-sha-256 -D "$PGDATA" >/dev/null
     echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
     if [[ $db != postgres ]]; then

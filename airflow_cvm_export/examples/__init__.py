@@ -1,0 +1,1 @@
+"""Worked examples the example DAGs import: :mod:`airflow_cvm_export.examples.planning`."""
