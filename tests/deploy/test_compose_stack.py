@@ -57,7 +57,7 @@ IMAGES = {"img-centos01", "img-ubuntu01"}  # AIRFLOW_VAR_CVM_EXPORT_CONFIG's ima
 # (InvalidImageState), which would make the ad-hoc run wait for the nightly ones.
 ADHOC_IMAGE = "img-ubuntu02"
 ADHOC_CONF = {"image_ids": [ADHOC_IMAGE], "bucket_name": "exports-1250000000", "poke_interval": 5}
-HEALTHY_TIMEOUT = 600
+HEALTHY_TIMEOUT = 900  # 2-3 min on an idle 2-core machine; health checks time out under heavy load
 RUN_TIMEOUT = 420
 
 
@@ -116,7 +116,16 @@ class Compose:
         try:
             wait_until("every service to be healthy", healthy, HEALTHY_TIMEOUT, interval=5)
         except TimeoutError:
-            raise AssertionError(f"{self.services()}\n{self.logs()}") from None
+            states = {name: (entry["State"], entry.get("Health")) for name, entry in self.services().items()}
+            raise AssertionError(f"not healthy after {HEALTHY_TIMEOUT} s: {states}\n{self.health_logs()}") from None
+
+    def health_logs(self) -> str:
+        """The last health check outputs of every container that is not healthy."""
+        ids = self.run("docker compose ps -aq", timeout=60).split()
+        done = subprocess.run(
+            ["docker", "inspect", "--format", "{{.Name}} {{json .State.Health}}", *ids], capture_output=True, text=True
+        )
+        return "\n".join(line for line in done.stdout.splitlines() if '"Status":"healthy"' not in line)[-6000:]
 
     def logs(self, service: str = "") -> str:
         done = subprocess.run(

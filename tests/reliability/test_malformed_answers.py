@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -12,6 +12,9 @@ from airflow_cvm_export.operators.cvm import ExportImagesOperator
 from airflow_cvm_export.utils.errors import TencentCloudResponseError, TencentCloudServerError
 from tests.hooks.conftest import NO_LIMITS
 from tests.hooks.scripted_server import Answer, ScriptedServer, api_error, api_ok
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
 
 pytestmark = pytest.mark.reliability
 
@@ -131,7 +134,7 @@ def listing(*keys: str, modified: str = "2026-12-01T22:00:00.000Z") -> Answer:
 
 
 def test_operator_reads_a_wrong_answer_as_ambiguous_and_finds_out_without_sending_again(
-    hook: CvmHook, server: ScriptedServer, context: dict[str, Any]
+    hook: CvmHook, server: ScriptedServer, context: Context
 ) -> None:
     keys = [path.lstrip("/") for path in PATHS]
     server.play(

@@ -5,7 +5,7 @@ the output shows the SecretKey, the token or a password written into a URL."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,6 +19,9 @@ from airflow_cvm_export.utils.errors import TencentCloudConfigError
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_2_PLUS
 from tests.credentials import SECRET_ID, SECRET_KEY, TOKEN
 from tests.operators.conftest import BUCKET
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
 
 pytestmark = pytest.mark.reliability
 
@@ -173,7 +176,7 @@ def _cases() -> list[Any]:
 CONNECTION_CASES = _cases()
 
 
-def run_with_connection(emulator: Emulator, context: dict[str, Any], monkeypatch: pytest.MonkeyPatch, fields: Any):
+def run_with_connection(emulator: Emulator, context: Context, monkeypatch: pytest.MonkeyPatch, fields: Any):
     extra = fields.get("extra", {})
     if isinstance(extra, dict):
         extra = {
@@ -189,7 +192,7 @@ def run_with_connection(emulator: Emulator, context: dict[str, Any], monkeypatch
 @pytest.mark.parametrize(("fields", "message"), CONNECTION_CASES)
 def test_connection_input(
     emulator: Emulator,
-    context: dict[str, Any],
+    context: Context,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     fields: dict[str, Any],
