@@ -275,7 +275,7 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
         if self._outage is None:
             self._outage = Outage(self.max_outage)
             store = context.get("task_state_store") if self.reschedule else None
-            kept = store.get(OUTAGE_KEY) if store is not None else None
+            kept: Any = store.get(OUTAGE_KEY) if store is not None else None  # as _keep_outage stored it
             if kept and kept.get("try_number") == context["ti"].try_number:
                 self._outage.since, self._outage.failures = kept["since"], kept["failures"]
         return self._outage
@@ -288,7 +288,11 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
         if outage.since is None:
             store.delete(OUTAGE_KEY)
         else:
-            kept = {"try_number": context["ti"].try_number, "since": outage.since, "failures": outage.failures}
+            kept: dict[str, Any] = {
+                "try_number": context["ti"].try_number,
+                "since": outage.since,
+                "failures": outage.failures,
+            }
             store.set(OUTAGE_KEY, kept)
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:
