@@ -4,7 +4,9 @@ deferred wait, and a skewed clock: the operator, sensor and trigger against the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -53,31 +55,56 @@ def accepted(emulator: Emulator) -> list[dict[str, Any]]:
     return emulator.state()["exports"]
 
 
+BUSY = "InvalidParameterValue.InvalidImageState"  # a DryRun's answer while an image exports
+
+
+@contextlib.contextmanager
+def finished_once_busy(emulator: Emulator) -> Iterator[None]:
+    """While the block runs: the exports (``manual`` progression) stay running until a DryRun was
+    answered busy, then finish; so the operator must have seen its export still running."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.02):
+            if emulator.state()["requests"].get("ExportImages", {}).get(BUSY):
+                emulator.finish()
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+
+
 @pytest.mark.parametrize("prefixes", [None, ["nightly-20261126", "web-20261126"]], ids=["no-prefix", "prefix"])
 def test_lost_answer_is_resolved_by_probing_not_by_a_second_send(
-    emulator: Emulator, context: Context, prefixes: list[str] | None
+    start_emulator: Any, context: Context, prefixes: list[str] | None
 ) -> None:
+    emulator = start_emulator(progression="manual")
     emulator.inject("ExportImages", "drop_after")  # the export starts, its answer is lost
-    record = operator(file_name_prefixes=prefixes).execute(context)
+    with finished_once_busy(emulator):
+        record = operator(file_name_prefixes=prefixes, poll_interval=0.1).execute(context)
 
     (export,) = accepted(emulator)
     assert record["recovered"] is True and record["task_id"] is None
     assert record["cos_paths"] == export["CosPaths"]  # found under the documented names, in the API's order
     outcomes = emulator.state()["requests"]["ExportImages"]
     assert outcomes["fault:drop_after"] == 1 and "ok" not in outcomes  # never sent a second time
-    assert outcomes["InvalidParameterValue.InvalidImageState"] >= 1  # DryRun: busy until the export finished
+    assert outcomes[BUSY] >= 1  # DryRun: busy until the export finished
     assert wait_for(record, context) == export["CosPaths"]
     assert INTENT_KEY not in fake_store(context)
 
 
-def test_a_lost_answer_of_a_fast_export_starts_no_second_export(start_emulator: Any, context: Context) -> None:
+def test_a_lost_answer_of_a_fast_export_starts_no_second_export(emulator: Emulator, context: Context) -> None:
     """The export finishes before the probe: the image is free, but its files say it ran."""
-    emulator = start_emulator(export_seconds=0.05)
-    emulator.inject("ExportImages", "drop_after", "slow")  # the probe comes after the export finished
+    emulator.inject("ExportImages", "drop_after")  # exports finish as they are accepted (``immediate``)
     record = operator().execute(context)
     (export,) = accepted(emulator)
     assert record["cos_paths"] == export["CosPaths"]
-    assert "InvalidParameterValue.InvalidImageState" not in emulator.state()["requests"]["ExportImages"]
+    assert BUSY not in emulator.state()["requests"]["ExportImages"]
 
 
 def test_recovered_export_ignores_older_and_foreign_objects(emulator: Emulator, context: Context) -> None:
@@ -141,12 +168,13 @@ def test_faults_while_probing_are_waited_out_in_the_same_try(
 def test_an_unresolved_lost_answer_fails_after_start_timeout_and_the_retry_resumes_the_search(
     start_emulator: Any, context: Context
 ) -> None:
-    emulator = start_emulator(export_seconds=3)
+    emulator = start_emulator(progression="manual")  # the export runs until the test finishes it
     emulator.inject("ExportImages", "drop_after")
     with pytest.raises(TencentCloudOutcomeUnknownError, match="could not be told within start_timeout \\(1 s\\)"):
         operator(start_timeout=1, poll_interval=0.2).execute(context)
     # So the retry looks before sending anything: the intent on 3.3+; before, any retry looks.
     assert (INTENT_KEY in fake_store(context)) is AIRFLOW_V_3_3_PLUS
+    emulator.finish()
     fake_ti(context).try_number = 2
     record = operator(poll_interval=0.2).execute(context)
     (export,) = accepted(emulator)
@@ -186,31 +214,35 @@ def test_retry_with_a_stored_record_returns_it(emulator: Emulator, context: Cont
 def test_retry_after_a_crash_before_the_record_was_stored(
     start_emulator: Any, context: Context, finished: bool
 ) -> None:
-    emulator = start_emulator(export_seconds=0.3 if finished else 2)
+    emulator = start_emulator(progression="manual")
     first = operator().execute(context)
     store = fake_store(context)
     del store[ExportImagesOperator.external_id_key]  # killed between the answer and storing it:
     store[INTENT_KEY] = {"started_at": first["started_at"], "request": {}, "baseline": first["baseline"]}
     fake_ti(context).try_number = 2
     if finished:
-        time.sleep(0.5)
-    record = operator(poll_interval=0.2).execute(context)
+        emulator.finish()
+    with finished_once_busy(emulator):
+        record = operator(poll_interval=0.2).execute(context)
 
     (export,) = accepted(emulator)
     assert record["recovered"] is True and record["started_at"] == first["started_at"]
     assert record["cos_paths"] == export["CosPaths"]
     outcomes = emulator.state()["requests"]["ExportImages"]
     assert outcomes["ok"] == 1
-    assert ("InvalidParameterValue.InvalidImageState" in outcomes) is not finished
+    assert (BUSY in outcomes) is not finished
 
 
-def test_retry_without_a_task_state_store_detects_the_running_export(emulator: Emulator, context: Context) -> None:
+def test_retry_without_a_task_state_store_detects_the_running_export(start_emulator: Any, context: Context) -> None:
+    emulator = start_emulator(progression="manual")
     del context["task_state_store"]  # Airflow < 3.3, or durable=False
     context["dag_run"] = type("DagRun", (), {"start_date": datetime.now(UTC)})()
     operator().execute(context)
     fake_ti(context).try_number = 2
-    record = operator().execute(context)
+    with finished_once_busy(emulator):
+        record = operator(poll_interval=0.1).execute(context)
     assert record["recovered"] is True and len(accepted(emulator)) == 1
+    assert emulator.state()["requests"]["ExportImages"][BUSY] >= 1  # found it running
 
 
 def test_retry_of_a_try_that_started_nothing_exports(emulator: Emulator, context: Context) -> None:
@@ -226,7 +258,7 @@ def test_retry_of_a_try_that_started_nothing_exports(emulator: Emulator, context
 def test_on_kill_while_waiting_releases_the_poller_and_says_exports_cannot_be_cancelled(
     start_emulator: Any, context: Context, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
 ) -> None:
-    emulator = start_emulator(export_seconds=3600)
+    emulator = start_emulator(progression="manual")  # the export runs until the test ends
     record = operator().execute(context)
     emulator.reset_counters()
     trigger = ExportImagesTrigger(export=record, tencentcloud_conn_id=CONN_ID, poll_interval=0.05)
