@@ -194,6 +194,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         self._start_deadline = 0.0  # epoch seconds: start_timeout after this start's first try
         self._pending: ExportRecord | None = None  # an unanswered send being resolved, from the start trigger
         self._pauses = 0  # pauses of the start so far (the back-off doubles per pause)
+        self._cvm_exported: tuple[dict[str, Any], list[str]] | None = None  # for the lineage (utils.lineage)
 
     def execute(self, context: Context) -> ExportRecord:
         """Validate, start the export (or reattach to the one a previous try started) and return its record.

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import AssetAlias, BaseSensorOperator, PokeReturnValue
 
+if TYPE_CHECKING:
+    from airflow.sdk import XComArg
+
 from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
 from airflow_cvm_export.mixins import ExportWaitMixin
@@ -149,7 +152,7 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
     def __init__(
         self,
         *,
-        export: Mapping[str, Any] | str | None = None,
+        export: Mapping[str, Any] | str | XComArg | None = None,
         export_task_id: int | str | None = None,
         cos_paths: list[str] | str | None = None,
         image_ids: list[str] | str | None = None,
@@ -177,6 +180,7 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
         self.max_outage = as_seconds(max_outage, "max_outage", zero=True)
         self.deferrable = deferrable
         self._outage: Outage | None = None  # the failed checks in a row of this wait
+        self._cvm_exported: tuple[dict[str, Any], list[str]] | None = None  # for the lineage (utils.lineage)
 
     partial = _AliasedPartial()
 
@@ -271,7 +275,7 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
         if self._outage is None:
             self._outage = Outage(self.max_outage)
             store = context.get("task_state_store") if self.reschedule else None
-            kept = store.get(OUTAGE_KEY) if store is not None else None
+            kept: Any = store.get(OUTAGE_KEY) if store is not None else None  # as _keep_outage stored it
             if kept and kept.get("try_number") == context["ti"].try_number:
                 self._outage.since, self._outage.failures = kept["since"], kept["failures"]
         return self._outage
@@ -284,7 +288,11 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
         if outage.since is None:
             store.delete(OUTAGE_KEY)
         else:
-            kept = {"try_number": context["ti"].try_number, "since": outage.since, "failures": outage.failures}
+            kept: dict[str, Any] = {
+                "try_number": context["ti"].try_number,
+                "since": outage.since,
+                "failures": outage.failures,
+            }
             store.set(OUTAGE_KEY, kept)
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:

@@ -57,7 +57,7 @@ IMAGES = {"img-centos01", "img-ubuntu01"}  # AIRFLOW_VAR_CVM_EXPORT_CONFIG's ima
 # (InvalidImageState), which would make the ad-hoc run wait for the nightly ones.
 ADHOC_IMAGE = "img-ubuntu02"
 ADHOC_CONF = {"image_ids": [ADHOC_IMAGE], "bucket_name": "exports-1250000000", "poke_interval": 5}
-HEALTHY_TIMEOUT = 900  # 2-3 min on an idle 2-core machine; health checks time out under heavy load
+HEALTHY_TIMEOUT = 900  # 2-3 min on an idle 2-core machine
 RUN_TIMEOUT = 420
 
 
@@ -101,14 +101,34 @@ class Compose:
         return {entry["Service"]: entry for entry in entries}
 
     def wait_until_healthy(self) -> None:
-        """airflow-init exited 0, every other service running and healthy."""
+        """airflow-init exited 0, every other service running and its health check passing.
+
+        A check that passes, but only after its ``timeout``, counts once it has done so for 2 minutes
+        running: on a CPU-starved machine (other jobs, load 10 on 2 cores) one ``airflow jobs check``
+        took 30 s to 2 min, beyond the file's 10 s, and Docker reports such a service ``unhealthy``
+        although it works. The check's own command is then run with ``docker exec``, and the
+        ``compose-test:`` line says so.
+        """
+        slow: dict[str, float] = {}  # service -> when its health check first passed slowly
+
+        def passes_slowly(name: str, container: str) -> bool:
+            if not self.last_checks_timed_out(container):
+                return False
+            test = json.loads(self.docker("inspect", "--format", "{{json .Config.Healthcheck.Test}}", container))
+            argv = ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+            started = time.monotonic()
+            if subprocess.run(["docker", "exec", container, *argv], capture_output=True, timeout=600).returncode:
+                return False
+            print(f"\ncompose-test: {name}: its health check passes in {time.monotonic() - started:.0f} s", end="")
+            slow.setdefault(name, time.monotonic())
+            return time.monotonic() - slow[name] >= 120
 
         def healthy() -> bool:
             services = self.services()
             init = services.get("airflow-init", {})
             assert not (init.get("State") == "exited" and init.get("ExitCode")), self.logs("airflow-init")
             return init.get("State") == "exited" and all(
-                entry["State"] == "running" and entry.get("Health") == "healthy"
+                entry["State"] == "running" and (entry.get("Health") == "healthy" or passes_slowly(name, entry["ID"]))
                 for name, entry in services.items()
                 if name != "airflow-init"
             )
@@ -118,6 +138,14 @@ class Compose:
         except TimeoutError:
             states = {name: (entry["State"], entry.get("Health")) for name, entry in self.services().items()}
             raise AssertionError(f"not healthy after {HEALTHY_TIMEOUT} s: {states}\n{self.health_logs()}") from None
+
+    def docker(self, *args: str) -> str:
+        return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=120).stdout
+
+    def last_checks_timed_out(self, container: str) -> bool:
+        """The container's last three health checks (at least) all exceeded the check's timeout."""
+        log = json.loads(self.docker("inspect", "--format", "{{json .State.Health.Log}}", container)) or []
+        return len(log) >= 3 and all("exceeded timeout" in entry["Output"] for entry in log[-3:])
 
     def health_logs(self) -> str:
         """The last health check outputs of every container that is not healthy."""

@@ -33,7 +33,11 @@ STARTS = {"poke": "start_poke", "reschedule": "start_reschedule", "deferrable": 
 
 
 def inject(faults: dict[str, list[str]]) -> Callable[[Emulator], None]:
-    return lambda emulator: [emulator.inject(action, *kinds) for action, kinds in faults.items()]
+    def apply(emulator: Emulator) -> None:
+        for action, kinds in faults.items():
+            emulator.inject(action, *kinds)
+
+    return apply
 
 
 def delete_image(emulator: Emulator) -> None:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.reliability
 
-GOOD = {"image_ids": ["img-centos01"], "bucket_name": BUCKET}
+GOOD: dict[str, Any] = {"image_ids": ["img-centos01"], "bucket_name": BUCKET}
 
 
 def nested(depth: int, inner: Any = "img-centos01") -> Any:
@@ -156,7 +156,8 @@ SENSOR_CASES = [
 
 @pytest.mark.parametrize(("kwargs", "message"), SENSOR_CASES)
 def test_sensor_input(emulator: Emulator, context: Context, kwargs: dict[str, Any], message: str) -> None:
-    sensor = ExportImagesSensor(task_id="wait", tencentcloud_conn_id=CONN_ID, **{name: None for name in kwargs})
+    unset: dict[str, Any] = dict.fromkeys(kwargs)
+    sensor = ExportImagesSensor(task_id="wait", tencentcloud_conn_id=CONN_ID, **unset)
     sensor._lock_for_execution = True  # as the task runner does before rendering
     for name, value in kwargs.items():
         setattr(sensor, name, value)

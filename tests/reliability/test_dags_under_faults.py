@@ -75,7 +75,7 @@ def test_no_secret_or_signature_reaches_logs_xcoms_rendered_fields_triggers_or_e
 ) -> None:
     # Exports finish when accepted: what is scanned is what the runs wrote, not how long they waited.
     with Emulator(secret_id="AKIDSECRETSTEST", secret_key=SECRET_KEY, token=TOKEN, progression="immediate") as emulator:
-        connection = {
+        connection: dict[str, Any] = {
             "login": "AKIDSECRETSTEST",
             "password": SECRET_KEY,
             "extra": {"region": "ap-guangzhou", "endpoint": emulator.url, "token": TOKEN},

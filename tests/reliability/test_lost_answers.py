@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,14 +37,14 @@ def operator(**kwargs: Any) -> ExportImagesOperator:
     return ExportImagesOperator(task_id="start_export", **args)
 
 
-def wait_for(record: dict[str, Any], context: Context, seconds: float = 10) -> list[str]:
+def wait_for(record: Mapping[str, Any], context: Context, seconds: float = 10) -> list[str]:
     """Poke the sensor until the export is complete; return its CosPaths."""
     sensor = ExportImagesSensor(task_id="wait", export=record, tencentcloud_conn_id=CONN_ID, poke_interval=0.05)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         result = sensor.poke(context)
         if isinstance(result, PokeReturnValue) and result.is_done:
-            return result.xcom_value
+            return list(result.xcom_value or [])
         time.sleep(0.05)
     raise AssertionError("the export did not complete")
 
@@ -82,11 +82,12 @@ def test_a_lost_answer_of_a_fast_export_starts_no_second_export(start_emulator: 
 
 def test_recovered_export_ignores_older_and_foreign_objects(emulator: Emulator, context: Context) -> None:
     operator(image_ids=["img-centos02"]).execute(context)  # yesterday's export: same keys, older
-    context["task_state_store"] = FakeTaskStateStore()  # each run of the task has its own
+    # Each run of the task has its own store.
+    context["task_state_store"] = FakeTaskStateStore()  # type: ignore[typeddict-item]  # a test double
     operator(image_ids=["img-centos01"]).execute(context)  # another image in the same bucket
     emulator.finish()  # both exports done, their objects older than the next one's
     emulator.inject("ExportImages", "drop_after")
-    context["task_state_store"] = FakeTaskStateStore()
+    context["task_state_store"] = FakeTaskStateStore()  # type: ignore[typeddict-item]  # a test double
     record = operator(image_ids=["img-centos02"], only_export_root_disk=True).execute(context)
 
     assert record["cos_paths"] == [accepted(emulator)[-1]["CosPaths"][0]] and "_system_" in record["cos_paths"][0]
@@ -213,7 +214,7 @@ def test_retry_without_a_task_state_store_detects_the_running_export(emulator: E
 
 
 def test_retry_of_a_try_that_started_nothing_exports(emulator: Emulator, context: Context) -> None:
-    context["task_state_store"] = FakeTaskStateStore({INTENT_KEY: {"started_at": datetime.now(UTC).isoformat()}})
+    context["task_state_store"] = FakeTaskStateStore({INTENT_KEY: {"started_at": datetime.now(UTC).isoformat()}})  # type: ignore[typeddict-item]  # a test double
     record = operator().execute(context)
     (export,) = accepted(emulator)
     assert record["task_id"] == export["TaskId"] and record["recovered"] is False
@@ -231,7 +232,7 @@ def test_on_kill_while_waiting_releases_the_poller_and_says_exports_cannot_be_ca
     trigger = ExportImagesTrigger(export=record, tencentcloud_conn_id=CONN_ID, poll_interval=0.05)
 
     async def main() -> None:
-        task = asyncio.create_task(anext(aiter(trigger.run())))
+        task = asyncio.ensure_future(anext(aiter(trigger.run())))
         while "DescribeImages" not in emulator.state()["requests"]:
             await asyncio.sleep(0.05)
         (poller,) = triggers._POLLERS.values()

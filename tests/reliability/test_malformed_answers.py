@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.reliability
 
-EXPORT = {"image_ids": ["img-centos02"], "bucket_name": "exports-1250000000"}
+EXPORT: dict[str, Any] = {"image_ids": ["img-centos02"], "bucket_name": "exports-1250000000"}
 PATHS = ["/img-centos02_system_snap-7889666b.raw", "/img-centos02_data_snap-7b1b07a0.raw"]
 
 

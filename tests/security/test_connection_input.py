@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.reliability
 
-GOOD = {"image_ids": ["img-centos01"], "bucket_name": BUCKET}
+GOOD: dict[str, Any] = {"image_ids": ["img-centos01"], "bucket_name": BUCKET}
 URL_PASSWORD = "url-password-never-logged"
 SECRETS = (SECRET_KEY, TOKEN, URL_PASSWORD)
 
@@ -240,7 +240,7 @@ def test_the_url_sent_is_read_alike_by_urllib_urllib3_and_httpx(value: str) -> N
     endpoint = parse_endpoint(value, field_name="endpoint", allow_http=True)
     url = endpoint.url + "/"
     by_urllib, by_urllib3, by_httpx = urlsplit(url), urllib3.util.parse_url(url), httpx.URL(url)
-    hosts = (by_urllib.hostname, by_urllib3.host.strip("[]"), by_httpx.raw_host.decode())
+    hosts = (by_urllib.hostname, (by_urllib3.host or "").strip("[]"), by_httpx.raw_host.decode())
     assert hosts == (endpoint.hostname,) * 3
     default = {"http": 80, "https": 443}[endpoint.scheme]
     assert (by_urllib.port or default) == (by_urllib3.port or default) == (by_httpx.port or default)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -13,7 +13,12 @@ from airflow_cvm_export.sensors.cvm import OUTAGE_KEY, ExportImagesSensor
 from airflow_cvm_export.utils.errors import TencentCloudError
 from airflow_cvm_export.version_compat import AirflowFailException
 from tests.credentials import rotate_key
-from tests.operators.conftest import BUCKET, CONN_ID
+from tests.operators.conftest import BUCKET, CONN_ID, fake_store, fake_ti
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
+
+    from airflow_cvm_export.utils.records import ExportRecord
 
 IMAGES = ["img-centos02"]
 
@@ -24,21 +29,21 @@ def one_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hooks, "CvmHook", functools.partial(hooks.CvmHook, retry_limit=1))
 
 
-def start(context: dict[str, Any]) -> dict[str, Any]:
+def start(context: Context) -> ExportRecord:
     op = ExportImagesOperator(
         task_id="start_export", image_ids=IMAGES, bucket_name=BUCKET, tencentcloud_conn_id=CONN_ID
     )
     return op.execute(context)
 
 
-def sensor(record: dict[str, Any], **kwargs: Any) -> ExportImagesSensor:
+def sensor(record: ExportRecord, **kwargs: Any) -> ExportImagesSensor:
     return ExportImagesSensor(
         task_id="wait_for_export", export=record, tencentcloud_conn_id=CONN_ID, poke_interval=0.1, **kwargs
     )
 
 
 def test_poke_rides_out_a_failed_check(
-    start_emulator: Any, context: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    start_emulator: Any, context: Context, capsys: pytest.CaptureFixture[str]
 ) -> None:
     emulator = start_emulator(progression="manual")
     wait = sensor(start(context), max_outage=60)
@@ -52,7 +57,7 @@ def test_poke_rides_out_a_failed_check(
     assert "the checks work again after failing for" in out
 
 
-def test_poke_gives_up_once_the_outage_is_longer_than_max_outage(start_emulator: Any, context: dict[str, Any]) -> None:
+def test_poke_gives_up_once_the_outage_is_longer_than_max_outage(start_emulator: Any, context: Context) -> None:
     emulator = start_emulator(progression="manual")
     wait = sensor(start(context), max_outage=0)
     emulator.inject("DescribeImages", "drop_before")
@@ -61,7 +66,7 @@ def test_poke_gives_up_once_the_outage_is_longer_than_max_outage(start_emulator:
     assert not isinstance(raised.value, AirflowFailException)  # the task's retries run
 
 
-def test_a_permanent_error_fails_the_sensor_at_once(start_emulator: Any, context: dict[str, Any]) -> None:
+def test_a_permanent_error_fails_the_sensor_at_once(start_emulator: Any, context: Context) -> None:
     emulator = start_emulator(progression="manual")
     wait = sensor(start(context), max_outage=3600)
     rotate_key(emulator)
@@ -69,11 +74,11 @@ def test_a_permanent_error_fails_the_sensor_at_once(start_emulator: Any, context
         wait.poke(context)
 
 
-def test_reschedule_mode_keeps_the_outage_across_reschedules(start_emulator: Any, context: dict[str, Any]) -> None:
+def test_reschedule_mode_keeps_the_outage_across_reschedules(start_emulator: Any, context: Context) -> None:
     """Each reschedule is a new sensor object: the outage's start is in the task state store (Airflow 3.3+)."""
     emulator = start_emulator(progression="manual")
     record = start(context)
-    store = context["task_state_store"]
+    store = fake_store(context)
     emulator.inject("DescribeImages", "drop_before")
     assert sensor(record, mode="reschedule").poke(context) is False
     kept = store[OUTAGE_KEY]
@@ -83,7 +88,7 @@ def test_reschedule_mode_keeps_the_outage_across_reschedules(start_emulator: Any
     with pytest.raises(TencentCloudError, match=r"checks failing for 10\d s, longer than max_outage 60 s"):
         sensor(record, mode="reschedule", max_outage=60).poke(context)
 
-    context["ti"].try_number = 2  # the retry: that try's outage is not this one's
+    fake_ti(context).try_number = 2  # the retry: that try's outage is not this one's
     emulator.inject("DescribeImages", "drop_before")
     assert sensor(record, mode="reschedule", max_outage=60).poke(context) is False
     assert store[OUTAGE_KEY]["try_number"] == 2 and store[OUTAGE_KEY]["failures"] == 1
@@ -92,7 +97,7 @@ def test_reschedule_mode_keeps_the_outage_across_reschedules(start_emulator: Any
 
 
 def test_reschedule_mode_without_a_task_state_store_counts_each_reschedule_anew(
-    start_emulator: Any, context: dict[str, Any]
+    start_emulator: Any, context: Context
 ) -> None:
     """Airflow 3.1 and 3.2: nowhere to keep the outage (XComs are cleared at every reschedule)."""
     emulator = start_emulator(progression="manual")
@@ -104,7 +109,7 @@ def test_reschedule_mode_without_a_task_state_store_counts_each_reschedule_anew(
 
 
 def test_the_operator_waiting_in_the_worker_rides_out_failed_checks(
-    start_emulator: Any, context: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    start_emulator: Any, context: Context, capsys: pytest.CaptureFixture[str]
 ) -> None:
     emulator = start_emulator(export_seconds=1)
     op = ExportImagesOperator(
@@ -124,9 +129,7 @@ def test_the_operator_waiting_in_the_worker_rides_out_failed_checks(
     assert "3 check(s) in a row; still waiting (max_outage 60 s)" in capsys.readouterr().out
 
 
-def test_the_operator_waiting_in_the_worker_gives_up_after_max_outage(
-    start_emulator: Any, context: dict[str, Any]
-) -> None:
+def test_the_operator_waiting_in_the_worker_gives_up_after_max_outage(start_emulator: Any, context: Context) -> None:
     emulator = start_emulator(export_seconds=1)
     op = ExportImagesOperator(
         task_id="start_export",

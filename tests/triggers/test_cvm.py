@@ -242,7 +242,7 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(triggers, "CvmAsyncHook", functools.partial(CvmAsyncHook, retry_delay=0.01))
 
 
-def outage_trigger(conn_id: str, export: dict[str, Any], max_outage: float) -> ExportImagesTrigger:
+def outage_trigger(conn_id: str, export: ExportRecord, max_outage: float) -> ExportImagesTrigger:
     return ExportImagesTrigger(
         export=export, tencentcloud_conn_id=conn_id, poll_interval=FAST_POLL, max_outage=max_outage
     )
@@ -310,11 +310,12 @@ def test_a_dying_poller_is_replaced_for_the_remaining_waits(
     _, conn_id = serve()
     exports = [start_export(conn_id, [image_id]) for image_id in ("img-centos01", "img-ubuntu03")]
     due = ExportPoller._due_waiters
-    deaths = iter([True, True])  # the first two pollers die in their first cycle
+    deaths: Iterator[bool] = iter([True, True])  # the first two pollers die in their first cycle
 
     async def dying(self: ExportPoller) -> list[triggers.Waiter]:
         batch = await due(self)
-        if batch and next(deaths, False):
+        dies = bool(batch) and next(deaths, False)
+        if dies:
             raise RuntimeError("the poller's loop broke")
         return batch
 

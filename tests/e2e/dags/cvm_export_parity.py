@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import Any
 
 from airflow.sdk import DAG
 
@@ -21,7 +22,7 @@ IMAGES = ["img-centos02"]
 BUCKET = "exports-1250000000"
 TIMEOUT = float(os.environ.get("CVM_PARITY_TIMEOUT", "60"))
 MAX_OUTAGE = float(os.environ.get("CVM_PARITY_MAX_OUTAGE", "3600"))
-RETRY = {"retries": 1, "retry_delay": timedelta(0)}
+RETRY: dict[str, Any] = {"retries": 1, "retry_delay": timedelta(0)}
 
 with DAG(dag_id="cvm_export_parity", schedule=None):
     for mode in ("poke", "reschedule", "deferrable"):
