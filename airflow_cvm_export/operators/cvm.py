@@ -370,7 +370,6 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         record = self._attach(context, external_id)
         if not self.wait_for_completion:
             return
-        context["ti"].xcom_push(key=EXPORT_XCOM_KEY, value=record)
         if self._progress is not None and self._progress.done:
             return
         if self.deferrable:
@@ -389,10 +388,13 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         return record
 
     def _attach(self, context: Context, record: ExportRecord) -> ExportRecord:
-        """Make ``record`` the export this run hands on: log it and give the console links their values (once)."""
+        """Make ``record`` the export this run hands on: log it, give the console links their values and,
+        with ``wait_for_completion``, push it to XCom ``export`` (once; also when a retry finds it finished)."""
         if record is not self._export:
             self._export = record
             self._publish(context, record)
+            if self.wait_for_completion:
+                context["ti"].xcom_push(key=EXPORT_XCOM_KEY, value=record)
         return record
 
     # -- starting ---------------------------------------------------------------------------------
