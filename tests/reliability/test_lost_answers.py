@@ -4,9 +4,7 @@ deferred wait, and a skewed clock: the operator, sensor and trigger against the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -25,6 +23,7 @@ from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
 from airflow_cvm_export.utils.errors import TencentCloudOutcomeUnknownError
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.operators.conftest import BUCKET, CONN_ID, FakeTaskStateStore, fake_store, fake_ti, needs_task_state_store
+from tests.reliability.conftest import BUSY, finished_once_busy
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -53,30 +52,6 @@ def wait_for(record: Mapping[str, Any], context: Context, seconds: float = 10) -
 
 def accepted(emulator: Emulator) -> list[dict[str, Any]]:
     return emulator.state()["exports"]
-
-
-BUSY = "InvalidParameterValue.InvalidImageState"  # a DryRun's answer while an image exports
-
-
-@contextlib.contextmanager
-def finished_once_busy(emulator: Emulator) -> Iterator[None]:
-    """While the block runs: the exports (``manual`` progression) stay running until a DryRun was
-    answered busy, then finish; so the operator must have seen its export still running."""
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.wait(0.02):
-            if emulator.state()["requests"].get("ExportImages", {}).get(BUSY):
-                emulator.finish()
-                return
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        done.set()
-        watcher.join()
 
 
 @pytest.mark.parametrize("prefixes", [None, ["nightly-20261126", "web-20261126"]], ids=["no-prefix", "prefix"])
