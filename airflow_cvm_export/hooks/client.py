@@ -295,6 +295,16 @@ class CvmClientBase(BaseHook):
             self._retry_policies[(retryable, asynchronous)] = policy
         return policy
 
+    def longest_send(self) -> float:
+        """The longest, in seconds, from the start of a write call (ExportImages) until its request can no
+        longer reach the cloud: ``retry_limit`` attempts of at most the connect and read ``timeout`` each, with
+        the longest back-offs between them (only the last attempt can have been processed: a write is retried
+        only when throttled or never connected). Rate-limit waits come before an attempt and are not counted."""
+        connect, read = self.timeout
+        cap = MAX_BACKOFF_FACTOR * self.retry_delay
+        backoffs = sum(min(self.retry_delay * 2**n + self.retry_delay, cap) for n in range(self.retry_limit - 1))
+        return self.retry_limit * (connect + read) + backoffs
+
     def _log_retry(self, state: RetryCallState) -> None:
         self.log.warning(
             "Attempt %d of %d failed (%s); retrying in %.2f s",

@@ -30,7 +30,15 @@ from airflow_cvm_export.utils.errors import (
 from airflow_cvm_export.utils.lineage import remember, task_lineage
 from airflow_cvm_export.utils.outage import DEFAULT_MAX_OUTAGE
 from airflow_cvm_export.utils.records import ExportRecord, ExportState
-from airflow_cvm_export.utils.starting import StartState, describe, dry_run_outcome, gave_up, pause_seconds
+from airflow_cvm_export.utils.starting import (
+    StartState,
+    describe,
+    dry_run_outcome,
+    gave_up,
+    in_flight_reason,
+    in_flight_until,
+    pause_seconds,
+)
 from airflow_cvm_export.utils.validation import (
     DEFAULT_EXPORT_FORMAT,
     ExportArgs,
@@ -193,6 +201,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         self._progress: ExportProgress | None = None  # the last check of the export, if any
         self._start_deadline = 0.0  # epoch seconds: start_timeout after this start's first try
         self._pending: ExportRecord | None = None  # an unanswered send being resolved, from the start trigger
+        self._not_before = 0.0  # Unix time until which that send may still reach the cloud (in_flight_until)
         self._pauses = 0  # pauses of the start so far (the back-off doubles per pause)
         self._cvm_exported: tuple[dict[str, Any], list[str]] | None = None  # for the lineage (utils.lineage)
 
@@ -251,6 +260,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
                 return self._dry_run()
             self._start_deadline = resumed.get("end_time") or time.time() + self.start_timeout
             self._pending = resumed.get("pending")
+            self._not_before = resumed.get("not_before") or 0.0
             if resumed.get("status") == "timeout":
                 raise gave_up(
                     self._args.image_ids,
@@ -319,10 +329,15 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         if intent or self._pending or (store is None and getattr(context.get("ti"), "try_number", 1) > 1):
             if intent:
                 record = self._record(str(intent["started_at"]), recovered=True, baseline=intent.get("baseline"))
-            elif self._pending:  # handed back by the start trigger (no task state store)
+                self._hold(record["started_at"])
+            elif self._pending:  # handed back by the start trigger (no task state store), with _not_before
                 record = self._pending
+                if not self._not_before:  # a trigger of an earlier version
+                    self._hold(record["started_at"])
             else:
                 record = self._record(_run_started_at(context), recovered=True)
+                # Nothing tells when the earlier try sent: before this try began, at the latest.
+                self._not_before = in_flight_until(time.time(), self.hook.longest_send())
             found = self._find_unanswered(record, image_set)
             if found is not None:
                 return dict(self._keep(store, found))
@@ -429,6 +444,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
                 self.log.warning(
                     "ExportImages may or may not have started (%s); finding out without sending it again", lost
                 )
+                self._hold(started_at)
                 found = self._find_unanswered(self._record(started_at, recovered=True, baseline=baseline), image_set)
                 if found is not None:
                     return self._keep(store, found)
@@ -450,6 +466,11 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
             store.delete(INTENT_KEY)
         return record
 
+    def _hold(self, sent_at: str) -> None:
+        """Note that an unanswered ExportImages sent at ``sent_at`` (ISO) may reach the cloud until
+        :func:`~airflow_cvm_export.utils.starting.in_flight_until`: nothing is sent again before then."""
+        self._not_before = in_flight_until(datetime.fromisoformat(sent_at).timestamp(), self.hook.longest_send())
+
     def _find_unanswered(self, record: ExportRecord, image_set: list[dict[str, Any]]) -> ExportRecord | None:
         """The record of the export an unanswered send started, or None when it started nothing.
 
@@ -458,7 +479,9 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         writes: every file new or changed since the send (the record's ``baseline``) means it ran and
         finished; none means it never started (or failed in the cloud), so sending is safe, unless
         other new objects appeared under its prefixes (:func:`unexpected_objects`): then it fails
-        rather than risk a duplicate.
+        rather than risk a duplicate. "Never started" is decided only once the send can no longer
+        reach the cloud (``_not_before``, the hook's longest send after it): until then a send held
+        in flight could still start an export, so this keeps looking.
         """
         from airflow_cvm_export.utils import completion
 
@@ -484,8 +507,11 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
                             "clear the task",
                             action="ExportImages",
                         )
-                    return None
-                reason = f"{len(found)} of {len(paths)} of its files are in the bucket"
+                    reason = in_flight_reason(self._not_before, time.time())
+                    if reason is None:
+                        return None
+                else:
+                    reason = f"{len(found)} of {len(paths)} of its files are in the bucket"
             self._pause(reason, pending=record)
 
     def _wait_until_exportable(self) -> None:
@@ -553,6 +579,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
                 end_time=self._start_deadline,
                 reason=reason,
                 pending=pending,
+                not_before=self._not_before if pending is not None else 0.0,
             ),
             method_name="execute_start",
         )

@@ -12,17 +12,18 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.utils.errors import TencentCloudError
-from airflow_cvm_export.utils.starting import StartState, dry_run_outcome, pause_seconds
+from airflow_cvm_export.utils.starting import StartState, dry_run_outcome, in_flight_reason, pause_seconds
 
 
 class ExportStartTrigger(BaseTrigger):
-    """Fire once a DryRun of ExportImages says the images can be exported, or at ``end_time``.
+    """Fire once a DryRun of ExportImages says the images can be exported (and not before ``not_before``),
+    or at ``end_time``.
 
     Sends only DryRuns (read-only): the export itself is sent by the task when it resumes, so a
     trigger that runs twice can never start one. Fires one event: ``{"status": "free"}``,
     ``{"status": "timeout", "reason"}`` (why it still could not start at ``end_time``) or
     ``{"status": "error", "message"}`` (a final error such as a deleted image); each also carries
-    ``end_time`` and ``pending``, handed back unchanged for the task to resume with.
+    ``end_time``, ``pending`` and ``not_before``, handed back unchanged for the task to resume with.
 
     :param request: the operator's ExportImages arguments (``CvmHook.export_images`` keyword arguments).
     :param tencentcloud_conn_id: the ``tencentcloud`` connection to check with.
@@ -31,6 +32,9 @@ class ExportStartTrigger(BaseTrigger):
     :param end_time: Unix time of the start deadline.
     :param reason: why the task could not start when it deferred, reported if nothing changes.
     :param pending: the export record being resolved (an unanswered send), or None.
+    :param not_before: Unix time until which that send may still reach the cloud
+        (:func:`~airflow_cvm_export.utils.starting.in_flight_until`): free images before then prove
+        nothing, so the DryRuns go on until then; 0 when nothing is in flight.
     """
 
     def __init__(
@@ -43,6 +47,7 @@ class ExportStartTrigger(BaseTrigger):
         end_time: float,
         reason: str = "",
         pending: Mapping[str, Any] | None = None,
+        not_before: float = 0.0,
     ) -> None:
         super().__init__()
         self.request = request
@@ -52,6 +57,7 @@ class ExportStartTrigger(BaseTrigger):
         self.end_time = end_time
         self.reason = reason
         self.pending = pending
+        self.not_before = not_before
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and every constructor argument (no credentials: only the connection id)."""
@@ -65,6 +71,7 @@ class ExportStartTrigger(BaseTrigger):
                 "end_time": self.end_time,
                 "reason": self.reason,
                 "pending": self.pending,
+                "not_before": self.not_before,
             },
         )
 
@@ -79,7 +86,9 @@ class ExportStartTrigger(BaseTrigger):
             event = await self._wait(hook)
         finally:
             await hook.aclose()
-        yield TriggerEvent({**event, "end_time": self.end_time, "pending": self.pending})
+        yield TriggerEvent(
+            {**event, "end_time": self.end_time, "pending": self.pending, "not_before": self.not_before}
+        )
 
     async def _wait(self, hook: Any) -> dict[str, str]:
         reason, pauses = self.reason, 0
@@ -94,7 +103,10 @@ class ExportStartTrigger(BaseTrigger):
             except TencentCloudError as final:
                 return {"status": "error", "message": str(final)}
             if state is StartState.FREE:
-                return {"status": "free"}
+                held = in_flight_reason(self.not_before, time.time())
+                if held is None:
+                    return {"status": "free"}
+                reason = held
             left = self.end_time - time.time()
             if left <= 0:
                 return {"status": "timeout", "reason": reason}

@@ -29,6 +29,9 @@ IMAGE_BUSY_CODE = "InvalidParameterValue.InvalidImageState"
 START_BACKOFF = 2.0
 # Failures of a DryRun (after the hook's own retries) that are waited out within start_timeout.
 TRANSIENT = (TencentCloudThrottledError, TencentCloudServerError, TencentCloudNetworkError, TencentCloudResponseError)
+# Seconds added to the hook's longest send: the send time is by COS's clock, the checks by the worker's
+# or the triggerer's (kept in sync with NTP), and COS's clock is known to the second.
+IN_FLIGHT_MARGIN = 5.0
 
 
 class StartState(StrEnum):
@@ -62,6 +65,25 @@ def dry_run_outcome(answer: TencentCloudError | None) -> tuple[StartState, str]:
     if answer is None:
         raise TencentCloudResponseError("ExportImages with DryRun answered as if it had started an export")
     return start_state(answer), describe(answer)
+
+
+def in_flight_until(sent_at: float, longest_send: float) -> float:
+    """Until when (Unix time) an unanswered ExportImages sent at ``sent_at`` may still reach the cloud.
+
+    ``longest_send`` is the hook's :meth:`~airflow_cvm_export.hooks.client.CvmClientBase.longest_send`.
+    Before then a free image and no new file prove nothing: the send may still start an export, so it
+    must not be sent again (see :func:`in_flight_reason`).
+    """
+    return sent_at + longest_send + IN_FLIGHT_MARGIN
+
+
+def in_flight_reason(until: float, now: float) -> str | None:
+    """Why an unanswered send that shows no export cannot be called "started nothing" yet, or None once
+    it can no longer arrive (``until``: :func:`in_flight_until`). The worker and the start trigger both
+    wait while this is not None."""
+    if now >= until:
+        return None
+    return f"the unanswered ExportImages may still reach the cloud for {until - now:.0f} s (the hook's timeouts)"
 
 
 def describe(error: TencentCloudError) -> str:

@@ -4,17 +4,21 @@ images and the reason, never take the other export for this task's."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from airflow_cvm_export.emulator import Emulator
+from airflow_cvm_export.emulator.faults import FaultRule
 from airflow_cvm_export.hooks.cvm import CvmHook
 from airflow_cvm_export.operators.cvm import INTENT_KEY, ExportImagesOperator
 from airflow_cvm_export.triggers.start import ExportStartTrigger
 from airflow_cvm_export.utils.errors import TencentCloudBusyError, TencentCloudOutcomeUnknownError
+from airflow_cvm_export.utils.starting import IN_FLIGHT_MARGIN
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_3_PLUS, TaskDeferred
 from tests.operators.conftest import BUCKET, CONN_ID, fake_store, fake_ti
 
@@ -36,6 +40,12 @@ def operator(**kwargs: Any) -> ExportImagesOperator:
         **kwargs,
     }
     return ExportImagesOperator(task_id="start_export", **args)
+
+
+async def first_event(trigger: ExportStartTrigger) -> dict[str, Any]:
+    async for event in trigger.run():
+        return event.payload
+    raise AssertionError("no event")
 
 
 def someone_elses_export(image_id: str = IMAGE) -> dict[str, Any]:
@@ -112,3 +122,45 @@ def test_a_start_deadline_passed_in_the_triggerer_fails_as_in_the_worker(emulato
     with pytest.raises(TencentCloudOutcomeUnknownError, match="whether it started could not be told"):
         operator(deferrable=True, start_timeout=60).execute_start(context, pending)
     assert emulator.state()["exports"] == []
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])
+def test_a_retry_waits_while_the_unanswered_send_may_still_arrive_and_recovers_its_export(
+    emulator: Emulator, context: Context, deferrable: bool
+) -> None:
+    """The fault suite's duplicate: the worker died with ExportImages held in flight by the cloud. Its retry
+    finds the intent (before 3.3: any retry looks), a free image and nothing written. Deciding "nothing
+    started" then sent a second ExportImages, and the held one started a second export. Now the retry waits
+    until the send can no longer arrive (its time plus the hook's longest send), sees the export and
+    recovers it: one export."""
+    emulator.rules.add(FaultRule(action="ExportImages", latency=2.0, count=1))  # the cloud holds the send 2 s
+    request = operator()._args.request()
+    sent_at = datetime.now(UTC)
+    fake_store(context).set(INTENT_KEY, {"started_at": sent_at.isoformat(), "request": request, "baseline": {}})
+    held = threading.Thread(target=lambda: CvmHook(CONN_ID).export_images(**request))  # the dead worker's send
+    held.start()
+    fake_ti(context).try_number = 2  # the worker's death was detected: a retry
+    retry = operator(deferrable=deferrable)
+    retry.hook.timeout, retry.hook.retry_limit = (1.0, 2.0), 1  # a send is in flight 3 s at most (+ margin)
+    if deferrable:
+        # Free image, nothing written: the retry defers, and the trigger fires no earlier than not_before.
+        with pytest.raises(TaskDeferred) as deferred:
+            retry.execute(context)
+        trigger = deferred.value.trigger
+        assert isinstance(trigger, ExportStartTrigger) and trigger.pending is not None
+        assert trigger.not_before >= time.time() + 1.0  # at most the 2 s latency since the send
+        assert trigger.not_before == pytest.approx(sent_at.timestamp() + 3.0 + IN_FLIGHT_MARGIN, abs=0.1) or (
+            not AIRFLOW_V_3_3_PLUS  # before 3.3 nothing tells when the earlier try sent: from the retry's start
+        )
+        event = asyncio.run(asyncio.wait_for(first_event(trigger), 30))
+        assert event["status"] == "free" and time.time() >= trigger.not_before
+        retry = operator(deferrable=True)
+        record = retry.execute_start(context, event)
+    else:
+        record = retry.execute(context)
+    held.join()
+
+    (export,) = emulator.state()["exports"]  # before the fix: two, the retry's and the held send's
+    assert record["recovered"] is True and record["cos_paths"] == export["CosPaths"]
+    outcomes = emulator.state()["requests"]["ExportImages"]
+    assert outcomes["fault:latency"] == 1 and "ok" not in outcomes  # the held send; the retry sent DryRuns only

@@ -332,8 +332,8 @@ def give_faults(campaign: Campaign, supervisor: Supervisor) -> None:
     poking = start("worker_death", "faults_victim")
     wait_state(stack, poking, "running")
     # 15 s in flight: the node dies before the answer, the cloud starts the export while nobody listens (a
-    # send held in flight longer than the death's detection and the retry's delay is not covered: the
-    # retry would find the image free and nothing written, and send again; see docs/faults.md).
+    # retry that comes sooner waits until the send can no longer arrive before sending again; see
+    # docs/faults.md, "A send held in flight").
     control(default, "faults", action="ExportImages", latency=15, count=1)
     starting = start("worker_death", "faults_victim")
     wait_until("ExportImages in flight", lambda: not control(default, "faults", "get")["rules"], 120)
