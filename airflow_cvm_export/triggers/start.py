@@ -86,9 +86,7 @@ class ExportStartTrigger(BaseTrigger):
             event = await self._wait(hook)
         finally:
             await hook.aclose()
-        yield TriggerEvent(
-            {**event, "end_time": self.end_time, "pending": self.pending, "not_before": self.not_before}
-        )
+        yield TriggerEvent({**event, "end_time": self.end_time, "pending": self.pending, "not_before": self.not_before})
 
     async def _wait(self, hook: Any) -> dict[str, str]:
         reason, pauses = self.reason, 0

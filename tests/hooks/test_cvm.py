@@ -309,6 +309,14 @@ def test_region_argument_overrides_the_connection(tencentcloud_conn: Callable[..
         CvmHook(conn_id, region="Guangzhou").config  # noqa: B018
 
 
+def test_longest_send_counts_every_attempt_and_the_back_offs_between_them():
+    """How long after an ExportImages call began its request may still reach the cloud (the operator does
+    not send again before): 5 attempts of 5 + 30 s, back-offs of at most 1 + 1, 2 + 1, 4 + 1, 8 + 1 s."""
+    assert CvmHook().longest_send() == 5 * 35 + 2 + 3 + 5 + 9 == 194
+    assert CvmHook(timeout=(1.0, 2.0), retry_limit=1).longest_send() == 3.0
+    assert CvmHook(retry_limit=8, retry_delay=2.0).longest_send() == 8 * 35 + 4 + 6 + 10 + 18 + 34 + 60 + 60
+
+
 def test_bad_retry_limit_is_rejected():
     with pytest.raises(TencentCloudConfigError, match="retry_limit"):
         CvmHook(retry_limit=0)

@@ -11,6 +11,8 @@ import pytest
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_cvm_export.emulator import Emulator
+from airflow_cvm_export.hooks.client import CvmClientBase
+from airflow_cvm_export.utils import starting
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.airflow_compat import TaskInstanceKey
 from tests.credentials import SECRET_ID, SECRET_KEY
@@ -123,3 +125,12 @@ def start_emulator(tencentcloud_conn: Callable[..., str]) -> Iterator[Callable[.
 @pytest.fixture
 def emulator(start_emulator: Callable[..., Emulator]) -> Emulator:
     return start_emulator()
+
+
+@pytest.fixture
+def dropped_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests whose unanswered ExportImages the emulator drops unread (``drop_before``: never held in
+    flight): the hook's longest send and the clocks' margin made 0.2 s each, so the operator sends again
+    after 0.4 s instead of 199 s. tests/operators/test_start.py holds a send for real."""
+    monkeypatch.setattr(CvmClientBase, "longest_send", lambda self: 0.2)
+    monkeypatch.setattr(starting, "IN_FLIGHT_MARGIN", 0.2)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from airflow_cvm_export.emulator import Emulator
 from tests.e2e.conftest import airflow_home, run_dag  # noqa: F401 - fixtures
-from tests.operators.conftest import context, emulator, start_emulator  # noqa: F401 - fixtures
+from tests.operators.conftest import context, dropped_sends, emulator, start_emulator  # noqa: F401 - fixtures
 
 BUSY = "InvalidParameterValue.InvalidImageState"  # a DryRun's answer while an image exports
 

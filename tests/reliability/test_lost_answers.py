@@ -97,6 +97,7 @@ def test_recovered_export_ignores_older_and_foreign_objects(emulator: Emulator, 
     assert wait_for(record, context) == record["cos_paths"]
 
 
+@pytest.mark.usefixtures("dropped_sends")
 def test_lost_answer_of_a_request_that_did_not_start_uses_the_second_answer(
     emulator: Emulator, context: Context
 ) -> None:
@@ -108,6 +109,7 @@ def test_lost_answer_of_a_request_that_did_not_start_uses_the_second_answer(
     assert (record["task_id"], record["cos_paths"]) == (export["TaskId"], export["CosPaths"])
 
 
+@pytest.mark.usefixtures("dropped_sends")
 def test_a_lost_answer_with_new_files_under_other_names_is_not_sent_again(emulator: Emulator, context: Context) -> None:
     """None of the documented names, but a new object under the export's prefix (as if Tencent Cloud
     named its files otherwise): the send may have started an export, so it fails saying so instead
@@ -220,6 +222,7 @@ def test_retry_without_a_task_state_store_detects_the_running_export(start_emula
     assert emulator.state()["requests"]["ExportImages"][BUSY] >= 1  # found it running
 
 
+@pytest.mark.usefixtures("dropped_sends")
 def test_retry_of_a_try_that_started_nothing_exports(emulator: Emulator, context: Context) -> None:
     context["task_state_store"] = FakeTaskStateStore({INTENT_KEY: {"started_at": datetime.now(UTC).isoformat()}})  # type: ignore[typeddict-item]  # a test double
     record = operator().execute(context)

@@ -58,7 +58,12 @@ def test_fires_once_the_images_can_be_exported_without_exporting(
     began = time.monotonic()
     event = fire(trigger(conn_id, 20, reason="scripted", pending={"started_at": "x"}))
 
-    assert event == {"status": "free", "end_time": pytest.approx(event["end_time"]), "pending": {"started_at": "x"}}
+    assert event == {
+        "status": "free",
+        "end_time": pytest.approx(event["end_time"]),
+        "pending": {"started_at": "x"},
+        "not_before": 0.0,
+    }
     assert time.monotonic() - began >= 1.0
     outcomes = emulator.state()["requests"]["ExportImages"]
     refusal = (
@@ -77,6 +82,22 @@ def test_fires_at_its_deadline_with_the_reason(serve: Callable[..., tuple[Emulat
     assert event["status"] == "timeout" and "[InvalidParameterValue.InvalidImageState]" in event["reason"]
 
 
+def test_free_images_prove_nothing_while_an_unanswered_send_may_still_arrive(
+    serve: Callable[..., tuple[Emulator, str]],
+) -> None:
+    """The worker and the trigger share the rule (utils.starting.in_flight_reason): free images before
+    ``not_before`` are no reason to resume and send again; at the deadline it says why it waited."""
+    emulator, conn_id = serve()
+    not_before = time.time() + 1.0
+    event = fire(trigger(conn_id, 20, pending={"started_at": "x"}, not_before=not_before))
+    assert event["status"] == "free" and time.time() >= not_before and event["not_before"] == not_before
+    assert emulator.state()["requests"]["ExportImages"]["DryRunOperation"] > 1  # it kept checking
+
+    event = fire(trigger(conn_id, 0.5, pending={"started_at": "x"}, not_before=time.time() + 60))
+    assert event["status"] == "timeout" and "may still reach the cloud" in event["reason"]
+    assert emulator.state()["exports"] == []
+
+
 def test_a_final_error_is_reported_at_once(serve: Callable[..., tuple[Emulator, str]]) -> None:
     _, conn_id = serve()
     gone = ExportStartTrigger(
@@ -87,7 +108,9 @@ def test_a_final_error_is_reported_at_once(serve: Callable[..., tuple[Emulator, 
 
 
 def test_serializes_every_argument_and_no_secret() -> None:
-    original = ExportStartTrigger(request=REQUEST, tencentcloud_conn_id="tc", region=REGION, end_time=1.0, reason="r")
+    original = ExportStartTrigger(
+        request=REQUEST, tencentcloud_conn_id="tc", region=REGION, end_time=1.0, reason="r", not_before=2.0
+    )
     path, kwargs = original.serialize()
     rebuilt = import_string(path)(**kwargs)
     assert rebuilt.serialize() == (path, kwargs)
