@@ -22,12 +22,13 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-UNIT_TESTS := tests/hooks tests/operators tests/sensors tests/triggers tests/links tests/utils tests/assets tests/test_tiers.py
+UNIT_TESTS := tests/assets tests/hooks tests/links tests/operators tests/sensors tests/triggers tests/utils tests/test_tiers.py
 EMULATOR_TESTS := tests/emulator
-E2E_TESTS := tests/e2e tests/reliability tests/security tests/dags tests/docs tests/scripts
+E2E_TESTS := tests/dags tests/docs tests/e2e tests/reliability tests/scripts tests/security
 RELEASE_TESTS := tests/release tests/deploy
 UI_TESTS := tests/ui
 SYSTEM_TESTS := tests/system
+# Each tier in the order the whole suite ran them (alphabetical): the e2e tests share one Airflow home a session.
 PYTEST := $(BIN)/python -m pytest -q
 
 .PHONY: venv demo docs test typecheck unit-test emulator-test e2e-test release-test ui-test compose-test \

@@ -7,12 +7,14 @@ one-task operator (with or without ``deferrable``) end the same way:
 1. **check**: :meth:`ExportWaitMixin.check_export` in a worker (the trigger's poller batches the
    same calls for every export waiting in the triggerer), judged by
    :func:`~airflow_cvm_export.utils.completion.assess`, the one place where completion is decided;
+   a check failing transiently is ridden out for up to the wait's ``max_outage``
+   (:meth:`ExportWaitMixin.check_through_outage`, :class:`~airflow_cvm_export.utils.outage.Outage`);
 2. **decide**: :func:`~airflow_cvm_export.utils.waiting.verdict` (pure) turns that judgement into
    an :class:`~airflow_cvm_export.utils.records.ExportEvent`, or None while the export runs;
 3. **act**: :meth:`ExportWaitMixin.resume_wait` hands a finished export on (XCom, console links,
    asset events), fails for good on a failed export (``AirflowFailException``) or a timeout
-   (``AirflowSensorTimeout``), and fails only this try when the export could not be checked (the
-   task's retries reattach).
+   (``AirflowSensorTimeout``), and fails only this try when the export could not be checked for
+   longer than ``max_outage`` (the task's retries reattach).
 
 The task classes provide ``hook`` (a :class:`~airflow_cvm_export.hooks.cvm.CvmHook`); the mixin
 provides the steps. Imports are made by the methods that use them, so a DAG file pays nothing for
@@ -24,6 +26,8 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from airflow_cvm_export.utils.outage import DEFAULT_MAX_OUTAGE, Outage
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -40,6 +44,8 @@ else:
 
 class ExportWaitMixin(_TaskBase):
     """Check an export in a worker and act on the event that ends its wait (operator and sensor)."""
+
+    max_outage: float  # the task's argument: seconds of transiently failing checks a wait rides out
 
     @property
     def hook(self) -> CvmHook:
@@ -117,37 +123,65 @@ class ExportWaitMixin(_TaskBase):
 
         The trigger's first check is one poll interval away, so a finished export (a cleared task,
         files already there) would otherwise wait a full interval for nothing. A failed export
-        raises as :meth:`fail_wait` says, as the trigger's event would; None while the export runs,
-        and the caller defers.
+        raises as :meth:`fail_wait` says, as the trigger's event would; None while the export runs
+        (or a check failing transiently, see :meth:`check_through_outage`), and the caller defers.
         """
         from airflow_cvm_export.utils.records import EventStatus
         from airflow_cvm_export.utils.waiting import verdict
 
-        progress = self.check_export(export)
-        event = verdict(export, progress)
+        progress = self.check_through_outage(export, Outage(self.max_outage))
+        event = verdict(export, progress) if progress is not None else None
         if event is None:
             return None
         if event.get("status") != EventStatus.SUCCESS:
             self.fail_wait(event)
         return progress
 
-    def wait_in_worker(self, export: ExportRecord, poll_interval: float, timeout: float) -> ExportProgress:
+    def check_through_outage(self, export: ExportRecord, outage: Outage) -> ExportProgress | None:
+        """:meth:`check_export`, riding out an outage: None after a failed check ``outage`` tolerates (logged).
+
+        A failed check it does not tolerate ends the wait (:meth:`fail_wait` with
+        :func:`~airflow_cvm_export.utils.waiting.failed_check_event`). Poke and reschedule modes and
+        :meth:`wait_in_worker` check through here; the triggerer's poller applies the same
+        :class:`~airflow_cvm_export.utils.outage.Outage`.
+        """
+        from airflow_cvm_export.utils.waiting import export_label, failed_check_event
+
+        try:
+            progress = self.check_export(export)
+        except Exception as error:
+            if not outage.tolerates(error):
+                self.fail_wait(failed_check_event(export, outage, error))
+            self.log.warning("%s: %s", export_label(export), outage.describe(error))
+            return None
+        lasted = outage.passed()
+        if lasted is not None:
+            self.log.info("%s: the checks work again after failing for %.0f s", export_label(export), lasted)
+        return progress
+
+    def wait_in_worker(
+        self, export: ExportRecord, poll_interval: float, timeout: float, max_outage: float = DEFAULT_MAX_OUTAGE
+    ) -> ExportProgress:
         """Check every ``poll_interval`` seconds in this worker until the export is done; return that check.
 
-        A failed export or a timeout raises as :meth:`fail_wait` says; handing the objects on is the
-        caller's (:meth:`publish_export`).
+        Failed checks are ridden out for up to ``max_outage`` seconds in a row
+        (:meth:`check_through_outage`). A failed export or a timeout raises as :meth:`fail_wait` says;
+        handing the objects on is the caller's (:meth:`publish_export`).
         """
         from airflow_cvm_export.utils.records import EventStatus
         from airflow_cvm_export.utils.waiting import timeout_event, verdict
 
         deadline = time.monotonic() + timeout
+        outage = Outage(max_outage)
+        last: ExportProgress | None = None
         while True:
-            progress = self.check_export(export)
-            event = verdict(export, progress)
+            progress = self.check_through_outage(export, outage)
+            last = progress or last
+            event = verdict(export, progress) if progress is not None else None
             if event is None and time.monotonic() + poll_interval > deadline:
-                event = timeout_event(export, progress, f"within {timeout:g} s")
+                event = timeout_event(export, last, f"within {timeout:g} s")
             if event is not None:
-                if event.get("status") == EventStatus.SUCCESS:
+                if progress is not None and event.get("status") == EventStatus.SUCCESS:
                     return progress
                 self.fail_wait(event)
             time.sleep(poll_interval)

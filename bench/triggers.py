@@ -7,8 +7,13 @@ Targets: all complete, 0 throttled, DescribeImages calls per poll cycle <= ceil(
 event-loop stall < 100 ms, at most 15 KB of memory per waiting export.
 With --credential-lifetime S the connection assumes a role through the emulator's STS (credentials
 living S seconds): target <= 2 AssumeRole calls per lifetime for the whole process, none refused.
-Usage: python bench/triggers.py [--quick] [--n N] [--poll-interval S] [--credential-lifetime S]
+Usage: python bench/triggers.py [--quick] [--n N] [--poll-interval S] [--credential-lifetime S] [--restart]
 (the issue's figure: --n 5000)
+
+``--restart``: a triggerer restarted with N deferred waits (exports that keep running): all N
+triggers are created at once, as the new triggerer's TriggerRunner does, and the bench reports how
+long until every wait has been checked again and how many DescribeImages calls that took (default
+N 1000, the default triggerer capacity, and the trigger's default poll interval, 60 s).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import psutil
 
 from airflow_cvm_export.emulator.catalog import REGION, WRITABLE_BUCKETS, extra_image_id
 from airflow_cvm_export.hooks.cvm import CvmAsyncHook, CvmHook
-from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
+from airflow_cvm_export.triggers.cvm import DEFAULT_POLL_INTERVAL, ExportImagesTrigger
 from airflow_cvm_export.triggers.poller import ExportPoller
 from airflow_cvm_export.utils.connection import DEFAULT_RATE_LIMITS
 
@@ -207,6 +212,33 @@ async def wait_all(exports: list[dict[str, Any]], poll_interval: float, recorder
     }
 
 
+async def restart(exports: list[dict[str, Any]], poll_interval: float, recorder: Recorder) -> dict[str, float]:
+    """Create one trigger per export at once (a triggerer starting with N waits); time until each is checked."""
+    triggers = [
+        ExportImagesTrigger(export=e, tencentcloud_conn_id=CONN_ID, poll_interval=poll_interval) for e in exports
+    ]
+
+    async def wait(trigger: ExportImagesTrigger) -> None:
+        async for _ in trigger.run():
+            raise RuntimeError("an export ended during the restart bench")
+
+    watcher = asyncio.create_task(recorder.watch())
+    started = time.monotonic()
+    tasks = []
+    for trigger in triggers:  # as TriggerRunner.create_triggers: one a turn of the loop
+        await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(wait(trigger)))
+    created = time.monotonic() - started
+    while not all(t._waiter is not None and t._waiter.progress is not None for t in triggers):
+        await asyncio.sleep(0.05)
+    checked = time.monotonic() - started
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    watcher.cancel()
+    return {"created": created, "checked": checked, "describe_calls": sum(recorder.cycles)}
+
+
 def task_runner_rss() -> int:
     """RSS of a fresh interpreter holding what a poking sensor's task process imports (a lower bound)."""
     out = subprocess.run([sys.executable, "-c", TASK_RUNNER_PROBE], check=True, capture_output=True, text=True)
@@ -284,14 +316,18 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None, help="concurrent waits (default 1000, 200 with --quick)")
     parser.add_argument("--poll-interval", type=float, default=None, help="seconds (default 5, 2 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a smaller run for CI")
+    parser.add_argument("--restart", action="store_true", help="a triggerer restarted with N waits (see above)")
     parser.add_argument(
         "--credential-lifetime", type=float, default=None, help="assume a role whose credentials live S seconds"
     )
     args = parser.parse_args()
     n = args.n or (200 if args.quick else 1000)
-    poll_interval = args.poll_interval or (2.0 if args.quick else 5.0)
+    default_interval = DEFAULT_POLL_INTERVAL if args.restart else 2.0 if args.quick else 5.0
+    poll_interval = args.poll_interval or default_interval
     start_seconds = n * 1.05 / DEFAULT_RATE_LIMITS["ExportImages"]
     export_seconds = start_seconds + 4 * poll_interval  # the first exports finish a few cycles into the wait
+    if args.restart:
+        export_seconds = 24 * 3600.0  # the exports outlive the bench
     server, url = start_emulator(n, export_seconds, args.credential_lifetime)
     began = time.monotonic()
     try:
@@ -309,16 +345,28 @@ def main() -> None:
         before = emulator_requests(url)
         recorder = Recorder()
         recorder.install()
-        result = asyncio.run(wait_all(exports, poll_interval, recorder))
-        after = emulator_requests(url)
-        calls = {
-            action: {o: c - before.get(action, {}).get(o, 0) for o, c in outcomes.items()}
-            for action, outcomes in after.items()
-            if action != "ExportImages"
-        }
-        ok = report(n, poll_interval, result, recorder, calls)
-        if args.credential_lifetime is not None:
-            ok = credential_report(args.credential_lifetime, time.monotonic() - began, after) and ok
+        if args.restart:
+            figures = asyncio.run(restart(exports, poll_interval, recorder))
+            describe_cap = math.ceil(n / 100)
+            print(
+                f"triggerer restart with N={n} waits, poll_interval={poll_interval:g}s: triggers created in "
+                f"{figures['created']:.2f}s; every wait checked again {figures['checked']:.1f}s after the restart "
+                f"(its first check is due one poll_interval after it starts); DescribeImages calls: "
+                f"{figures['describe_calls']:g} (ceil(N/100) = {describe_cap}); longest event-loop stall "
+                f"{recorder.stall * 1000:.1f} ms"
+            )
+            ok = figures["describe_calls"] <= describe_cap and figures["checked"] < poll_interval + 30
+        else:
+            result = asyncio.run(wait_all(exports, poll_interval, recorder))
+            after = emulator_requests(url)
+            calls = {
+                action: {o: c - before.get(action, {}).get(o, 0) for o, c in outcomes.items()}
+                for action, outcomes in after.items()
+                if action != "ExportImages"
+            }
+            ok = report(n, poll_interval, result, recorder, calls)
+            if args.credential_lifetime is not None:
+                ok = credential_report(args.credential_lifetime, time.monotonic() - began, after) and ok
     finally:
         server.terminate()
         server.wait(timeout=10)

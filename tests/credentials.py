@@ -23,3 +23,10 @@ def web_identity_token(expires: float | None = None) -> str:
         "exp": int(time.time() + 3600 if expires is None else expires),
     }
     return f"{part({'alg': 'RS256'})}.{part(payload)}.c2lnbmF0dXJl"
+
+
+def rotate_key(emulator: object) -> None:
+    """The emulator's key pair is rotated while a wait runs: every request is refused (a permanent error)."""
+    from airflow_cvm_export.emulator.auth import Credentials, KeyRing
+
+    emulator.cvm.credentials = emulator.cos.credentials = KeyRing(Credentials(SECRET_ID, "rotated-secret-key"))  # type: ignore[attr-defined]

@@ -28,6 +28,7 @@ from airflow_cvm_export.utils.errors import (
     TencentCloudServerError,
 )
 from airflow_cvm_export.utils.lineage import remember, task_lineage
+from airflow_cvm_export.utils.outage import DEFAULT_MAX_OUTAGE
 from airflow_cvm_export.utils.records import ExportRecord, ExportState
 from airflow_cvm_export.utils.starting import StartState, describe, dry_run_outcome, gave_up, pause_seconds
 from airflow_cvm_export.utils.validation import (
@@ -112,6 +113,9 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         never waits.
     :param poll_interval: seconds between checks while waiting.
     :param wait_timeout: seconds to wait for the files before failing with ``AirflowSensorTimeout``.
+    :param max_outage: seconds the checks of the wait may keep failing transiently (a cloud or network
+        outage) before the try fails; default one hour, never past ``wait_timeout``. As the sensor's
+        (see :mod:`~airflow_cvm_export.utils.outage`).
     :param start_timeout: seconds to wait until the export can start (an image busy with another
         export, a full export queue, an unanswered send being resolved) before failing with a message
         naming the images and the reason.
@@ -155,6 +159,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         wait_for_completion: bool = False,
         poll_interval: float = 60.0,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        max_outage: float = DEFAULT_MAX_OUTAGE,
         start_timeout: float = DEFAULT_START_TIMEOUT,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
@@ -172,6 +177,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.poll_interval = as_seconds(poll_interval, "poll_interval")
         self.wait_timeout = as_seconds(wait_timeout, "wait_timeout")
+        self.max_outage = as_seconds(max_outage, "max_outage", zero=True)
         self.deferrable = deferrable
         self.image_ids = image_ids
         self.bucket_name = bucket_name
@@ -188,6 +194,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         self._start_deadline = 0.0  # epoch seconds: start_timeout after this start's first try
         self._pending: ExportRecord | None = None  # an unanswered send being resolved, from the start trigger
         self._pauses = 0  # pauses of the start so far (the back-off doubles per pause)
+        self._cvm_exported: tuple[dict[str, Any], list[str]] | None = None  # for the lineage (utils.lineage)
 
     def execute(self, context: Context) -> ExportRecord:
         """Validate, start the export (or reattach to the one a previous try started) and return its record.
@@ -274,6 +281,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
                 region=record["region"],
                 poll_interval=self.poll_interval,
                 end_time=time.time() + self.wait_timeout,
+                max_outage=self.max_outage,
             ),
             method_name="execute_complete",
         )
@@ -362,7 +370,6 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         record = self._attach(context, external_id)
         if not self.wait_for_completion:
             return
-        context["ti"].xcom_push(key=EXPORT_XCOM_KEY, value=record)
         if self._progress is not None and self._progress.done:
             return
         if self.deferrable:
@@ -370,7 +377,7 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
             if self._progress is not None:
                 return
             self._defer(record)
-        self._progress = self.wait_in_worker(record, self.poll_interval, self.wait_timeout)
+        self._progress = self.wait_in_worker(record, self.poll_interval, self.wait_timeout, self.max_outage)
 
     def get_job_result(self, external_id: Any, context: Context) -> ExportRecord:
         """The task's result, the export record; with ``wait_for_completion`` its objects are handed on
@@ -381,10 +388,13 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         return record
 
     def _attach(self, context: Context, record: ExportRecord) -> ExportRecord:
-        """Make ``record`` the export this run hands on: log it and give the console links their values (once)."""
+        """Make ``record`` the export this run hands on: log it, give the console links their values and,
+        with ``wait_for_completion``, push it to XCom ``export`` (once; also when a retry finds it finished)."""
         if record is not self._export:
             self._export = record
             self._publish(context, record)
+            if self.wait_for_completion:
+                context["ti"].xcom_push(key=EXPORT_XCOM_KEY, value=record)
         return record
 
     # -- starting ---------------------------------------------------------------------------------
@@ -598,10 +608,13 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
         """Log the started export and store the console links' values."""
         if record["dry_run"]:
             return
+        from airflow_cvm_export.utils.waiting import export_label
+
+        answer = f" (RequestId {record['request_id']})" if record["request_id"] else ""
         self.log.info(
-            "ExportImages task %s started (RequestId %s): %s to %s: %s",
-            record["task_id"],
-            record["request_id"],
+            "%s started%s: %s to %s: %s",
+            export_label(record),
+            answer,
             f"{len(record['cos_paths'])} object(s)" if record["cos_paths"] else "objects found by listing",
             record["bucket_name"],
             ", ".join(record["cos_paths"]),

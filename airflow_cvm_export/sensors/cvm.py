@@ -12,13 +12,17 @@ from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import AssetAlias, BaseSensorOperator, PokeReturnValue
 
+if TYPE_CHECKING:
+    from airflow.sdk import XComArg
+
 from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.links.cvm import CosBucketLink, CosObjectsLink, persist_export_links
 from airflow_cvm_export.mixins import ExportWaitMixin
 from airflow_cvm_export.utils.errors import TencentCloudConfigError
 from airflow_cvm_export.utils.lineage import task_lineage
+from airflow_cvm_export.utils.outage import DEFAULT_MAX_OUTAGE, Outage
 from airflow_cvm_export.utils.records import OBJECTS_XCOM_KEY
-from airflow_cvm_export.utils.validation import validate_export_record
+from airflow_cvm_export.utils.validation import as_seconds, validate_export_record
 from airflow_cvm_export.version_compat import AirflowSkipException, conf
 
 if TYPE_CHECKING:
@@ -33,6 +37,9 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_ASSET_ALIAS", "OBJECTS_XCOM_KEY", "ExportImagesSensor", "with_alias"]
 
 DEFAULT_ASSET_ALIAS = "cvm_export"
+# Task state store key (Airflow 3.3+) of an outage a reschedule-mode sensor is riding out:
+# {"try_number", "since", "failures"}. XComs cannot carry it: Airflow clears them at every reschedule.
+OUTAGE_KEY = "cvm_export_outage"
 
 
 def __getattr__(name: str) -> Any:
@@ -84,8 +91,12 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
     earlier export of the same image never counts. Each check also
     reads DescribeImages: a deleted image or a failed image state fails the task at once
     (``AirflowFailException`` naming the image and its state). A check that fails even after the
-    hook's retries fails only this try, in every mode, so the task's retries run. Progress
-    (``n of m``) is logged on every check.
+    hook's retries does not end the wait when it is transient (network errors, throttling, 5xx):
+    the sensor keeps checking on its schedule, logging each failed check, for up to ``max_outage``
+    seconds of failures in a row, never past ``timeout`` (see :mod:`~airflow_cvm_export.utils.outage`);
+    longer, the try fails and the task's retries reattach. A permanent error (credentials, not found,
+    bad parameters) fails the task at once. The same in every mode. Progress (``n of m``) is logged
+    on every check.
 
     On success the XCom ``return_value`` is the list of CosPaths, XCom ``objects`` holds one
     :class:`~airflow_cvm_export.utils.records.ExportedObject` per object, and one asset event per
@@ -111,6 +122,13 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
         which the exported objects are emitted as assets; None to emit none. Not templated; when the
         sensor is mapped, give it to ``partial()``, not ``expand()``. Schedule downstream DAGs on
         ``AssetAlias(<name>)`` (see ``dags/cvm_export_consumer.py``).
+    :param max_outage: seconds the checks may keep failing transiently (a cloud or network outage)
+        before the try fails; default one hour. Unlike Airflow's ``silent_fail`` (which treats any
+        exception of ``poke`` as "not done yet", forever, and not when deferrable), it covers only
+        transient failures, is bounded, and works in every mode. In reschedule mode the outage's
+        start is kept in the task state store across reschedules on Airflow 3.3+; on older
+        Airflow (no store, and XComs are cleared at every reschedule) each reschedule counts anew,
+        so only ``timeout`` bounds an outage there.
     :param deferrable: wait in the triggerer instead of a worker slot; defaults to
         ``[operators] default_deferrable``. The export is checked once before deferring, so one
         that has already finished is handed on at once, as in poke and reschedule mode.
@@ -134,7 +152,7 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
     def __init__(
         self,
         *,
-        export: Mapping[str, Any] | str | None = None,
+        export: Mapping[str, Any] | str | XComArg | None = None,
         export_task_id: int | str | None = None,
         cos_paths: list[str] | str | None = None,
         image_ids: list[str] | str | None = None,
@@ -144,6 +162,7 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
         region: str | None = None,
         tencentcloud_conn_id: str = DEFAULT_CONN_ID,
         asset_alias: str | None = DEFAULT_ASSET_ALIAS,
+        max_outage: float = DEFAULT_MAX_OUTAGE,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -158,7 +177,10 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
         self.region = region
         self.tencentcloud_conn_id = tencentcloud_conn_id
         self.asset_alias = asset_alias
+        self.max_outage = as_seconds(max_outage, "max_outage", zero=True)
         self.deferrable = deferrable
+        self._outage: Outage | None = None  # the failed checks in a row of this wait
+        self._cvm_exported: tuple[dict[str, Any], list[str]] | None = None  # for the lineage (utils.lineage)
 
     partial = _AliasedPartial()
 
@@ -214,6 +236,7 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
                 region=self.export_record["region"],
                 poll_interval=self.poke_interval,
                 end_time=self._deadline(context),
+                max_outage=self.max_outage,
             ),
             method_name="execute_complete",
         )
@@ -228,13 +251,49 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
         return self.check_export(self.export_record)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        """Return the CosPaths once every object is there; fail at once if the export failed."""
+        """Return the CosPaths once every object is there; fail at once if the export failed.
+
+        A transiently failed check is "not done yet" for up to ``max_outage`` seconds in a row.
+        """
         from airflow_cvm_export.utils import waiting
 
-        event = waiting.verdict(self.export_record, self.check())
+        outage = self._ongoing_outage(context)
+        was_out = outage.since is not None
+        try:
+            progress = self.check_through_outage(self.export_record, outage)
+        finally:
+            if was_out or outage.since is not None:
+                self._keep_outage(context, outage)
+        event = waiting.verdict(self.export_record, progress) if progress is not None else None
         if event is None:
             return False
         return PokeReturnValue(is_done=True, xcom_value=self.resume_wait(context, self.export_record, event))
+
+    def _ongoing_outage(self, context: Context) -> Outage:
+        """This wait's :class:`~airflow_cvm_export.utils.outage.Outage`: kept by this instance across pokes,
+        and in reschedule mode by the task state store (Airflow 3.3+) across reschedules of this try."""
+        if self._outage is None:
+            self._outage = Outage(self.max_outage)
+            store = context.get("task_state_store") if self.reschedule else None
+            kept: Any = store.get(OUTAGE_KEY) if store is not None else None  # as _keep_outage stored it
+            if kept and kept.get("try_number") == context["ti"].try_number:
+                self._outage.since, self._outage.failures = kept["since"], kept["failures"]
+        return self._outage
+
+    def _keep_outage(self, context: Context, outage: Outage) -> None:
+        """Store the outage for the next reschedule (reschedule mode, Airflow 3.3+), or drop it once over."""
+        store = context.get("task_state_store") if self.reschedule else None
+        if store is None:
+            return
+        if outage.since is None:
+            store.delete(OUTAGE_KEY)
+        else:
+            kept: dict[str, Any] = {
+                "try_number": context["ti"].try_number,
+                "since": outage.since,
+                "failures": outage.failures,
+            }
+            store.set(OUTAGE_KEY, kept)
 
     def execute_complete(self, context: Context, event: Mapping[str, Any]) -> list[str]:
         """Resume after the trigger: see :meth:`~airflow_cvm_export.mixins.ExportWaitMixin.resume_wait`."""

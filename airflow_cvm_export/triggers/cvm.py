@@ -17,9 +17,10 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_cvm_export.hooks import DEFAULT_CONN_ID
-from airflow_cvm_export.triggers.poller import ExportPoller, Waiter
+from airflow_cvm_export.triggers.poller import ExportPoller, FailedCheck, Waiter
+from airflow_cvm_export.utils.outage import DEFAULT_MAX_OUTAGE
 from airflow_cvm_export.utils.records import ExportEvent, ExportRecord
-from airflow_cvm_export.utils.waiting import deadline_text, timeout_event
+from airflow_cvm_export.utils.waiting import deadline_text, export_label, timeout_event
 
 DEFAULT_POLL_INTERVAL = 60.0
 
@@ -53,6 +54,9 @@ class ExportImagesTrigger(BaseTrigger):
     :param poll_interval: seconds between checks.
     :param end_time: deadline as a Unix timestamp (the sensor's ``timeout``, the operator's
         ``wait_timeout``), or None for none.
+    :param max_outage: seconds the checks may keep failing transiently before the wait ends with
+        ``error`` (see :mod:`~airflow_cvm_export.utils.outage`). Counted from the first failed
+        check in this triggerer: a wait that moves to another triggerer counts anew.
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class ExportImagesTrigger(BaseTrigger):
         region: str | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         end_time: float | None = None,
+        max_outage: float = DEFAULT_MAX_OUTAGE,
     ) -> None:
         super().__init__()
         self.export = export
@@ -70,6 +75,7 @@ class ExportImagesTrigger(BaseTrigger):
         self.region = region
         self.poll_interval = poll_interval
         self.end_time = end_time
+        self.max_outage = max_outage
         self._waiter: Waiter | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -82,13 +88,16 @@ class ExportImagesTrigger(BaseTrigger):
                 "region": self.region,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "max_outage": self.max_outage,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Wait in the shared poller and yield one event."""
         region = self.region or self.export.get("region")
-        waiter = self._waiter = ExportPoller.join(self.tencentcloud_conn_id, region, self.export, self.poll_interval)
+        waiter = self._waiter = ExportPoller.join(
+            self.tencentcloud_conn_id, region, self.export, self.poll_interval, self.max_outage
+        )
         log.info(
             "Waiting for %s (%s) every %ss%s",
             waiter.label,
@@ -103,7 +112,9 @@ class ExportImagesTrigger(BaseTrigger):
                 while event is None:
                     await waiter.posted()
                     for report in waiter.take():
-                        if isinstance(report, str):
+                        if isinstance(report, FailedCheck):
+                            log.warning("%s: %s", waiter.label, report)
+                        elif isinstance(report, str):
                             log.info("%s: %s", waiter.label, report)
                         else:
                             event = report
@@ -126,10 +137,10 @@ class ExportImagesTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         """The task was killed while waiting: stop checking; the export itself cannot be cancelled."""
         log.warning(
-            "Stopped waiting for ExportImages task %s. Tencent Cloud has no public API to cancel an image export: "
+            "Stopped waiting for %s. Tencent Cloud has no public API to cancel an image export: "
             "it keeps running and may still write %s to bucket %s.",
-            self.export.get("task_id"),
-            ", ".join(self.export.get("cos_paths", [])),
+            export_label(self.export),
+            ", ".join(self.export.get("cos_paths", [])) or "its files",
             self.export.get("bucket_name"),
         )
         self._leave()

@@ -8,6 +8,13 @@ the wait engine (:mod:`airflow_cvm_export.utils.waiting`) decide each export. Th
 retries, corrects the clock and rate-limits every call (the process-wide limiter of
 :func:`~airflow_cvm_export.utils.ratelimit.limiter_for`), so a triggerer holding 1,000 waiting
 exports stays within the documented API limits.
+
+Failures stay with the wait they belong to. A check that fails transiently is ridden out up to the
+wait's ``max_outage`` (:class:`~airflow_cvm_export.utils.outage.Outage`, as in every other mode);
+a check that raises unexpectedly (a malformed record, a bug) ends only its own wait; and a poller
+whose loop dies is replaced by a new one for the waits it still held (up to :data:`MAX_RESTARTS`
+times in a row without a completed cycle: then those waits end with ``error``, and their tasks'
+retries run).
 """
 
 from __future__ import annotations
@@ -22,11 +29,21 @@ from airflow_cvm_export.hooks.client import describe_batches
 from airflow_cvm_export.hooks.cvm import MAX_IN_FLIGHT, CvmAsyncHook
 from airflow_cvm_export.utils.completion import ExportProgress, assess, listing_prefixes
 from airflow_cvm_export.utils.errors import TencentCloudError
+from airflow_cvm_export.utils.outage import DEFAULT_MAX_OUTAGE, Outage
 from airflow_cvm_export.utils.protocol import cos_key
 from airflow_cvm_export.utils.records import ExportEvent, ExportRecord
-from airflow_cvm_export.utils.waiting import error_event, export_label, verdict
+from airflow_cvm_export.utils.waiting import error_event, export_label, failed_check_event, verdict
 
 log = logging.getLogger(__name__)
+
+# Replacements of a dying poller in a row (no completed cycle between them) before its waits end.
+MAX_RESTARTS = 3
+
+
+class FailedCheck(str):
+    """A progress message saying a check failed and the wait goes on (the trigger logs it as a warning)."""
+
+    __slots__ = ()
 
 
 @dataclass(eq=False, slots=True)
@@ -44,6 +61,7 @@ class Waiter:
     export: ExportRecord
     poll_interval: float
     due: float
+    outage: Outage
     confirmed: dict[str, dict[str, Any]] = field(default_factory=dict)
     progress: ExportProgress | None = None
     _posts: list[str | ExportEvent] = field(default_factory=list)
@@ -93,7 +111,7 @@ class ExportPoller:
     :param region: overrides the connection's region (None: the connection's).
     """
 
-    def __init__(self, conn_id: str, region: str | None) -> None:
+    def __init__(self, conn_id: str, region: str | None, *, restarts: int = 0) -> None:
         loop = asyncio.get_running_loop()
         self.conn_id = conn_id
         self.region = region
@@ -101,20 +119,38 @@ class ExportPoller:
         self._key = (loop, conn_id, region)
         self._waiters: set[Waiter] = set()
         self._changed = asyncio.Event()
+        self._restarts = restarts  # pollers before this one that died in a row
         # A fresh context: the poller's logs must not be attributed to the first trigger's task.
         self._task = loop.create_task(self._run(), name=f"cvm-export-poller:{conn_id}", context=contextvars.Context())
 
     @classmethod
-    def join(cls, conn_id: str, region: str | None, export: ExportRecord, poll_interval: float) -> Waiter:
+    def join(
+        cls,
+        conn_id: str,
+        region: str | None,
+        export: ExportRecord,
+        poll_interval: float,
+        max_outage: float = DEFAULT_MAX_OUTAGE,
+    ) -> Waiter:
         """Register ``export`` with the poller of (``conn_id``, ``region``), creating it if needed."""
         loop = asyncio.get_running_loop()
+        poller = cls._of(loop, conn_id, region)
+        waiter = Waiter(poller, export, poll_interval, due=loop.time() + poll_interval, outage=Outage(max_outage))
+        poller._adopt(waiter)
+        return waiter
+
+    @classmethod
+    def _of(cls, loop: asyncio.AbstractEventLoop, conn_id: str, region: str | None, restarts: int = 0) -> ExportPoller:
+        """The running poller of (``conn_id``, ``region``) in ``loop``, created if there is none."""
         poller = _POLLERS.get((loop, conn_id, region))
         if poller is None:
-            poller = _POLLERS[(loop, conn_id, region)] = cls(conn_id, region)
-        waiter = Waiter(poller, export, poll_interval, due=loop.time() + poll_interval)
-        poller._waiters.add(waiter)
-        poller._changed.set()
-        return waiter
+            poller = _POLLERS[(loop, conn_id, region)] = cls(conn_id, region, restarts=restarts)
+        return poller
+
+    def _adopt(self, waiter: Waiter) -> None:
+        waiter.poller = self
+        self._waiters.add(waiter)
+        self._changed.set()
 
     def leave(self, waiter: Waiter) -> None:
         """Stop checking ``waiter``; the last waiter to leave shuts the poller down."""
@@ -129,19 +165,38 @@ class ExportPoller:
 
     async def _run(self) -> None:
         try:
-            await self.hook.aconfig()
             while batch := await self._due_waiters():
                 await self._check(batch)
+                self._restarts = 0
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._unregister()
-            if not isinstance(exc, TencentCloudError):
-                log.exception("The export poller of connection %r stopped", self.conn_id)
-            for waiter in list(self._waiters):
-                self._finish(waiter, error_event(waiter.export, exc))
+            self._replace(exc)
         finally:
             await asyncio.shield(self.hook.aclose())
+
+    def _replace(self, exc: Exception) -> None:
+        """This poller died: hand its waits to a new poller, or after :data:`MAX_RESTARTS` deaths in a row end them."""
+        waiters, self._waiters = list(self._waiters), set()
+        n = len(waiters)
+        if not n:
+            return
+        if self._restarts >= MAX_RESTARTS:
+            log.error(
+                "The export poller of connection %r died %d times in a row (%r); ending its %d wait(s)",
+                self.conn_id,
+                self._restarts + 1,
+                exc,
+                n,
+            )
+            for waiter in waiters:
+                waiter.post(error_event(waiter.export, f"the triggerer's export poller kept failing ({exc!r})"))
+            return
+        log.exception("The export poller of connection %r died; a new one takes its %d wait(s)", self.conn_id, n)
+        successor = self._of(asyncio.get_running_loop(), self.conn_id, self.region, self._restarts + 1)
+        for waiter in waiters:
+            successor._adopt(waiter)
 
     async def _due_waiters(self) -> list[Waiter]:
         """Sleep until some waiters are due and return them; [] once no waiter is left."""
@@ -176,32 +231,50 @@ class ExportPoller:
             for waiter in queue:
                 if waiter not in self._waiters:
                     continue  # left while the cycle ran
-                ids = waiter.export["image_ids"]
-                error = next((describe_errors[i] for i in ids if i in describe_errors), None)
-                if error is None:
-                    try:
-                        heads = await self._heads(waiter)
-                    except TencentCloudError as exc:
-                        error = exc
-                if error is not None:
-                    self._finish(waiter, error_event(waiter.export, error))
-                else:
-                    self._judge(waiter, [images[i] for i in ids if i in images], heads)
+                try:
+                    await self._check_one(waiter, images, describe_errors)
+                except Exception as exc:  # a bug or a record nobody foresaw: only this wait ends
+                    log.exception("Checking %s failed unexpectedly; ending only this wait", waiter.label)
+                    self._finish(waiter, error_event(waiter.export, f"unexpected error ({exc!r})"))
 
         await asyncio.gather(*(worker() for _ in range(min(MAX_IN_FLIGHT, len(batch)))))
 
-    async def _describe_all(
-        self, batch: list[Waiter]
-    ) -> tuple[dict[str, dict[str, Any]], dict[str, TencentCloudError]]:
-        """Image states of every export in ``batch``, 100 ids per call; errors by image id."""
+    async def _check_one(
+        self, waiter: Waiter, images: dict[str, dict[str, Any]], describe_errors: dict[str, Exception]
+    ) -> None:
+        """HEAD (or list) the export's pending objects and judge it, or count the failed check."""
+        ids = waiter.export["image_ids"]
+        error = next((describe_errors[i] for i in ids if i in describe_errors), None)
+        if error is None:
+            try:
+                heads = await self._heads(waiter)
+            except TencentCloudError as exc:
+                error = exc
+        if error is not None:
+            self._failed(waiter, error)
+        else:
+            self._judge(waiter, [images[i] for i in ids if i in images], heads)
+
+    def _failed(self, waiter: Waiter, error: Exception) -> None:
+        """A check of ``waiter`` failed: go on while its outage is tolerated, else end the wait."""
+        if waiter.outage.tolerates(error):
+            waiter.post(FailedCheck(waiter.outage.describe(error)))
+        else:
+            self._finish(waiter, failed_check_event(waiter.export, waiter.outage, error))
+
+    async def _describe_all(self, batch: list[Waiter]) -> tuple[dict[str, dict[str, Any]], dict[str, Exception]]:
+        """Image states of every export in ``batch``, 100 ids per call; errors by image id.
+
+        A call that fails (even unexpectedly) fails the check of the exports it covers, not the poller.
+        """
         chunks = describe_batches([image_id for waiter in batch for image_id in waiter.export["image_ids"]])
         results = await asyncio.gather(
             *(self.hook.call("DescribeImages", params) for params in chunks), return_exceptions=True
         )
         images: dict[str, dict[str, Any]] = {}
-        errors: dict[str, TencentCloudError] = {}
+        errors: dict[str, Exception] = {}
         for params, result in zip(chunks, results, strict=True):
-            if isinstance(result, TencentCloudError):
+            if isinstance(result, Exception):
                 errors.update(dict.fromkeys(params["ImageIds"], result))
             elif isinstance(result, BaseException):
                 raise result
@@ -216,6 +289,9 @@ class ExportPoller:
             self._finish(waiter, error_event(waiter.export, f"malformed export record ({exc!r})"))
             return
         previous, waiter.progress = waiter.progress, progress
+        lasted = waiter.outage.passed()
+        if lasted is not None:
+            waiter.post(f"the checks work again after failing for {lasted:.0f} s")
         waiter.confirmed.update(
             (obj["key"], {"size": obj["size"], "etag": obj["etag"], "last_modified": obj["last_modified"]})
             for obj in progress.objects

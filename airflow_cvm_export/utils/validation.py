@@ -131,10 +131,11 @@ def as_optional_bool(value: Any, field: str) -> bool | None:
     raise invalid(field, "true or false", value)
 
 
-def as_seconds(value: Any, field: str) -> float:
-    """A finite number of seconds > 0 (an int or a float, not a string)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
-        raise invalid(field, "positive seconds (an int or a float)", value)
+def as_seconds(value: Any, field: str, *, zero: bool = False) -> float:
+    """A finite number of seconds > 0, or >= 0 with ``zero`` (an int or a float, not a string)."""
+    number = not isinstance(value, bool) and isinstance(value, int | float)
+    if not number or not (0 <= value if zero else 0 < value) or value == float("inf"):
+        raise invalid(field, f"{'non-negative' if zero else 'positive'} seconds (an int or a float)", value)
     return value
 
 

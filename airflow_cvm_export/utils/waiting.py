@@ -5,7 +5,8 @@ Every way of waiting checks an export, decides, and acts on the result (see
 batches the checks for every export waiting in the triggerer). Deciding is pure and lives here:
 :func:`verdict` turns :func:`~airflow_cvm_export.utils.completion.assess`'s judgement into an
 :class:`~airflow_cvm_export.utils.records.ExportEvent`, or None while the export runs; a check
-that could not be made becomes :func:`error_event`, a deadline :func:`timeout_event`.
+that could not be made, and that the wait's :class:`~airflow_cvm_export.utils.outage.Outage` no
+longer tolerates, becomes :func:`failed_check_event`, a deadline :func:`timeout_event`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_cvm_export.utils.completion import ExportProgress, listing_prefixes
+from airflow_cvm_export.utils.outage import Outage, is_permanent
 from airflow_cvm_export.utils.records import EventStatus, ExportEvent, ExportState
 
 
 def export_label(export: Mapping[str, Any]) -> str:
-    """``ExportImages task <TaskId>``, for messages."""
-    return f"ExportImages task {export.get('task_id')}"
+    """``ExportImages task <TaskId>``, for messages; a recovered export (its answer was lost: no TaskId)
+    is named by its images."""
+    if export.get("task_id") is None:
+        return f"ExportImages of {', '.join(export.get('image_ids') or ())} (answer lost, no TaskId)"
+    return f"ExportImages task {export['task_id']}"
 
 
 # -- decide -----------------------------------------------------------------------------------------
@@ -51,6 +56,17 @@ def verdict(export: Mapping[str, Any], progress: ExportProgress) -> ExportEvent 
 def error_event(export: Mapping[str, Any], error: BaseException | str) -> ExportEvent:
     """The export could not be checked (even after the hook's retries): this try fails, retries may run."""
     return {"status": EventStatus.ERROR.value, "message": f"Could not check {export_label(export)}: {error}"}
+
+
+def failed_check_event(export: Mapping[str, Any], outage: Outage, error: BaseException) -> ExportEvent:
+    """The event ending a wait whose check raised ``error`` and ``outage`` does not tolerate it.
+
+    A permanent error (credentials, not found, bad parameters) is ``failed``: the task fails at once,
+    in every mode. Anything else (an outage longer than ``max_outage``, an unexpected error) is
+    :func:`error_event`: this try fails and the task's retries reattach.
+    """
+    event = error_event(export, outage.gave_up(error))
+    return {**event, "status": EventStatus.FAILED.value} if is_permanent(error) else event
 
 
 def timeout_event(export: Mapping[str, Any], progress: ExportProgress | None, limit: str) -> ExportEvent:

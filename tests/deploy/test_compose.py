@@ -284,6 +284,7 @@ def running_emulator(services: dict[str, dict[str, Any]]) -> Iterator[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None and proc.stderr is not None  # both piped
     try:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://"), f"emulator did not start: {url!r} {proc.stderr.read() if not url else ''}"

@@ -33,7 +33,9 @@ BUILD_DIR = "/tmp/airflow-cvm-export"
 def test_the_dockerfile_install_step_passes_pip_check_in_a_fresh_venv(tmp_path: Path) -> None:
     instructions = dockerfile_instructions()
     (base,) = [args for instr, args in instructions if instr == "FROM"]
-    version, python = re.fullmatch(r"apache/airflow:(\S+)-python(\d+\.\d+)", base).groups()
+    pinned = re.fullmatch(r"apache/airflow:(\S+)-python(\d+\.\d+)", base)
+    assert pinned, f"the Dockerfile's FROM is not apache/airflow:<version>-python<X.Y>: {base}"
+    version, python = pinned.groups()
     assert python == f"{sys.version_info.major}.{sys.version_info.minor}", f"the image runs Python {python}"
     assert version == constraint("apache-airflow")
 

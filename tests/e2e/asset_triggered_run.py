@@ -10,6 +10,7 @@ exits 0 when the run succeeded, 2 when the scheduler created no run for DAG_ID.
 from __future__ import annotations
 
 import sys
+from typing import Any
 from unittest.mock import patch
 
 from airflow.jobs.job import Job
@@ -26,7 +27,8 @@ from tests.airflow_compat import SerializedDAG
 
 
 def main(dag_id: str) -> int:
-    runner = SchedulerJobRunner(job=Job(), executors=[object()])  # never started: no executor needed
+    # Never started, so no executor is needed: a placeholder fills the list.
+    runner = SchedulerJobRunner(job=Job(), executors=[object()])  # type: ignore[list-item]
     with create_session() as session, prohibit_commit(session) as guard:
         runner._create_dagruns_for_dags(guard, session)
     with create_session() as session:
@@ -42,7 +44,7 @@ def main(dag_id: str) -> int:
         run_id = run.run_id
     print(f"Asset-triggered run: {run_id}")
 
-    def existing_run(**kwargs: object) -> DagRun:
+    def existing_run(**kwargs: Any) -> DagRun:
         found = kwargs["session"].scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
         found.dag = kwargs["dag"]
         return found

@@ -38,7 +38,7 @@ def test_export_events_schedule_the_consumer_dag_with_the_exported_objects(
     # A consumer DAG created by an earlier test is paused (dags_are_paused_at_creation); one created now is not.
     rows(db, "UPDATE dag SET is_paused = 0 WHERE dag_id = ?", CONSUMER)
     emulator = start_emulator(progression="immediate")
-    variable = {"image_ids": ["img-centos01", "img-centos02", "img-ubuntu01"], "bucket_name": BUCKET}
+    variable: dict[str, Any] = {"image_ids": ["img-centos01", "img-centos02", "img-ubuntu01"], "bucket_name": BUCKET}
     variable |= {"file_name_prefixes": ["web", "web", "db"], "batch_size": 2, "poke_interval": 1, "mode": "poke"}
     run = run_dag(
         "cvm_export_nightly", emulator, variable=variable, env={"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False"}

@@ -7,14 +7,20 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import finished_once_waiting
+
 pytestmark = pytest.mark.e2e
 
 TEST_DAGS = Path(__file__).resolve().parent / "dags"
 
 
-def test_one_task_exports_once_defers_and_returns_the_record(run_dag: Any, start_emulator: Any) -> None:
-    emulator = start_emulator(progression="immediate")  # the first try defers all the same
-    run = run_dag("cvm_export_one_task", emulator, env={"AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)})
+def test_one_task_exports_once_defers_and_returns_the_record(
+    run_dag: Any, start_emulator: Any, airflow_home: Path
+) -> None:
+    # The export finishes once the trigger has checked (the operator checks before deferring).
+    emulator = start_emulator(progression="manual")
+    with finished_once_waiting(emulator, airflow_home, "cvm_export_one_task", "deferrable"):
+        run = run_dag("cvm_export_one_task", emulator, env={"AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)})
 
     assert run.returncode == 0, run.output[-5000:]
     assert "state=success" in run.output

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from airflow_cvm_export.emulator import Emulator
-from tests.credentials import SECRET_ID, SECRET_KEY
+from tests.credentials import SECRET_ID, SECRET_KEY, rotate_key
 from tests.e2e.conftest import REGION, DagRun
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,11 @@ STARTS = {"poke": "start_poke", "reschedule": "start_reschedule", "deferrable": 
 
 
 def inject(faults: dict[str, list[str]]) -> Callable[[Emulator], None]:
-    return lambda emulator: [emulator.inject(action, *kinds) for action, kinds in faults.items()]
+    def apply(emulator: Emulator) -> None:
+        for action, kinds in faults.items():
+            emulator.inject(action, *kinds)
+
+    return apply
 
 
 def delete_image(emulator: Emulator) -> None:
@@ -49,8 +53,10 @@ class Scenario:
     clock_offset: float | None = None  # Airflow's wall clock off by this many seconds
     on_export: Callable[[Emulator], None] | None = None  # done to each emulator once its export started
     timeout: float = 60
+    max_outage: float = 3600
     outcome: str = "success"
     says: str = ""
+    tries: int = 1  # the try every wait ends in
 
 
 # Transient trouble the hook rides through: dropped connections, throttling and 5xx, in a burst.
@@ -59,8 +65,14 @@ SCENARIOS = {
     "clock_400s_ahead": Scenario(clock_offset=+400),
     "clock_400s_behind": Scenario(clock_offset=-400),
     "dropped_throttled_5xx": Scenario(on_export=inject({"DescribeImages": BURST, "COS HEAD": ["internal", *BURST]})),
-    # More failures in a row than the hook's 5 attempts: the try fails, the task's retry reattaches.
-    "outage_then_retry": Scenario(on_export=inject({"COS HEAD": ["drop_before"] * 6})),
+    # More failures in a row than the hook's 5 attempts: a failed check, ridden out in the same try.
+    "outage_ridden_out": Scenario(on_export=inject({"COS HEAD": ["drop_before"] * 6}), says="check failed"),
+    # The same outage with max_outage 0: the try fails, the task's retry reattaches.
+    "outage_longer_than_max_outage": Scenario(
+        on_export=inject({"COS HEAD": ["drop_before"] * 6}), max_outage=0, says="longer than max_outage", tries=2
+    ),
+    # A permanent error while checking (the credentials revoked): the task fails at once, no retry.
+    "credentials_revoked": Scenario(on_export=rotate_key, outcome="failed", says="AuthFailure"),
     "export_failed_in_cloud": Scenario({"fail_rate": 1}, outcome="failed", says="is in state EXPORTFAILED"),
     "image_deleted": Scenario(
         {"export_seconds": 6}, on_export=delete_image, outcome="failed", says=f"image {IMAGE} no longer exists"
@@ -97,7 +109,11 @@ def test_every_mode_ends_the_same_way(
     run_dag: Callable[..., DagRun], emulators: dict[str, Emulator], scenario: str
 ) -> None:
     case = SCENARIOS[scenario]
-    env = {"AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS), "CVM_PARITY_TIMEOUT": str(case.timeout)}
+    env = {
+        "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS),
+        "CVM_PARITY_TIMEOUT": str(case.timeout),
+        "CVM_PARITY_MAX_OUTAGE": str(case.max_outage),
+    }
     conn = {"conn_type": "tencentcloud", "login": SECRET_ID, "password": SECRET_KEY}
     for mode in MODES:
         settings = {"export_seconds": 1.5, **case.emulator}
@@ -117,10 +133,12 @@ def test_every_mode_ends_the_same_way(
     log = run.output[-8000:]
     states = {mode: run.states(WAITS[mode]) for mode in MODES}
     assert states == {mode: [expected] for mode in MODES}, log
+    assert {mode: run.tries(WAITS[mode]) for mode in MODES} == dict.fromkeys(MODES, case.tries), log
+    if case.says:
+        assert run.output.count(case.says) >= len(MODES), log
     for mode, emulator in emulators.items():
         assert len(emulator.state()["exports"]) == 1, f"{mode}: an export was started twice"
     if expected == "failed":
-        assert run.output.count(case.says) >= len(MODES), log
         assert all(run.xcoms(WAITS[mode]) == [] for mode in MODES)
         return
 
@@ -137,5 +155,3 @@ def test_every_mode_ends_the_same_way(
     assert all(shape == shapes["poke"] for shape in shapes.values()), shapes
     if case.clock_offset is not None:
         assert "re-signing with the server's time" in run.output
-    if scenario == "outage_then_retry":
-        assert "Could not check ExportImages task" in run.output  # the deferred waits gave up once, then retried

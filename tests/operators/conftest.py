@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from airflow.sdk.execution_time.context import OutletEventAccessors
-from airflow.sdk.types import TaskInstanceKey
 
 from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_3_PLUS
+from tests.airflow_compat import TaskInstanceKey
 from tests.credentials import SECRET_ID, SECRET_KEY
 
 if TYPE_CHECKING:

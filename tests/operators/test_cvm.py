@@ -142,7 +142,7 @@ def test_region_is_required(emulator: Emulator, context: Context, tencentcloud_c
 
 def test_every_export_argument_is_templated() -> None:
     """Every argument of the ExportImages request is templated; how the task waits is not (as a sensor's mode)."""
-    waiting = {"wait_for_completion", "poll_interval", "wait_timeout", "start_timeout", "deferrable"}
+    waiting = {"wait_for_completion", "poll_interval", "wait_timeout", "max_outage", "start_timeout", "deferrable"}
     arguments = set(inspect.signature(ExportImagesOperator.__init__).parameters) - {"self", "kwargs"} - waiting
     assert set(ExportImagesOperator.template_fields) == arguments
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -182,3 +183,14 @@ def test_a_retry_of_an_export_that_failed_in_the_cloud_exports_again(start_emula
 
     first, second = emulator.state()["exports"]
     assert first["status"] == "failed" and record["cos_paths"] == second["CosPaths"]
+
+
+def test_every_attribute_is_set_in_init(emulator: Emulator, context: Context) -> None:
+    """execute creates no attribute __init__ did not (the cached properties aside: they are declared;
+    and Airflow's own lazily made logger)."""
+    op = waiting_operator()
+    before = set(vars(op))
+    op.execute(context)
+
+    cached = {name for name, value in vars(ExportImagesOperator).items() if isinstance(value, cached_property)}
+    assert set(vars(op)) - before - {"_cached_logger"} <= cached

@@ -3,5 +3,34 @@ context) and of the end-to-end tests (``airflow dags test`` in a migrated Airflo
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+
+from airflow_cvm_export.emulator import Emulator
 from tests.e2e.conftest import airflow_home, run_dag  # noqa: F401 - fixtures
 from tests.operators.conftest import context, emulator, start_emulator  # noqa: F401 - fixtures
+
+BUSY = "InvalidParameterValue.InvalidImageState"  # a DryRun's answer while an image exports
+
+
+@contextlib.contextmanager
+def finished_once_busy(emu: Emulator) -> Iterator[None]:
+    """While the block runs: the exports (``manual`` progression) stay running until a DryRun from
+    now on was answered busy, then finish; so the code under test must have seen its export running."""
+    refused = emu.state()["requests"].get("ExportImages", {}).get(BUSY, 0)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.02):
+            if emu.state()["requests"].get("ExportImages", {}).get(BUSY, 0) > refused:
+                emu.finish()
+                return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()

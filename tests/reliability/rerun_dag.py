@@ -11,6 +11,7 @@ Without an existing run it is plain ``dag.test`` at that logical date.
 from __future__ import annotations
 
 import sys
+from typing import Any
 from unittest.mock import patch
 
 from airflow.models.dagrun import DagRun
@@ -23,13 +24,14 @@ from sqlalchemy import select
 from tests.airflow_compat import SerializedDAG
 
 
-def _find_run(dag_id: str, logical_date: object, session: object) -> DagRun | None:
+def _find_run(dag_id: str, logical_date: object, session: Any) -> DagRun | None:
     return session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.logical_date == logical_date))
 
 
-def _resume(**kwargs: object) -> DagRun:
+def _resume(**kwargs: Any) -> DagRun:
     """Stand-in for ``get_or_create_dagrun``: the existing run, not a new one."""
     run = _find_run(kwargs["dag"].dag_id, kwargs["logical_date"], kwargs["session"])
+    assert run is not None, "no DAG run of that date to rerun"
     run.dag = kwargs["dag"]
     return run
 

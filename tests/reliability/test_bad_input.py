@@ -5,7 +5,7 @@ Hostile connections are in tests/security/test_connection_input.py."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,9 +17,12 @@ from airflow_cvm_export.utils.errors import TencentCloudConfigError
 from tests.operators.conftest import BUCKET, CONN_ID
 from tests.operators.test_validation import REJECTED_ARGS
 
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
+
 pytestmark = pytest.mark.reliability
 
-GOOD = {"image_ids": ["img-centos01"], "bucket_name": BUCKET}
+GOOD: dict[str, Any] = {"image_ids": ["img-centos01"], "bucket_name": BUCKET}
 
 
 def nested(depth: int, inner: Any = "img-centos01") -> Any:
@@ -94,7 +97,7 @@ OPERATOR_CASES = [
 
 
 @pytest.mark.parametrize(("changes", "field"), OPERATOR_CASES)
-def test_operator_input(emulator: Emulator, context: dict[str, Any], changes: dict[str, Any], field: str) -> None:
+def test_operator_input(emulator: Emulator, context: Context, changes: dict[str, Any], field: str) -> None:
     task = ExportImagesOperator(task_id="start", tencentcloud_conn_id=CONN_ID, **GOOD)
     task._lock_for_execution = True  # as the task runner does: rendered values are not walked for XComArgs
     for name, value in changes.items():
@@ -152,8 +155,9 @@ SENSOR_CASES = [
 
 
 @pytest.mark.parametrize(("kwargs", "message"), SENSOR_CASES)
-def test_sensor_input(emulator: Emulator, context: dict[str, Any], kwargs: dict[str, Any], message: str) -> None:
-    sensor = ExportImagesSensor(task_id="wait", tencentcloud_conn_id=CONN_ID, **{name: None for name in kwargs})
+def test_sensor_input(emulator: Emulator, context: Context, kwargs: dict[str, Any], message: str) -> None:
+    unset: dict[str, Any] = dict.fromkeys(kwargs)
+    sensor = ExportImagesSensor(task_id="wait", tencentcloud_conn_id=CONN_ID, **unset)
     sensor._lock_for_execution = True  # as the task runner does before rendering
     for name, value in kwargs.items():
         setattr(sensor, name, value)
@@ -181,7 +185,7 @@ TEMPLATED_CASES: list[tuple[dict[str, Any], dict[str, Any], str]] = [
 @pytest.mark.parametrize(("templates", "params", "field"), TEMPLATED_CASES)
 def test_templated_input(
     emulator: Emulator,
-    context: dict[str, Any],
+    context: Context,
     templates: dict[str, Any],
     params: dict[str, Any],
     field: str,

@@ -12,7 +12,7 @@ import pytest
 
 from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_3_PLUS
-from tests.e2e.conftest import DagRun
+from tests.e2e.conftest import DagRun, finished_once_waiting
 
 pytestmark = pytest.mark.reliability
 
@@ -73,23 +73,21 @@ FORBIDDEN = (SECRET_KEY, TOKEN, "Authorization", "TC3-HMAC-SHA256", "q-signature
 def test_no_secret_or_signature_reaches_logs_xcoms_rendered_fields_triggers_or_errors(
     run_dag: Callable[..., DagRun], airflow_home: Path
 ) -> None:
-    # Exports finish when accepted: what is scanned is what the runs wrote, not how long they waited.
+    # Exports finish when accepted: what is scanned is what the runs wrote, not how long they waited;
+    # but the deferrable run's exports run until a trigger checked, so it really deferred (and wrote
+    # its triggers' kwargs and the sensors' next_kwargs to the metadata DB).
     with Emulator(secret_id="AKIDSECRETSTEST", secret_key=SECRET_KEY, token=TOKEN, progression="immediate") as emulator:
-        connection = {
+        connection: dict[str, Any] = {
             "login": "AKIDSECRETSTEST",
             "password": SECRET_KEY,
             "extra": {"region": "ap-guangzhou", "endpoint": emulator.url, "token": TOKEN},
         }
-        runs = [
-            launch(run_dag, "cvm_export_nightly", emulator, connection=connection),
-            launch(
-                run_dag,
-                "cvm_export_adhoc",
-                emulator,
-                connection=connection,
-                env={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"},
-            ),
-        ]
+        runs = [launch(run_dag, "cvm_export_nightly", emulator, connection=connection)]
+        emulator.progression = "manual"
+        with finished_once_waiting(emulator, airflow_home, "cvm_export_adhoc", "deferrable"):
+            deferrable = {"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"}
+            runs.append(launch(run_dag, "cvm_export_adhoc", emulator, connection=connection, env=deferrable))
+        emulator.progression = "immediate"
         # And a failing run: the error message of a rejected request must not carry them either.
         bad = {**connection, "extra": {**connection["extra"], "token": TOKEN + "-expired"}}
         failed = run_dag(
@@ -120,6 +118,7 @@ def test_no_secret_or_signature_reaches_logs_xcoms_rendered_fields_triggers_or_e
         ):
             rows = db.execute(f"SELECT {column} FROM {table}").fetchall()  # noqa: S608 - fixed names
             places[f"table {table}"] = "\n".join(str(value) for (value,) in rows)
-    assert places["table rendered_task_instance_fields"] and places["table xcom"]  # the scan saw real data
+    # The scan saw real data, the deferred run's triggers included.
+    assert places["table rendered_task_instance_fields"] and places["table xcom"] and places["table trigger"]
     leaks = [(where, word) for where, text in places.items() for word in FORBIDDEN if word in text]
     assert leaks == []

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from airflow.sdk import PokeReturnValue
@@ -22,7 +22,11 @@ from airflow_cvm_export.triggers import poller as triggers
 from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
 from airflow_cvm_export.utils.errors import TencentCloudOutcomeUnknownError
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_3_PLUS
-from tests.operators.conftest import BUCKET, CONN_ID, FakeTaskStateStore, needs_task_state_store
+from tests.operators.conftest import BUCKET, CONN_ID, FakeTaskStateStore, fake_store, fake_ti, needs_task_state_store
+from tests.reliability.conftest import BUSY, finished_once_busy
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
 
 pytestmark = pytest.mark.reliability
 
@@ -34,14 +38,14 @@ def operator(**kwargs: Any) -> ExportImagesOperator:
     return ExportImagesOperator(task_id="start_export", **args)
 
 
-def wait_for(record: dict[str, Any], context: dict[str, Any], seconds: float = 10) -> list[str]:
+def wait_for(record: Mapping[str, Any], context: Context, seconds: float = 10) -> list[str]:
     """Poke the sensor until the export is complete; return its CosPaths."""
     sensor = ExportImagesSensor(task_id="wait", export=record, tencentcloud_conn_id=CONN_ID, poke_interval=0.05)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         result = sensor.poke(context)
         if isinstance(result, PokeReturnValue) and result.is_done:
-            return result.xcom_value
+            return list(result.xcom_value or [])
         time.sleep(0.05)
     raise AssertionError("the export did not complete")
 
@@ -52,38 +56,40 @@ def accepted(emulator: Emulator) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("prefixes", [None, ["nightly-20261126", "web-20261126"]], ids=["no-prefix", "prefix"])
 def test_lost_answer_is_resolved_by_probing_not_by_a_second_send(
-    emulator: Emulator, context: dict[str, Any], prefixes: list[str] | None
+    start_emulator: Any, context: Context, prefixes: list[str] | None
 ) -> None:
+    emulator = start_emulator(progression="manual")
     emulator.inject("ExportImages", "drop_after")  # the export starts, its answer is lost
-    record = operator(file_name_prefixes=prefixes).execute(context)
+    with finished_once_busy(emulator):
+        record = operator(file_name_prefixes=prefixes, poll_interval=0.1).execute(context)
 
     (export,) = accepted(emulator)
     assert record["recovered"] is True and record["task_id"] is None
     assert record["cos_paths"] == export["CosPaths"]  # found under the documented names, in the API's order
     outcomes = emulator.state()["requests"]["ExportImages"]
     assert outcomes["fault:drop_after"] == 1 and "ok" not in outcomes  # never sent a second time
-    assert outcomes["InvalidParameterValue.InvalidImageState"] >= 1  # DryRun: busy until the export finished
+    assert outcomes[BUSY] >= 1  # DryRun: busy until the export finished
     assert wait_for(record, context) == export["CosPaths"]
-    assert INTENT_KEY not in context["task_state_store"]
+    assert INTENT_KEY not in fake_store(context)
 
 
-def test_a_lost_answer_of_a_fast_export_starts_no_second_export(start_emulator: Any, context: dict[str, Any]) -> None:
+def test_a_lost_answer_of_a_fast_export_starts_no_second_export(emulator: Emulator, context: Context) -> None:
     """The export finishes before the probe: the image is free, but its files say it ran."""
-    emulator = start_emulator(export_seconds=0.05)
-    emulator.inject("ExportImages", "drop_after", "slow")  # the probe comes after the export finished
+    emulator.inject("ExportImages", "drop_after")  # exports finish as they are accepted (``immediate``)
     record = operator().execute(context)
     (export,) = accepted(emulator)
     assert record["cos_paths"] == export["CosPaths"]
-    assert "InvalidParameterValue.InvalidImageState" not in emulator.state()["requests"]["ExportImages"]
+    assert BUSY not in emulator.state()["requests"]["ExportImages"]
 
 
-def test_recovered_export_ignores_older_and_foreign_objects(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_recovered_export_ignores_older_and_foreign_objects(emulator: Emulator, context: Context) -> None:
     operator(image_ids=["img-centos02"]).execute(context)  # yesterday's export: same keys, older
-    context["task_state_store"] = FakeTaskStateStore()  # each run of the task has its own
+    # Each run of the task has its own store.
+    context["task_state_store"] = FakeTaskStateStore()  # type: ignore[typeddict-item]  # a test double
     operator(image_ids=["img-centos01"]).execute(context)  # another image in the same bucket
     emulator.finish()  # both exports done, their objects older than the next one's
     emulator.inject("ExportImages", "drop_after")
-    context["task_state_store"] = FakeTaskStateStore()
+    context["task_state_store"] = FakeTaskStateStore()  # type: ignore[typeddict-item]  # a test double
     record = operator(image_ids=["img-centos02"], only_export_root_disk=True).execute(context)
 
     assert record["cos_paths"] == [accepted(emulator)[-1]["CosPaths"][0]] and "_system_" in record["cos_paths"][0]
@@ -92,7 +98,7 @@ def test_recovered_export_ignores_older_and_foreign_objects(emulator: Emulator, 
 
 
 def test_lost_answer_of_a_request_that_did_not_start_uses_the_second_answer(
-    emulator: Emulator, context: dict[str, Any]
+    emulator: Emulator, context: Context
 ) -> None:
     emulator.inject("ExportImages", "drop_before")
     record = operator().execute(context)
@@ -102,9 +108,7 @@ def test_lost_answer_of_a_request_that_did_not_start_uses_the_second_answer(
     assert (record["task_id"], record["cos_paths"]) == (export["TaskId"], export["CosPaths"])
 
 
-def test_a_lost_answer_with_new_files_under_other_names_is_not_sent_again(
-    emulator: Emulator, context: dict[str, Any]
-) -> None:
+def test_a_lost_answer_with_new_files_under_other_names_is_not_sent_again(emulator: Emulator, context: Context) -> None:
     """None of the documented names, but a new object under the export's prefix (as if Tencent Cloud
     named its files otherwise): the send may have started an export, so it fails saying so instead
     of sending again; once the object is moved away, a retry exports."""
@@ -115,10 +119,10 @@ def test_a_lost_answer_with_new_files_under_other_names_is_not_sent_again(
     with pytest.raises(TencentCloudOutcomeUnknownError, match=f"but {stray} appeared under its prefixes"):
         start.execute(context)
     assert accepted(emulator) == []  # never sent a second time
-    assert (INTENT_KEY in context["task_state_store"]) is AIRFLOW_V_3_3_PLUS  # before 3.3 any retry looks
+    assert (INTENT_KEY in fake_store(context)) is AIRFLOW_V_3_3_PLUS  # before 3.3 any retry looks
 
     assert emulator.delete_object(BUCKET, stray)  # the user checked the bucket and cleared the task
-    context["ti"].try_number = 2
+    fake_ti(context).try_number = 2
     record = start.execute(context)
     (export,) = accepted(emulator)
     assert record["cos_paths"] == export["CosPaths"]
@@ -126,7 +130,7 @@ def test_a_lost_answer_with_new_files_under_other_names_is_not_sent_again(
 
 @pytest.mark.parametrize("then", ["drop_before", "http5xx", "internal", "throttle"])
 def test_faults_while_probing_are_waited_out_in_the_same_try(
-    emulator: Emulator, context: dict[str, Any], then: str, monkeypatch: pytest.MonkeyPatch
+    emulator: Emulator, context: Context, then: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two unusable answers in a row used to fail the task: now the probes ride through them."""
     monkeypatch.setattr(hook_module, "_sleep", lambda seconds: time.sleep(seconds / 50))  # the hook's back-off
@@ -137,21 +141,22 @@ def test_faults_while_probing_are_waited_out_in_the_same_try(
 
 
 def test_an_unresolved_lost_answer_fails_after_start_timeout_and_the_retry_resumes_the_search(
-    start_emulator: Any, context: dict[str, Any]
+    start_emulator: Any, context: Context
 ) -> None:
-    emulator = start_emulator(export_seconds=3)
+    emulator = start_emulator(progression="manual")  # the export runs until the test finishes it
     emulator.inject("ExportImages", "drop_after")
     with pytest.raises(TencentCloudOutcomeUnknownError, match="could not be told within start_timeout \\(1 s\\)"):
         operator(start_timeout=1, poll_interval=0.2).execute(context)
     # So the retry looks before sending anything: the intent on 3.3+; before, any retry looks.
-    assert (INTENT_KEY in context["task_state_store"]) is AIRFLOW_V_3_3_PLUS
-    context["ti"].try_number = 2
+    assert (INTENT_KEY in fake_store(context)) is AIRFLOW_V_3_3_PLUS
+    emulator.finish()
+    fake_ti(context).try_number = 2
     record = operator(poll_interval=0.2).execute(context)
     (export,) = accepted(emulator)
     assert record["cos_paths"] == export["CosPaths"]
 
 
-def test_deferred_wait_of_a_recovered_export(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_deferred_wait_of_a_recovered_export(emulator: Emulator, context: Context) -> None:
     emulator.inject("ExportImages", "drop_after")
     record = operator().execute(context)
     sensor = ExportImagesSensor(task_id="wait", export=record, tencentcloud_conn_id=CONN_ID)
@@ -172,9 +177,9 @@ def test_deferred_wait_of_a_recovered_export(emulator: Emulator, context: dict[s
 
 
 @needs_task_state_store
-def test_retry_with_a_stored_record_returns_it(emulator: Emulator, context: dict[str, Any]) -> None:
+def test_retry_with_a_stored_record_returns_it(emulator: Emulator, context: Context) -> None:
     first = operator().execute(context)
-    context["ti"].try_number = 2
+    fake_ti(context).try_number = 2
     again = operator().execute(context)  # same task state store: a retry
     assert again == first and len(accepted(emulator)) == 1
 
@@ -182,39 +187,41 @@ def test_retry_with_a_stored_record_returns_it(emulator: Emulator, context: dict
 @needs_task_state_store
 @pytest.mark.parametrize("finished", [False, True], ids=["still-running", "finished"])
 def test_retry_after_a_crash_before_the_record_was_stored(
-    start_emulator: Any, context: dict[str, Any], finished: bool
+    start_emulator: Any, context: Context, finished: bool
 ) -> None:
-    emulator = start_emulator(export_seconds=0.3 if finished else 2)
+    emulator = start_emulator(progression="manual")
     first = operator().execute(context)
-    store = context["task_state_store"]
+    store = fake_store(context)
     del store[ExportImagesOperator.external_id_key]  # killed between the answer and storing it:
     store[INTENT_KEY] = {"started_at": first["started_at"], "request": {}, "baseline": first["baseline"]}
-    context["ti"].try_number = 2
+    fake_ti(context).try_number = 2
     if finished:
-        time.sleep(0.5)
-    record = operator(poll_interval=0.2).execute(context)
+        emulator.finish()
+    with finished_once_busy(emulator):
+        record = operator(poll_interval=0.2).execute(context)
 
     (export,) = accepted(emulator)
     assert record["recovered"] is True and record["started_at"] == first["started_at"]
     assert record["cos_paths"] == export["CosPaths"]
     outcomes = emulator.state()["requests"]["ExportImages"]
     assert outcomes["ok"] == 1
-    assert ("InvalidParameterValue.InvalidImageState" in outcomes) is not finished
+    assert (BUSY in outcomes) is not finished
 
 
-def test_retry_without_a_task_state_store_detects_the_running_export(
-    emulator: Emulator, context: dict[str, Any]
-) -> None:
+def test_retry_without_a_task_state_store_detects_the_running_export(start_emulator: Any, context: Context) -> None:
+    emulator = start_emulator(progression="manual")
     del context["task_state_store"]  # Airflow < 3.3, or durable=False
     context["dag_run"] = type("DagRun", (), {"start_date": datetime.now(UTC)})()
     operator().execute(context)
-    context["ti"].try_number = 2
-    record = operator().execute(context)
+    fake_ti(context).try_number = 2
+    with finished_once_busy(emulator):
+        record = operator(poll_interval=0.1).execute(context)
     assert record["recovered"] is True and len(accepted(emulator)) == 1
+    assert emulator.state()["requests"]["ExportImages"][BUSY] >= 1  # found it running
 
 
-def test_retry_of_a_try_that_started_nothing_exports(emulator: Emulator, context: dict[str, Any]) -> None:
-    context["task_state_store"] = FakeTaskStateStore({INTENT_KEY: {"started_at": datetime.now(UTC).isoformat()}})
+def test_retry_of_a_try_that_started_nothing_exports(emulator: Emulator, context: Context) -> None:
+    context["task_state_store"] = FakeTaskStateStore({INTENT_KEY: {"started_at": datetime.now(UTC).isoformat()}})  # type: ignore[typeddict-item]  # a test double
     record = operator().execute(context)
     (export,) = accepted(emulator)
     assert record["task_id"] == export["TaskId"] and record["recovered"] is False
@@ -224,15 +231,15 @@ def test_retry_of_a_try_that_started_nothing_exports(emulator: Emulator, context
 
 
 def test_on_kill_while_waiting_releases_the_poller_and_says_exports_cannot_be_cancelled(
-    start_emulator: Any, context: dict[str, Any], caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
+    start_emulator: Any, context: Context, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
 ) -> None:
-    emulator = start_emulator(export_seconds=3600)
+    emulator = start_emulator(progression="manual")  # the export runs until the test ends
     record = operator().execute(context)
     emulator.reset_counters()
     trigger = ExportImagesTrigger(export=record, tencentcloud_conn_id=CONN_ID, poll_interval=0.05)
 
     async def main() -> None:
-        task = asyncio.create_task(anext(aiter(trigger.run())))
+        task = asyncio.ensure_future(anext(aiter(trigger.run())))
         while "DescribeImages" not in emulator.state()["requests"]:
             await asyncio.sleep(0.05)
         (poller,) = triggers._POLLERS.values()
@@ -271,7 +278,7 @@ def skewed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def test_skewed_clock_is_corrected_once_for_api_and_cos(
     emulator: Emulator,
-    context: dict[str, Any],
+    context: Context,
     skewed: None,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -13,9 +13,12 @@ from airflow_cvm_export.utils.errors import TencentCloudResponseError, TencentCl
 from tests.hooks.conftest import NO_LIMITS
 from tests.hooks.scripted_server import Answer, ScriptedServer, api_error, api_ok
 
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
+
 pytestmark = pytest.mark.reliability
 
-EXPORT = {"image_ids": ["img-centos02"], "bucket_name": "exports-1250000000"}
+EXPORT: dict[str, Any] = {"image_ids": ["img-centos02"], "bucket_name": "exports-1250000000"}
 PATHS = ["/img-centos02_system_snap-7889666b.raw", "/img-centos02_data_snap-7b1b07a0.raw"]
 
 
@@ -131,7 +134,7 @@ def listing(*keys: str, modified: str = "2026-12-01T22:00:00.000Z") -> Answer:
 
 
 def test_operator_reads_a_wrong_answer_as_ambiguous_and_finds_out_without_sending_again(
-    hook: CvmHook, server: ScriptedServer, context: dict[str, Any]
+    hook: CvmHook, server: ScriptedServer, context: Context
 ) -> None:
     keys = [path.lstrip("/") for path in PATHS]
     server.play(

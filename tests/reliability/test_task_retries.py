@@ -3,8 +3,7 @@ crash window of ``start_export`` and the retry reattaches to the export the firs
 
 from __future__ import annotations
 
-import threading
-import time
+import contextlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -16,31 +15,12 @@ from airflow_cvm_export.emulator import Emulator
 from tests.credentials import SECRET_ID, SECRET_KEY
 from tests.e2e.conftest import DagRun
 from tests.operators.conftest import needs_task_state_store
+from tests.reliability.conftest import BUSY, finished_once_busy
 
 pytestmark = pytest.mark.reliability
 
 DAGS = str(Path(__file__).with_name("dags"))
 IMAGES = ["img-centos01", "img-centos02"]
-
-
-BUSY = "InvalidParameterValue.InvalidImageState"
-
-
-def finish_once_refused(emu: Emulator) -> threading.Thread:
-    """Finish the running export as soon as a DryRun from now on was refused because its images are busy."""
-    refused = emu.state()["requests"].get("ExportImages", {}).get(BUSY, 0)
-
-    def watch() -> None:
-        deadline = time.monotonic() + 120
-        while emu.state()["requests"].get("ExportImages", {}).get(BUSY, 0) == refused:
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.05)
-        emu.finish()
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
 
 
 @pytest.mark.parametrize(
@@ -78,13 +58,12 @@ def test_killed_start_export_is_retried_without_a_second_export(
     assert killed.xcoms("start_export") == []
     assert len(emu.state()["exports"]) == 1
 
-    watcher = finish_once_refused(emu) if progression == "manual" else None
-    retried = run_dag("cvm_export_crash", emu, env=env, logical_date=logical_date)
+    with finished_once_busy(emu) if progression == "manual" else contextlib.nullcontext():
+        retried = run_dag("cvm_export_crash", emu, env=env, logical_date=logical_date)
 
     assert retried.returncode == 0, retried.output[-5000:]
     assert reattached_by in retried.output
-    if watcher is not None:
-        watcher.join(1)
+    if progression == "manual":
         assert emu.state()["requests"]["ExportImages"][BUSY] >= 1  # the retry saw the image busy and waited
     exports = emu.state()["exports"]
     assert Counter(i for export in exports for i in export["ImageIds"]) == Counter(IMAGES)  # one export per image

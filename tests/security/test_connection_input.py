@@ -5,7 +5,7 @@ the output shows the SecretKey, the token or a password written into a URL."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,9 +20,12 @@ from airflow_cvm_export.version_compat import AIRFLOW_V_3_2_PLUS
 from tests.credentials import SECRET_ID, SECRET_KEY, TOKEN
 from tests.operators.conftest import BUCKET
 
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
+
 pytestmark = pytest.mark.reliability
 
-GOOD = {"image_ids": ["img-centos01"], "bucket_name": BUCKET}
+GOOD: dict[str, Any] = {"image_ids": ["img-centos01"], "bucket_name": BUCKET}
 URL_PASSWORD = "url-password-never-logged"
 SECRETS = (SECRET_KEY, TOKEN, URL_PASSWORD)
 
@@ -173,7 +176,7 @@ def _cases() -> list[Any]:
 CONNECTION_CASES = _cases()
 
 
-def run_with_connection(emulator: Emulator, context: dict[str, Any], monkeypatch: pytest.MonkeyPatch, fields: Any):
+def run_with_connection(emulator: Emulator, context: Context, monkeypatch: pytest.MonkeyPatch, fields: Any):
     extra = fields.get("extra", {})
     if isinstance(extra, dict):
         extra = {
@@ -189,7 +192,7 @@ def run_with_connection(emulator: Emulator, context: dict[str, Any], monkeypatch
 @pytest.mark.parametrize(("fields", "message"), CONNECTION_CASES)
 def test_connection_input(
     emulator: Emulator,
-    context: dict[str, Any],
+    context: Context,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     fields: dict[str, Any],
@@ -237,7 +240,7 @@ def test_the_url_sent_is_read_alike_by_urllib_urllib3_and_httpx(value: str) -> N
     endpoint = parse_endpoint(value, field_name="endpoint", allow_http=True)
     url = endpoint.url + "/"
     by_urllib, by_urllib3, by_httpx = urlsplit(url), urllib3.util.parse_url(url), httpx.URL(url)
-    hosts = (by_urllib.hostname, by_urllib3.host.strip("[]"), by_httpx.raw_host.decode())
+    hosts = (by_urllib.hostname, (by_urllib3.host or "").strip("[]"), by_httpx.raw_host.decode())
     assert hosts == (endpoint.hostname,) * 3
     default = {"http": 80, "https": 443}[endpoint.scheme]
     assert (by_urllib.port or default) == (by_urllib3.port or default) == (by_httpx.port or default)

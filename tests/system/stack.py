@@ -36,6 +36,8 @@ from typing import Any
 
 import requests
 
+from tests.credentials import ROLE_ARN
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SECRET_ID, SECRET_KEY = "AKIDSYSTEMTEST", "system-test-secret-key"
@@ -113,15 +115,36 @@ class Stack:
     workers: tuple[str, ...] = ()
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     session: requests.Session = field(default_factory=requests.Session)
+    launches: dict[str, tuple[list[str], dict[str, str] | None]] = field(default_factory=dict)
 
     def start(self, name: str, args: list[str], env: dict[str, str] | None = None, user: str | None = None) -> None:
-        """Start a component in its own process group, logging to ``<home>/<name>.log``."""
+        """Start a component in its own session (and process group), logging to ``<home>/<name>.log``."""
         if user:
             args = ["runuser", "-u", user, "--", *args]
-        with open(self.home / f"{name}.log", "w") as log:
+        self.launches[name] = (args, env)
+        self._launch(name, "w")
+
+    def restart(self, name: str) -> None:
+        """Start ``name`` again as it was started (its log goes on), as a supervisor would after it exited."""
+        if self.processes[name].poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        self._launch(name, "a")
+
+    def _launch(self, name: str, mode: str) -> None:
+        args, env = self.launches[name]
+        with open(self.home / f"{name}.log", mode) as log:
             self.processes[name] = subprocess.Popen(
                 args, env=env or self.env, cwd=self.home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+
+    def kill_session(self, name: str) -> None:
+        """SIGKILL every process of ``name``'s session, as the death of its node would: a process group
+        is not enough (Airflow 3.3's task processes run in their own groups, in the worker's session)."""
+        sid = self.processes[name].pid
+        for pid in session_members(sid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.processes[name].wait()
 
     def airflow(self, command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         """Run a documented ``airflow ...`` command to the end."""
@@ -173,6 +196,17 @@ class Stack:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def session_members(sid: int) -> list[int]:
+    """The ids of the running processes of session ``sid`` (from ``/proc/<pid>/stat``)."""
+    members = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:  # after the command: state, ppid, pgrp, session
+                members.append(int(Path(stat).parent.name))
+    return members
 
 
 def argv(command: str) -> list[str]:
@@ -264,14 +298,36 @@ def start_redis(stack: Stack, scratch: Path, port: int | None = None) -> str:
     return f"127.0.0.1:{port}"
 
 
-def _start_emulator(stack: Stack, export_seconds: float, extra_args: list[str]) -> None:
+def launch_emulator(stack: Stack, export_seconds: float, extra_args: list[str], name: str = "emulator") -> str:
+    """The emulator CLI as component ``name``; its URL."""
     cli = [sys.executable, "-m", "airflow_cvm_export.emulator", "--port", "0", "--secret-id", SECRET_ID]
     cli += ["--secret-key", SECRET_KEY, "--export-seconds", str(export_seconds), *extra_args]
-    stack.start("emulator", cli, env=dict(os.environ))
-    stack.emulator = wait_until("the emulator's URL", lambda: stack.log("emulator").strip().splitlines()[:1], 30)[0]
+    stack.start(name, cli, env=dict(os.environ))
+    return wait_until(f"the {name}'s URL", lambda: stack.log(name).strip().splitlines()[:1], 30)[0]
 
 
-def _airflow_env(stack: Stack, variable: dict[str, Any] | None, dags_folder: Path) -> dict[str, str]:
+def _start_emulator(stack: Stack, export_seconds: float, extra_args: list[str]) -> None:
+    stack.emulator = launch_emulator(stack, export_seconds, extra_args)
+
+
+def _connection(stack: Stack, role_credentials: bool) -> dict[str, Any]:
+    """The default connection: the emulator's key pair, or (``role_credentials``) the instance's CAM role
+    from the emulator's metadata service assuming a role through its STS."""
+    extra: dict[str, Any] = {"endpoint": stack.emulator, "region": REGION}
+    if not role_credentials:
+        return {"conn_type": "tencentcloud", "login": SECRET_ID, "password": SECRET_KEY, "extra": extra}
+    extra.update(
+        credential_source="cvm_role",
+        metadata_endpoint=stack.emulator,
+        role_arn=ROLE_ARN,
+        sts_endpoint=stack.emulator,
+    )
+    return {"conn_type": "tencentcloud", "extra": extra}
+
+
+def _airflow_env(
+    stack: Stack, variable: dict[str, Any] | None, dags_folder: Path, role_credentials: bool = False
+) -> dict[str, str]:
     from cryptography.fernet import Fernet
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "TENCENTCLOUD_"))}
@@ -289,14 +345,7 @@ def _airflow_env(stack: Stack, variable: dict[str, Any] | None, dags_folder: Pat
         AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(free_port()),  # 8794 may be another stack's
         # As docker-compose.yaml: sensors without an explicit mode wait in the triggerer.
         AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="True",
-        AIRFLOW_CONN_TENCENTCLOUD_DEFAULT=json.dumps(
-            {
-                "conn_type": "tencentcloud",
-                "login": SECRET_ID,
-                "password": SECRET_KEY,
-                "extra": {"endpoint": stack.emulator, "region": REGION},
-            }
-        ),
+        AIRFLOW_CONN_TENCENTCLOUD_DEFAULT=json.dumps(_connection(stack, role_credentials)),
     )
     if variable is not None:
         env["AIRFLOW_VAR_CVM_EXPORT_CONFIG"] = json.dumps(variable)
@@ -335,8 +384,16 @@ def celery_stack(
     variable: dict[str, Any] | None = None,
     worker_concurrency: int = 1,
     dags_folder: Path = ROOT / "dags",
+    role_credentials: bool = False,
+    airflow_env: dict[str, str] | None = None,
+    before_airflow: Callable[[Stack], None] | None = None,
 ) -> Iterator[Stack]:
-    """PostgreSQL, Redis, the emulator and Airflow with the CeleryExecutor and two workers."""
+    """PostgreSQL, Redis, the emulator and Airflow with the CeleryExecutor and two workers; with
+    ``role_credentials`` every process signs with temporary credentials (docs/credentials.md).
+
+    ``airflow_env`` adds to (or overrides) Airflow's environment; ``before_airflow(stack)`` runs once
+    the databases and the emulator are up, before Airflow starts (to start more emulators, say).
+    """
     scratch = Path(tempfile.mkdtemp(prefix="cvm-celery-"))
     stack = Stack(home=scratch / "airflow", api=f"http://127.0.0.1:{free_port()}", workers=tuple(WORKERS))
     stack.home.mkdir()
@@ -345,7 +402,7 @@ def celery_stack(
         database = start_postgres(stack, scratch / "pg")
         broker = start_redis(stack, scratch)
         _start_emulator(stack, export_seconds, emulator_args or [])
-        stack.env = _airflow_env(stack, variable, dags_folder)
+        stack.env = _airflow_env(stack, variable, dags_folder, role_credentials)
         # As docker-compose.yaml, but on loopback ports and without a password (trust auth).
         stack.env.update(
             AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
@@ -353,6 +410,9 @@ def celery_stack(
             AIRFLOW__CELERY__RESULT_BACKEND=f"db+postgresql://airflow@{database}/airflow",
             AIRFLOW__CELERY__BROKER_URL=f"redis://{broker}/0",
         )
+        stack.env.update(airflow_env or {})
+        if before_airflow:
+            before_airflow(stack)
         _start_airflow(stack, worker_concurrency)
         yield stack
     finally:

@@ -1,7 +1,8 @@
 """The production shape, natively: CeleryExecutor, PostgreSQL, Redis, two workers (``make system-test``).
 
 One stack for the module (``tests/system/stack.py``: a throw-away PostgreSQL cluster and Redis, the
-emulator, api-server, scheduler, dag-processor, triggerer, two Celery workers). Three runs, one
+emulator, api-server, scheduler, dag-processor, triggerer, two Celery workers), every process signing
+with temporary credentials (the instance's CAM role assuming a role, 20-second lifetime). Three runs, one
 after the other: the nightly DAG started with the documented ``airflow dags trigger`` (no logical
 date; its mode unset, so ``[operators] default_deferrable`` makes it wait in the triggerer), then the
 ad-hoc DAG through the REST API without a logical date, once deferrable and once waiting in a worker
@@ -46,6 +47,9 @@ BUCKET = WRITABLE_BUCKETS[0]
 EXPORT_SECONDS = 8
 POKE_INTERVAL = 2
 RUN_TIMEOUT = 240
+# Every process signs with the instance's CAM role assuming a role (docs/credentials.md), credentials
+# living 20 s: renewed several times along the runs.
+CREDENTIAL_LIFETIME = 20
 NIGHTLY = {  # the cvm_export_nightly Variable: two batches of two, mode unset
     "image_ids": list(EXPORTABLE_IMAGE_IDS[:4]),
     "bucket_name": BUCKET,
@@ -70,8 +74,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     dags = tmp_path_factory.mktemp("dags")  # the example DAGs and the asset race DAG
     for path in [*(ROOT / "dags").glob("*.py"), Path(__file__).parent / "dags" / "asset_race.py"]:
         shutil.copy(path, dags / path.name)
+    emulator_args = ["--extra-images", "22", "--credential-lifetime", str(CREDENTIAL_LIFETIME)]
     with celery_stack(
-        export_seconds=EXPORT_SECONDS, emulator_args=["--extra-images", "22"], variable=NIGHTLY, dags_folder=dags
+        export_seconds=EXPORT_SECONDS,
+        emulator_args=emulator_args,
+        variable=NIGHTLY,
+        dags_folder=dags,
+        role_credentials=True,
     ) as running:
         for dag_id in ("cvm_export_nightly", "cvm_export_adhoc"):
             running.wait_until_parsed(dag_id)
@@ -280,3 +289,13 @@ def test_two_tasks_creating_one_new_asset_at_once_fail_one_of_them(stack: Stack,
             assert stack.wait_for_run("asset_race", run_id, RUN_TIMEOUT) == "success"
         collided.append(True)
     assert any(collided), f"no pair of the {RACE_PAIRS} overlapped: the test showed nothing"
+
+
+def test_temporary_credentials_were_renewed_and_never_refused(stack: Stack) -> None:
+    """After the runs above (last in the module): the workers and the triggerer took the CAM role's
+    credentials, assumed the role and renewed it, and not one request was refused for an expired token."""
+    requests = stack.emulator_state()["requests"]
+    assert requests["Metadata Credentials"].get("ok", 0) >= 1, requests
+    assert requests["AssumeRole"].get("ok", 0) >= 2, requests
+    refused = {action: outcomes for action, outcomes in requests.items() if "AuthFailure.TokenFailure" in outcomes}
+    assert refused == {}, refused

@@ -37,7 +37,7 @@ def stack() -> Iterator[Stack]:
 
 
 def test_sensor_defers_to_the_triggerer_and_returns_the_cos_paths(stack: Stack) -> None:
-    conf = {"image_ids": [IMAGE_ID], "bucket_name": WRITABLE_BUCKETS[0], "poke_interval": 2}
+    conf: dict[str, Any] = {"image_ids": [IMAGE_ID], "bucket_name": WRITABLE_BUCKETS[0], "poke_interval": 2}
     response = stack.session.post(
         f"{stack.api}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf}, timeout=10
     )

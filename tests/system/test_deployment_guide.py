@@ -111,7 +111,11 @@ def wait_until_ready(stack: Stack, airflow_home: Path, started: list[str]) -> No
         stack.wait_until_parsed(dag_id)
     for name in started:
         if "celery-worker" in name:
-            wait_until(f"{name} to be ready", lambda name=name: " ready." in stack.log(name), STARTUP_TIMEOUT)
+
+            def ready(name: str = name) -> bool:
+                return " ready." in stack.log(name)
+
+            wait_until(f"{name} to be ready", ready, STARTUP_TIMEOUT)
         process = stack.processes[name]
         assert process.poll() is None, f"{name} exited:\n{stack.log(name)[-3000:]}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -22,7 +23,7 @@ from airflow_cvm_export.triggers import poller as triggers
 from airflow_cvm_export.triggers.cvm import ExportImagesTrigger
 from airflow_cvm_export.triggers.poller import ExportPoller
 from airflow_cvm_export.utils.records import ExportRecord
-from tests.credentials import SECRET_ID, SECRET_KEY
+from tests.credentials import SECRET_ID, SECRET_KEY, rotate_key
 
 BUCKET = WRITABLE_BUCKETS[0]
 FAST_POLL = 0.05
@@ -105,6 +106,7 @@ def test_serialize_round_trips_every_argument() -> None:
         "region": "ap-shanghai",
         "poll_interval": 12.5,
         "end_time": 1_900_000_000.0,
+        "max_outage": 900.0,
     }
     classpath, serialized = ExportImagesTrigger(**kwargs).serialize()
     assert serialized == kwargs
@@ -149,7 +151,7 @@ def test_missing_credentials_give_an_error_event(tencentcloud_conn: Callable[...
     conn = tencentcloud_conn("tc_no_secret", login=None, password=None, endpoint="http://127.0.0.1:9", region=REGION)
     export: ExportRecord = {"task_id": 7, "cos_paths": ["/a.raw"], "image_ids": ["img-centos01"], "bucket_name": BUCKET}
     (event,) = wait(conn, [export])
-    assert event["status"] == "error"
+    assert event["status"] == "failed"  # permanent: the task fails at once, no retry
     assert "no credentials" in event["message"] and "tc_no_secret" in event["message"]
 
 
@@ -232,3 +234,106 @@ def test_recovered_export_is_found_by_listing(serve: Callable[..., tuple[Emulato
     (event,) = wait(conn_id, [recovered])
     assert event["status"] == "success"
     assert sorted(event["cos_paths"]) == sorted(export["cos_paths"])
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The poller's hook backs off 10 ms between attempts instead of 1 s: a failed check takes no 17 s."""
+    monkeypatch.setattr(triggers, "CvmAsyncHook", functools.partial(CvmAsyncHook, retry_delay=0.01))
+
+
+def outage_trigger(conn_id: str, export: ExportRecord, max_outage: float) -> ExportImagesTrigger:
+    return ExportImagesTrigger(
+        export=export, tencentcloud_conn_id=conn_id, poll_interval=FAST_POLL, max_outage=max_outage
+    )
+
+
+@pytest.mark.usefixtures("quick_retries")
+def test_an_outage_shorter_than_max_outage_is_ridden_out(
+    serve: Callable[..., tuple[Emulator, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator, conn_id = serve()
+    export = start_export(conn_id, ["img-centos01"])
+    emulator.inject("DescribeImages", *["drop_before"] * 6)  # more than the hook's attempts: one check fails
+    with caplog.at_level(logging.INFO, logger=ExportImagesTrigger.__module__):
+        (event,) = run_all([outage_trigger(conn_id, export, max_outage=60)])
+    assert event["status"] == "success"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("check failed" in m and "still waiting (max_outage 60 s)" in m for m in warnings), warnings
+    assert any("the checks work again after failing for" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.usefixtures("quick_retries")
+def test_an_outage_longer_than_max_outage_ends_the_wait_with_error(serve: Callable[..., tuple[Emulator, str]]) -> None:
+    emulator, conn_id = serve()
+    export = start_export(conn_id, ["img-centos01"])
+    emulator.inject("DescribeImages", *["drop_before"] * 6)
+    (event,) = run_all([outage_trigger(conn_id, export, max_outage=0)])
+    assert event["status"] == "error"  # this try fails; the task's retries reattach
+    assert event["message"].startswith(f"Could not check ExportImages task {export['task_id']}: ")
+    assert "longer than max_outage 0 s" in event["message"]
+
+
+def test_a_permanent_error_while_waiting_fails_at_once(serve: Callable[..., tuple[Emulator, str]]) -> None:
+
+    emulator, conn_id = serve(export_seconds=3600)
+    export = start_export(conn_id, ["img-centos01"])
+    rotate_key(emulator)
+    (event,) = run_all([outage_trigger(conn_id, export, max_outage=3600)])
+    assert event["status"] == "failed"
+    assert "AuthFailure" in event["message"]
+
+
+def test_a_wait_whose_check_raises_unexpectedly_ends_alone(
+    serve: Callable[..., tuple[Emulator, str]], mocker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, conn_id = serve()
+    broken, sound = (start_export(conn_id, [image_id]) for image_id in ("img-centos01", "img-ubuntu03"))
+    heads = ExportPoller._heads
+
+    async def raising(self: ExportPoller, waiter: triggers.Waiter) -> dict[str, Any]:
+        if waiter.export["task_id"] == broken["task_id"]:
+            raise RuntimeError("a bug")
+        return await heads(self, waiter)
+
+    mocker.patch.object(ExportPoller, "_heads", raising)
+    with caplog.at_level(logging.ERROR, logger=triggers.__name__):
+        failed, done = wait(conn_id, [broken, sound])
+    assert failed["status"] == "error" and "unexpected error (RuntimeError('a bug'))" in failed["message"]
+    assert done["status"] == "success"
+    assert any("ending only this wait" in r.getMessage() for r in caplog.records)
+
+
+def test_a_dying_poller_is_replaced_for_the_remaining_waits(
+    serve: Callable[..., tuple[Emulator, str]], mocker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, conn_id = serve()
+    exports = [start_export(conn_id, [image_id]) for image_id in ("img-centos01", "img-ubuntu03")]
+    due = ExportPoller._due_waiters
+    deaths: Iterator[bool] = iter([True, True])  # the first two pollers die in their first cycle
+
+    async def dying(self: ExportPoller) -> list[triggers.Waiter]:
+        batch = await due(self)
+        dies = bool(batch) and next(deaths, False)
+        if dies:
+            raise RuntimeError("the poller's loop broke")
+        return batch
+
+    mocker.patch.object(ExportPoller, "_due_waiters", dying)
+    with caplog.at_level(logging.ERROR, logger=triggers.__name__):
+        events = wait(conn_id, exports)
+    assert [event["status"] for event in events] == ["success", "success"]
+    assert sum("died; a new one takes its 2 wait(s)" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_poller_that_keeps_dying_ends_its_waits(serve: Callable[..., tuple[Emulator, str]], mocker: Any) -> None:
+    _, conn_id = serve()
+    export = start_export(conn_id, ["img-centos01"])
+
+    async def dying(self: ExportPoller) -> list[triggers.Waiter]:
+        raise RuntimeError("the poller's loop broke")
+
+    mocker.patch.object(ExportPoller, "_due_waiters", dying)
+    (event,) = wait(conn_id, [export])
+    assert event["status"] == "error"
+    assert "the triggerer's export poller kept failing" in event["message"]

@@ -19,6 +19,7 @@ from airflow.sdk import DAG
 
 from airflow_cvm_export.operators.cvm import ExportImagesOperator
 from airflow_cvm_export.sensors.cvm import ExportImagesSensor
+from airflow_cvm_export.utils.records import ExportRecord
 
 
 def _crash_here(point: str) -> None:
@@ -31,13 +32,13 @@ def _crash_here(point: str) -> None:
 class CrashingExportImagesOperator(ExportImagesOperator):
     """ExportImagesOperator whose process dies at the point named by ``CVM_EXPORT_CRASH_AT``."""
 
-    def _keep(self, store: Any, record: dict[str, Any]) -> dict[str, Any]:
+    def _keep(self, store: Any, record: ExportRecord) -> ExportRecord:
         _crash_here("answer")
         return super()._keep(store, record)
 
-    def poll_until_complete(self, external_id: Any, context: Any) -> dict[str, Any]:
+    def poll_until_complete(self, external_id: Any, context: Any) -> None:
         _crash_here("stored")
-        return super().poll_until_complete(external_id, context)
+        super().poll_until_complete(external_id, context)
 
 
 with DAG(
