@@ -139,6 +139,10 @@ def test_a_retry_waits_while_the_unanswered_send_may_still_arrive_and_recovers_i
     fake_store(context).set(INTENT_KEY, {"started_at": sent_at.isoformat(), "request": request, "baseline": {}})
     held = threading.Thread(target=lambda: CvmHook(CONN_ID).export_images(**request))  # the dead worker's send
     held.start()
+    deadline = time.monotonic() + 10
+    while emulator.rules.to_json():  # the rule fired on the held send, not on one of the retry's DryRuns
+        assert time.monotonic() < deadline, "the send never reached the emulator"
+        time.sleep(0.01)
     fake_ti(context).try_number = 2  # the worker's death was detected: a retry
     retry = operator(deferrable=deferrable)
     retry.hook.timeout, retry.hook.retry_limit = (1.0, 2.0), 1  # a send is in flight 3 s at most (+ margin)
