@@ -33,7 +33,7 @@ class ExportStartTrigger(BaseTrigger):
     :param reason: why the task could not start when it deferred, reported if nothing changes.
     :param pending: the export record being resolved (an unanswered send), or None.
     :param not_before: Unix time until which that send may still reach the cloud
-        (:func:`~airflow_cvm_export.utils.starting.in_flight_until`): free images before then prove
+        (``utils.starting.in_flight_until``): free images before then prove
         nothing, so the DryRuns go on until then; 0 when nothing is in flight.
     """
 
