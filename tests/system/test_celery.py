@@ -50,7 +50,7 @@ RUN_TIMEOUT = 240
 # Every process signs with the instance's CAM role assuming a role (docs/credentials.md), credentials
 # living 20 s: renewed several times along the runs.
 CREDENTIAL_LIFETIME = 20
-NIGHTLY = {  # the cvm_export_nightly Variable: two batches of two, mode unset
+NIGHTLY: dict[str, Any] = {  # the cvm_export_nightly Variable: two batches of two, mode unset
     "image_ids": list(EXPORTABLE_IMAGE_IDS[:4]),
     "bucket_name": BUCKET,
     "poke_interval": POKE_INTERVAL,
@@ -101,9 +101,11 @@ def check_run(stack: Stack, dag_id: str, run_id: str, images: list[str]) -> list
     ours = [exports[record["task_id"]] for record in records]
     assert Counter(i for export in ours for i in export["ImageIds"]) == Counter(images)
     # This run's own prefixes (its date and a fragment of its run id), written by no other export.
-    prefixes = {
-        re.match(r"^/((?:nightly|adhoc)-\d{8}-[0-9a-f]{8})_img-", path)[1] for batch in waited for path in batch
-    }
+    prefixes: set[str] = set()
+    for path in (path for batch in waited for path in batch):
+        found = re.match(r"^/((?:nightly|adhoc)-\d{8}-[0-9a-f]{8})_img-", path)
+        assert found, path
+        prefixes.add(found[1])
     assert len(prefixes) == 1, waited
     others = [export for task_id, export in exports.items() if task_id not in {r["task_id"] for r in records}]
     assert not [path for export in others for path in export["CosPaths"] if path.startswith(f"/{min(prefixes)}_")]
@@ -179,7 +181,12 @@ def test_nightly_from_the_documented_cli_trigger(stack: Stack) -> None:
 def test_adhoc_from_the_rest_api_without_a_logical_date(stack: Stack, mode: str) -> None:
     unpause = stack.airflow(ADHOC_UNPAUSE)
     assert unpause.returncode == 0, unpause.stderr
-    conf = {"image_ids": ADHOC_IMAGES[mode], "bucket_name": BUCKET, "poke_interval": POKE_INTERVAL, "mode": mode}
+    conf: dict[str, Any] = {
+        "image_ids": ADHOC_IMAGES[mode],
+        "bucket_name": BUCKET,
+        "poke_interval": POKE_INTERVAL,
+        "mode": mode,
+    }
     response = stack.session.post(
         f"{stack.api}/api/v2/dags/cvm_export_adhoc/dagRuns", json={"logical_date": None, "conf": conf}, timeout=10
     )
@@ -285,7 +292,11 @@ def test_two_tasks_creating_one_new_asset_at_once_fail_one_of_them(stack: Stack,
             clear = {"dag_run_id": run_id, "task_ids": failed, "only_failed": True, "dry_run": False}
             cleared = stack.session.post(f"{stack.api}/api/v2/dags/asset_race/clearTaskInstances", json=clear)
             assert cleared.status_code == 200, cleared.text
-            wait_until("the cleared run to start again", lambda run_id=run_id: run_state(stack, run_id) != "failed", 60)
+
+            def restarted(run_id: str = run_id) -> bool:
+                return run_state(stack, run_id) != "failed"
+
+            wait_until("the cleared run to start again", restarted, 60)
             assert stack.wait_for_run("asset_race", run_id, RUN_TIMEOUT) == "success"
         collided.append(True)
     assert any(collided), f"no pair of the {RACE_PAIRS} overlapped: the test showed nothing"
