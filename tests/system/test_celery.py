@@ -17,7 +17,6 @@ the same new asset at the same moment, and Airflow's api-server fails one of the
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections import Counter
@@ -37,6 +36,7 @@ from tests.system.stack import (
     Stack,
     celery_stack,
     missing_for_celery,
+    require,
     wait_until,
     worker_runs,
 )
@@ -66,11 +66,7 @@ ADHOC_IMAGES = {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    missing = missing_for_celery()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"the Celery system test needs {', '.join(missing)} (.ci/run installs them)")
-        pytest.skip(f"needs {', '.join(missing)}; tests/system/test_deferrable.py runs without them")
+    require("the Celery system test", missing_for_celery(), "; tests/system/test_deferrable.py runs without them")
     dags = tmp_path_factory.mktemp("dags")  # the example DAGs and the asset race DAG
     for path in [*(ROOT / "dags").glob("*.py"), Path(__file__).parent / "dags" / "asset_race.py"]:
         shutil.copy(path, dags / path.name)
