@@ -47,7 +47,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(asyncio|_asyncio|datetime|enum)\..*"),
     (r"py:.*", r"(collections\.abc|typing|types|pathlib|concurrent\.futures)\..*"),
     (r"py:.*", r"(Any|Mapping|Sequence|Iterator|AsyncIterator|Callable|Iterable|Self|TypedDict|NotRequired)"),
-    (r"py:.*", r"(Context|BaseOperator|BaseHook|BaseTrigger|TriggerEvent|OperatorLineage|OperatorPartial|Connection)"),
+    (r"py:.*", r"(Context|BaseOperator|BaseHook|BaseTrigger|TriggerEvent|OperatorLineage|OperatorPartial|Connection|XComArg)"),
     (r"py:.*", r"(Path|Enum|StrEnum|ValueError|Exception|dict|list|str|int|float|bool|None|bytes|tuple)"),
     (r"py:.*", r"(Logger|logging\..*|PokeReturnValue|_pytest\..*|pytest\..*)"),
     # Builtin generics in string annotations that autodoc cannot evaluate, split at their commas.

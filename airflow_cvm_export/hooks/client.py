@@ -13,9 +13,8 @@ send (see ``CvmHook._drive`` and ``CvmAsyncHook._drive``).
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -56,6 +55,7 @@ from airflow_cvm_export.utils.protocol import (
     parse_head_reply,
 )
 from airflow_cvm_export.utils.ratelimit import RateLimiter, limiter_for
+from airflow_cvm_export.utils.transport import reason
 
 T = TypeVar("T")
 
@@ -354,11 +354,6 @@ def is_read_only(action: str, params: Mapping[str, Any]) -> bool:
     return action in READ_ONLY_ACTIONS or params.get("DryRun") is True
 
 
-def tls_verify() -> str | bool:
-    """The CA bundle both hooks verify TLS with: ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``, else certifi's."""
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-
-
 def _with_user_agent(request: PreparedRequest) -> PreparedRequest:
     request.headers["User-Agent"] = USER_AGENT
     return request
@@ -405,25 +400,6 @@ def _skew_error(skew: TencentCloudClockSkewError, offset: int) -> TencentCloudCl
         request_id=skew.request_id,
         action=skew.action,
     )
-
-
-def causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and every exception linked to it (causes, contexts, urllib3 reasons, args)."""
-    pending: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        linked = [current.__context__, current.__cause__, getattr(current, "reason", None), *current.args]
-        pending.extend(item for item in linked if isinstance(item, BaseException))
-
-
-def reason(exc: BaseException) -> str:
-    """The innermost cause of a transport exception, by type name: no URL, header or body."""
-    return type(list(causes(exc))[-1]).__name__
 
 
 def run_exchange(

@@ -538,7 +538,7 @@ def _http(
     """Send one request; a network failure becomes :class:`TencentCloudNetworkError` naming ``where``, no URL."""
     import requests
 
-    from airflow_cvm_export.hooks.client import reason, tls_verify
+    from airflow_cvm_export.utils.transport import reason, tls_verify
 
     with requests.Session() as session:
         session.trust_env = proxies  # the metadata service is link-local: never through a proxy

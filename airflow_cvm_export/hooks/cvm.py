@@ -24,12 +24,10 @@ from airflow_cvm_export.hooks.client import (
     CvmClientBase,
     Exchange,
     T,
-    causes,
     describe_batches,
     export_params,
     is_read_only,
     run_exchange,
-    tls_verify,
     transport_error,
 )
 from airflow_cvm_export.hooks.credentials import CredentialRefresh
@@ -39,6 +37,7 @@ from airflow_cvm_export.utils.errors import (
 )
 from airflow_cvm_export.utils.protocol import PreparedRequest, check_export_answer, cos_error
 from airflow_cvm_export.utils.ratelimit import RateLimiter
+from airflow_cvm_export.utils.transport import causes, tls_verify
 
 if TYPE_CHECKING:
     import httpx

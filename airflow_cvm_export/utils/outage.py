@@ -28,6 +28,7 @@ from dataclasses import dataclass
 # keep failing (an endpoint that has gone away, a firewall rule) surface within the hour rather than at
 # the wait's timeout (seven days by default). Never past the wait's own timeout.
 DEFAULT_MAX_OUTAGE = 3600.0
+"""The default ``max_outage`` in seconds: one hour."""
 
 
 def is_permanent(error: BaseException) -> bool:
