@@ -57,7 +57,7 @@ test: venv
 	$(MAKE) system-test
 	$(MAKE) compose-test
 
-# mypy on the package and the example DAGs, with the installed Airflow's types (config: pyproject.toml).
+# mypy on the package, the example DAGs and the tests, with the installed Airflow's types (config: pyproject.toml).
 typecheck: venv
 	$(BIN)/mypy
 
