@@ -28,6 +28,8 @@ REGION = "ap-guangzhou"
 # The hooks' retry back-off in the Airflow processes of run_dag, as a share of the shipped one
 # (tests.e2e.quick_backoff): the same retries, 20 times sooner.
 BACKOFF_SCALE = 0.05
+# Seconds an airflow dags test run may take (CVM_E2E_RUN_TIMEOUT: longer, for runs with long exports).
+RUN_TIMEOUT = float(os.environ.get("CVM_E2E_RUN_TIMEOUT", "300"))
 
 
 def query_while_running(db: Path, sql: str, *params: Any) -> tuple[Any, ...] | None:
@@ -168,7 +170,7 @@ def run_dag(airflow_home: Path) -> Callable[..., DagRun]:
         if conf is not None:
             command += ["-c", json.dumps(conf)]
         began = time.monotonic()
-        done = subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=300, cwd=PROJECT)
+        done = subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=PROJECT)
         seconds = time.monotonic() - began
         db = airflow_home / "airflow.db"
         with sqlite3.connect(db) as conn:
