@@ -55,9 +55,12 @@ test: venv
 	$(MAKE) release-test
 	$(MAKE) ui-test
 	$(MAKE) system-test
-	$(MAKE) compose-test
+	# The tiers that share nothing with each other, side by side (each its own venv or chroot or Docker
+	# project, AIRFLOW_HOME and ports; output grouped per tier): docker compose, Python 3.13, and the
+	# older Airflow lines with --matrix-lean (see test-airflow-%).
+	$(MAKE) -j3 --output-sync=target compose-test test-python3.13 test-matrix-older MATRIX_PYTEST="--matrix-lean -rs"
 
-# mypy on the package and the example DAGs, with the installed Airflow's types (config: pyproject.toml).
+# mypy on the package, the example DAGs and the tests, with the installed Airflow's types (config: pyproject.toml).
 typecheck: venv
 	$(BIN)/mypy
 

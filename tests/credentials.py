@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
+
 SECRET_ID = "AKIDTESTSECRETID"
 SECRET_KEY = "test-secret-key-never-logged"
 TOKEN = "test-session-token-never-logged"
@@ -23,6 +30,20 @@ def web_identity_token(expires: float | None = None) -> str:
         "exp": int(time.time() + 3600 if expires is None else expires),
     }
     return f"{part({'alg': 'RS256'})}.{part(payload)}.c2lnbmF0dXJl"
+
+
+def write_tke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str | None = None) -> Path:
+    """A TKE pod's OIDC identity: its web identity token file (under ``tmp_path``) and the ``TKE_*`` variables."""
+    token_file = tmp_path / "web-identity-token"
+    token_file.write_text(token or web_identity_token())
+    for name, value in {
+        "TKE_REGION": "ap-guangzhou",
+        "TKE_PROVIDER_ID": "OIDC",
+        "TKE_WEB_IDENTITY_TOKEN_FILE": str(token_file),
+        "TKE_ROLE_ARN": ROLE_ARN,
+    }.items():
+        monkeypatch.setenv(name, value)
+    return token_file
 
 
 def rotate_key(emulator: object) -> None:

@@ -56,7 +56,7 @@ IMAGES = {"img-centos01", "img-ubuntu01"}  # AIRFLOW_VAR_CVM_EXPORT_CONFIG's ima
 # Another image than the nightly's: an image being exported refuses a second export
 # (InvalidImageState), which would make the ad-hoc run wait for the nightly ones.
 ADHOC_IMAGE = "img-ubuntu02"
-ADHOC_CONF = {"image_ids": [ADHOC_IMAGE], "bucket_name": "exports-1250000000", "poke_interval": 5}
+ADHOC_CONF: dict[str, Any] = {"image_ids": [ADHOC_IMAGE], "bucket_name": "exports-1250000000", "poke_interval": 5}
 HEALTHY_TIMEOUT = 900  # 2-3 min on an idle 2-core machine
 RUN_TIMEOUT = 420
 

@@ -104,9 +104,11 @@ def emulator() -> Iterator[Emulator]:
 def shell_env(tmp_path_factory: pytest.TempPathFactory, emulator: Emulator) -> dict[str, str]:
     """A fresh, migrated Airflow home with the project's DAGs; the venv's commands first on PATH."""
     home = tmp_path_factory.mktemp("airflow-home")
+    user_home = tmp_path_factory.mktemp("home")  # a new user's: no tccli profile or cache of another tccli version
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "TENCENTCLOUD_", "PYTEST"))}
     env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        HOME=str(user_home),
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",

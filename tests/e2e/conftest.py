@@ -28,6 +28,8 @@ REGION = "ap-guangzhou"
 # The hooks' retry back-off in the Airflow processes of run_dag, as a share of the shipped one
 # (tests.e2e.quick_backoff): the same retries, 20 times sooner.
 BACKOFF_SCALE = 0.05
+# Seconds an airflow dags test run may take (CVM_E2E_RUN_TIMEOUT: longer, for runs with long exports).
+RUN_TIMEOUT = float(os.environ.get("CVM_E2E_RUN_TIMEOUT", "300"))
 
 
 def query_while_running(db: Path, sql: str, *params: Any) -> tuple[Any, ...] | None:
@@ -168,7 +170,7 @@ def run_dag(airflow_home: Path) -> Callable[..., DagRun]:
         if conf is not None:
             command += ["-c", json.dumps(conf)]
         began = time.monotonic()
-        done = subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=300, cwd=PROJECT)
+        done = subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=PROJECT)
         seconds = time.monotonic() - began
         db = airflow_home / "airflow.db"
         with sqlite3.connect(db) as conn:
@@ -216,26 +218,39 @@ def finished_once_waiting(emulator: Emulator, airflow_home: Path, dag_id: str, m
     run holds its write lock while the trigger runs.)"""
     db = airflow_home / "airflow.db"
     after_run = latest_run(db)
-    ended = threading.Event()
+    # wait_for_export is mapped over all of start_export's results: every export started first.
+    exports, since = 0, 0
 
     def describes() -> int:
         return sum(emulator.state()["requests"].get("DescribeImages", {}).values())
 
+    def waited() -> bool:
+        nonlocal exports, since
+        started = len(emulator.state()["exports"])
+        if started != exports:  # a start_export's DescribeImages come before its ExportImages
+            exports, since = started, describes()
+            return False
+        return bool(exports) and (
+            rescheduled(db, dag_id, "wait_for_export", after_run) == exports
+            if mode == "reschedule"
+            else describes() >= since + 2
+        )
+
+    with finished_once(emulator, waited, interval=0.05):
+        yield
+
+
+@contextmanager
+def finished_once(emulator: Emulator, condition: Callable[[], bool], interval: float) -> Iterator[None]:
+    """While the block runs: the exports (``manual`` progression) stay running until ``condition()``
+    holds (checked every ``interval`` seconds in a thread), then finish."""
+    ended = threading.Event()
+
     def watch() -> None:
-        # wait_for_export is mapped over all of start_export's results: every export started first.
-        exports, since = 0, 0
-        while not ended.is_set():
-            started = len(emulator.state()["exports"])
-            if started != exports:  # a start_export's DescribeImages come before its ExportImages
-                exports, since = started, describes()
-            elif exports and (
-                rescheduled(db, dag_id, "wait_for_export", after_run) == exports
-                if mode == "reschedule"
-                else describes() >= since + 2
-            ):
+        while not ended.wait(interval):
+            if condition():
                 emulator.finish()
                 return
-            time.sleep(0.05)
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()

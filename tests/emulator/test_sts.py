@@ -12,7 +12,7 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 from tencentcloud.common.profile.http_profile import HttpProfile
 
 from airflow_cvm_export.emulator import Emulator
-from tests.credentials import ROLE_ARN, web_identity_token
+from tests.credentials import ROLE_ARN, web_identity_token, write_tke
 from tests.emulator.conftest import SECRET_ID, SECRET_KEY, Client
 
 
@@ -63,15 +63,7 @@ def test_sdk_oidc_credential(client: Client, sdk_over_http: None) -> None:
 def test_sdk_oidc_from_tke_variables(
     client: Client, sdk_over_http: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text(web_identity_token())
-    for name, value in {
-        "TKE_REGION": "ap-guangzhou",
-        "TKE_PROVIDER_ID": "OIDC",
-        "TKE_WEB_IDENTITY_TOKEN_FILE": str(token_file),
-        "TKE_ROLE_ARN": ROLE_ARN,
-    }.items():
-        monkeypatch.setenv(name, value)
+    write_tke(tmp_path, monkeypatch)
     cred = credential.DefaultTkeOIDCRoleArnProvider().get_credentials()
     cred.endpoint = client.host
     _cvm_works(client, cred)

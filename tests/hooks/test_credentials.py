@@ -19,7 +19,7 @@ from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.hooks import credentials
 from airflow_cvm_export.hooks.cvm import CvmAsyncHook, CvmHook
 from airflow_cvm_export.utils.errors import TencentCloudConfigError, TencentCloudCredentialError
-from tests.credentials import ROLE_ARN, SECRET_ID, SECRET_KEY, web_identity_token
+from tests.credentials import ROLE_ARN, SECRET_ID, SECRET_KEY, write_tke
 
 BUCKET = "exports-1250000000"
 IMAGE = "img-centos01"
@@ -81,19 +81,6 @@ def export_through(hook: CvmHook | CvmAsyncHook) -> list[str]:
     assert hook.head_cos_object(BUCKET, started["CosPaths"][0]) is not None
     hook.close()
     return started["CosPaths"]
-
-
-def write_tke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str | None = None) -> Path:
-    token_file = tmp_path / "web-identity-token"
-    token_file.write_text(token or web_identity_token())
-    for name, value in {
-        "TKE_REGION": "ap-guangzhou",
-        "TKE_PROVIDER_ID": "OIDC",
-        "TKE_WEB_IDENTITY_TOKEN_FILE": str(token_file),
-        "TKE_ROLE_ARN": ROLE_ARN,
-    }.items():
-        monkeypatch.setenv(name, value)
-    return token_file
 
 
 def write_tccli(profile: str = "default", **document: Any) -> Path:

@@ -42,6 +42,20 @@ def sensor(record: ExportRecord, **kwargs: Any) -> ExportImagesSensor:
     )
 
 
+def waiting_in_the_worker(max_outage: float) -> ExportImagesOperator:
+    """The operator waiting for the export itself, in the worker (not deferring)."""
+    return ExportImagesOperator(
+        task_id="start_export",
+        image_ids=IMAGES,
+        bucket_name=BUCKET,
+        tencentcloud_conn_id=CONN_ID,
+        wait_for_completion=True,
+        poll_interval=0.1,
+        max_outage=max_outage,
+        deferrable=False,
+    )
+
+
 def test_poke_rides_out_a_failed_check(
     start_emulator: Any, context: Context, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -112,18 +126,8 @@ def test_the_operator_waiting_in_the_worker_rides_out_failed_checks(
     start_emulator: Any, context: Context, capsys: pytest.CaptureFixture[str]
 ) -> None:
     emulator = start_emulator(export_seconds=1)
-    op = ExportImagesOperator(
-        task_id="start_export",
-        image_ids=IMAGES,
-        bucket_name=BUCKET,
-        tencentcloud_conn_id=CONN_ID,
-        wait_for_completion=True,
-        poll_interval=0.1,
-        max_outage=60,
-        deferrable=False,
-    )
     emulator.inject("COS HEAD", "drop_before", "drop_before", "http5xx")
-    record = op.execute(context)
+    record = waiting_in_the_worker(max_outage=60).execute(context)
     (export,) = emulator.state()["exports"]
     assert record["cos_paths"] == export["CosPaths"]
     assert "3 check(s) in a row; still waiting (max_outage 60 s)" in capsys.readouterr().out
@@ -131,17 +135,7 @@ def test_the_operator_waiting_in_the_worker_rides_out_failed_checks(
 
 def test_the_operator_waiting_in_the_worker_gives_up_after_max_outage(start_emulator: Any, context: Context) -> None:
     emulator = start_emulator(export_seconds=1)
-    op = ExportImagesOperator(
-        task_id="start_export",
-        image_ids=IMAGES,
-        bucket_name=BUCKET,
-        tencentcloud_conn_id=CONN_ID,
-        wait_for_completion=True,
-        poll_interval=0.1,
-        max_outage=0,
-        deferrable=False,
-    )
     emulator.inject("COS HEAD", "drop_before")
     with pytest.raises(TencentCloudError, match="longer than max_outage 0 s"):
-        op.execute(context)
+        waiting_in_the_worker(max_outage=0).execute(context)
     assert len(emulator.state()["exports"]) == 1

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from tests.credentials import ROLE_ARN
@@ -229,6 +230,15 @@ def missing_for_celery() -> list[str]:
     if os.geteuid() == 0 and not shutil.which("runuser"):
         missing.append("runuser (util-linux)")
     return missing
+
+
+def require(what: str, missing: list[str], elsewhere: str = "") -> None:
+    """Fail ``what`` when something is ``missing`` in CI (.ci/run installs it); skip it elsewhere."""
+    if not missing:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} needs {', '.join(missing)} (.ci/run installs them)")
+    pytest.skip(f"needs {', '.join(missing)}{elsewhere}")
 
 
 def start_postgres(

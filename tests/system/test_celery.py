@@ -17,7 +17,6 @@ the same new asset at the same moment, and Airflow's api-server fails one of the
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections import Counter
@@ -37,6 +36,7 @@ from tests.system.stack import (
     Stack,
     celery_stack,
     missing_for_celery,
+    require,
     wait_until,
     worker_runs,
 )
@@ -50,7 +50,7 @@ RUN_TIMEOUT = 240
 # Every process signs with the instance's CAM role assuming a role (docs/credentials.md), credentials
 # living 20 s: renewed several times along the runs.
 CREDENTIAL_LIFETIME = 20
-NIGHTLY = {  # the cvm_export_nightly Variable: two batches of two, mode unset
+NIGHTLY: dict[str, Any] = {  # the cvm_export_nightly Variable: two batches of two, mode unset
     "image_ids": list(EXPORTABLE_IMAGE_IDS[:4]),
     "bucket_name": BUCKET,
     "poke_interval": POKE_INTERVAL,
@@ -66,11 +66,7 @@ ADHOC_IMAGES = {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    missing = missing_for_celery()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"the Celery system test needs {', '.join(missing)} (.ci/run installs them)")
-        pytest.skip(f"needs {', '.join(missing)}; tests/system/test_deferrable.py runs without them")
+    require("the Celery system test", missing_for_celery(), "; tests/system/test_deferrable.py runs without them")
     dags = tmp_path_factory.mktemp("dags")  # the example DAGs and the asset race DAG
     for path in [*(ROOT / "dags").glob("*.py"), Path(__file__).parent / "dags" / "asset_race.py"]:
         shutil.copy(path, dags / path.name)
@@ -101,9 +97,11 @@ def check_run(stack: Stack, dag_id: str, run_id: str, images: list[str]) -> list
     ours = [exports[record["task_id"]] for record in records]
     assert Counter(i for export in ours for i in export["ImageIds"]) == Counter(images)
     # This run's own prefixes (its date and a fragment of its run id), written by no other export.
-    prefixes = {
-        re.match(r"^/((?:nightly|adhoc)-\d{8}-[0-9a-f]{8})_img-", path)[1] for batch in waited for path in batch
-    }
+    prefixes: set[str] = set()
+    for path in (path for batch in waited for path in batch):
+        found = re.match(r"^/((?:nightly|adhoc)-\d{8}-[0-9a-f]{8})_img-", path)
+        assert found, path
+        prefixes.add(found[1])
     assert len(prefixes) == 1, waited
     others = [export for task_id, export in exports.items() if task_id not in {r["task_id"] for r in records}]
     assert not [path for export in others for path in export["CosPaths"] if path.startswith(f"/{min(prefixes)}_")]
@@ -179,7 +177,12 @@ def test_nightly_from_the_documented_cli_trigger(stack: Stack) -> None:
 def test_adhoc_from_the_rest_api_without_a_logical_date(stack: Stack, mode: str) -> None:
     unpause = stack.airflow(ADHOC_UNPAUSE)
     assert unpause.returncode == 0, unpause.stderr
-    conf = {"image_ids": ADHOC_IMAGES[mode], "bucket_name": BUCKET, "poke_interval": POKE_INTERVAL, "mode": mode}
+    conf: dict[str, Any] = {
+        "image_ids": ADHOC_IMAGES[mode],
+        "bucket_name": BUCKET,
+        "poke_interval": POKE_INTERVAL,
+        "mode": mode,
+    }
     response = stack.session.post(
         f"{stack.api}/api/v2/dags/cvm_export_adhoc/dagRuns", json={"logical_date": None, "conf": conf}, timeout=10
     )
@@ -285,7 +288,11 @@ def test_two_tasks_creating_one_new_asset_at_once_fail_one_of_them(stack: Stack,
             clear = {"dag_run_id": run_id, "task_ids": failed, "only_failed": True, "dry_run": False}
             cleared = stack.session.post(f"{stack.api}/api/v2/dags/asset_race/clearTaskInstances", json=clear)
             assert cleared.status_code == 200, cleared.text
-            wait_until("the cleared run to start again", lambda run_id=run_id: run_state(stack, run_id) != "failed", 60)
+
+            def restarted(run_id: str = run_id) -> bool:
+                return run_state(stack, run_id) != "failed"
+
+            wait_until("the cleared run to start again", restarted, 60)
             assert stack.wait_for_run("asset_race", run_id, RUN_TIMEOUT) == "success"
         collided.append(True)
     assert any(collided), f"no pair of the {RACE_PAIRS} overlapped: the test showed nothing"

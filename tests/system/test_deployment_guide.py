@@ -35,6 +35,7 @@ from tests.system.stack import (
     answers,
     free_port,
     missing_for_celery,
+    require,
     start_postgres,
     start_redis,
     wait_until,
@@ -88,10 +89,7 @@ def scratch() -> Iterator[Path]:
     missing = missing_for_celery() + [tool for tool in ("sudo", "curl") if not shutil.which(tool)]
     if os.geteuid() != 0:
         missing.append("root (the guide runs sudo apt-get)")
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"the deployment guide test needs {', '.join(missing)} (.ci/run installs them)")
-        pytest.skip(f"needs {', '.join(missing)}")
+    require("the deployment guide test", missing)
     path = Path(tempfile.mkdtemp(prefix="cvm-guide-"))
     try:
         yield path

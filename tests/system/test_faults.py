@@ -58,6 +58,7 @@ from tests.system.stack import (
     free_port,
     launch_emulator,
     missing_for_celery,
+    require,
     session_members,
     wait_until,
 )
@@ -223,11 +224,7 @@ def healthy(stack: Stack) -> bool:
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
-    missing = missing_for_celery()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"the fault suite needs {', '.join(missing)} (.ci/run installs them)")
-        pytest.skip(f"needs {', '.join(missing)}")
+    require("the fault suite", missing_for_celery())
     dags = tmp_path_factory.mktemp("fault_dags")
     (dags / "fault_waits.py").write_text((Path(__file__).parent / "dags" / "fault_waits.py").read_text())
     outage: dict[str, str] = {}

@@ -21,7 +21,6 @@ IMAGE = "{{ params.image }}"
 CONN = "{{ params.conn }}"
 DEFAULTS = {"retries": 3, "retry_delay": timedelta(seconds=2)}
 PARAMS = {"image": "img-centos01", "conn": "tencentcloud_default"}
-WAIT = {"poke_interval": 3, "timeout": 1200}
 
 for name, mode, queue in [
     ("poke", "poke", "default"),
@@ -40,7 +39,8 @@ for name, mode, queue in [
             mode="reschedule" if mode == "reschedule" else "poke",
             deferrable=mode == "deferrable",
             queue=queue,
-            **WAIT,
+            poke_interval=3,
+            timeout=1200,
         )
 
 with DAG(dag_id="faults_one_task", schedule=None, default_args=DEFAULTS, params=PARAMS, max_active_runs=8):
