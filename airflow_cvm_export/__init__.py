@@ -45,6 +45,28 @@ _CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": 'Requests per second per action, e.g. {"DescribeImages": 40}; 0 switches one off',
         "schema": {"type": ["object", "null"]},
     },
+    # Each HTTP request's timeouts and the retries (the hook's timeout/retry_limit/retry_delay arguments win).
+    "connect_timeout": {
+        "label": "Connect timeout (seconds)",
+        "description": "Seconds to connect, per attempt (default 5)",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 600},
+    },
+    "read_timeout": {
+        "label": "Read timeout (seconds)",
+        "description": "Seconds to wait for an answer, per attempt (default 30)",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 600},
+    },
+    "retry_limit": {
+        "label": "Retry limit",
+        "description": "Attempts of a retryable call, 1 (no retry) to 20 (default 5). With the timeouts it bounds "
+        "how long a retry waits before sending ExportImages again after a lost answer",
+        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 20},
+    },
+    "retry_delay": {
+        "label": "Retry delay (seconds)",
+        "description": "Base of the exponential back-off between attempts, 0 to 60 (default 1)",
+        "schema": {"type": ["number", "null"], "minimum": 0, "maximum": 60},
+    },
     # Where credentials come from (docs/credentials.md); checked in utils/connection.py.
     "credential_source": {
         "label": "Credential source",

@@ -33,7 +33,7 @@ from tenacity import (
 from airflow_cvm_export import __version__
 from airflow_cvm_export.hooks import DEFAULT_CONN_ID
 from airflow_cvm_export.hooks.credentials import CredentialProvider, CredentialRefresh, provider_for
-from airflow_cvm_export.utils.connection import CONN_TYPE, ClientConfig, config_from_connection
+from airflow_cvm_export.utils.connection import CONN_TYPE, ClientConfig, HttpSettings, config_from_connection
 from airflow_cvm_export.utils.errors import (
     TencentCloudAuthError,
     TencentCloudClockSkewError,
@@ -103,9 +103,12 @@ class CvmClientBase(BaseHook):
         (and ``role_arn``...) takes temporary credentials from elsewhere (see docs/credentials.md and
         :mod:`~airflow_cvm_export.hooks.credentials`).
     :param region: overrides the connection's ``region`` extra.
-    :param timeout: (connect, read) timeouts in seconds of every HTTP request.
-    :param retry_limit: attempts of a retryable call (reads; ExportImages throttled or never connected), >= 1.
-    :param retry_delay: base of the exponential back-off between attempts, in seconds.
+    :param timeout: (connect, read) timeouts in seconds of every HTTP request; default: the connection's
+        ``connect_timeout`` and ``read_timeout`` extras, else (5, 30).
+    :param retry_limit: attempts of a retryable call (reads; ExportImages throttled or never connected), >= 1;
+        default: the connection's ``retry_limit`` extra, else 5.
+    :param retry_delay: base of the exponential back-off between attempts, in seconds; default: the
+        connection's ``retry_delay`` extra, else 1.
     """
 
     conn_name_attr = "tencentcloud_conn_id"
@@ -118,25 +121,59 @@ class CvmClientBase(BaseHook):
         tencentcloud_conn_id: str = DEFAULT_CONN_ID,
         *,
         region: str | None = None,
-        timeout: tuple[float, float] = (5.0, 30.0),
-        retry_limit: int = 5,
-        retry_delay: float = 1.0,
+        timeout: tuple[float, float] | None = None,
+        retry_limit: int | None = None,
+        retry_delay: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(retry_limit, int) or retry_limit < 1:
+        if retry_limit is not None and (not isinstance(retry_limit, int) or retry_limit < 1):
             raise TencentCloudConfigError(f"retry_limit must be an integer >= 1, got {retry_limit!r}")
         self.tencentcloud_conn_id = tencentcloud_conn_id
         self.region = region
-        self.timeout = timeout
-        self.retry_limit = retry_limit
-        self.retry_delay = retry_delay
+        self._timeout, self._retry_limit, self._retry_delay = timeout, retry_limit, retry_delay
         self._retry_policies: dict[tuple[tuple[type[Exception], ...], bool], Retrying | AsyncRetrying] = {}
         self._clock_offset = 0
         self._cos_clock_offset: float | None = None  # None until a COS answer showed its clock
         self._proxy_cache: dict[str, str | None] = {}
 
     # -- connection ------------------------------------------------------------------------------
+
+    def _http(self) -> HttpSettings:
+        """The connection's timeout and retry extras (defaults where unset)."""
+        raise NotImplementedError
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """(connect, read) seconds of every HTTP request: the argument, else the connection's extras."""
+        if self._timeout is not None:
+            return self._timeout
+        http = self._http()
+        return http.connect_timeout, http.read_timeout
+
+    @timeout.setter
+    def timeout(self, value: tuple[float, float]) -> None:
+        self._timeout = value
+
+    @property
+    def retry_limit(self) -> int:
+        """Attempts of a retryable call: the argument, else the connection's ``retry_limit`` extra."""
+        return self._retry_limit if self._retry_limit is not None else self._http().retry_limit
+
+    @retry_limit.setter
+    def retry_limit(self, value: int) -> None:
+        self._retry_limit = value
+        self._retry_policies.clear()
+
+    @property
+    def retry_delay(self) -> float:
+        """Back-off base in seconds: the argument, else the connection's ``retry_delay`` extra."""
+        return self._retry_delay if self._retry_delay is not None else self._http().retry_delay
+
+    @retry_delay.setter
+    def retry_delay(self, value: float) -> None:
+        self._retry_delay = value
+        self._retry_policies.clear()
 
     def _config_from(self, conn: Any) -> ClientConfig:
         """Validated settings from a connection (None when it does not exist); config_from_connection

@@ -31,7 +31,7 @@ from airflow_cvm_export.hooks.client import (
     transport_error,
 )
 from airflow_cvm_export.hooks.credentials import CredentialRefresh
-from airflow_cvm_export.utils.connection import ClientConfig
+from airflow_cvm_export.utils.connection import ClientConfig, HttpSettings
 from airflow_cvm_export.utils.errors import (
     TencentCloudError,
 )
@@ -104,6 +104,9 @@ class CvmHook(CvmClientBase):
         except AirflowNotFoundException:
             conn = None
         return self._config_from(conn)
+
+    def _http(self) -> HttpSettings:
+        return self.config.http
 
     @cached_property
     def session(self) -> requests.Session:
@@ -292,6 +295,10 @@ class CvmAsyncHook(CvmClientBase):
                 conn = None
             self._config = self._config_from(conn)
         return self._config
+
+    def _http(self) -> HttpSettings:
+        """The connection's settings once :meth:`aconfig` has read it (every call does first), the defaults before."""
+        return self._config.http if self._config is not None else HttpSettings()
 
     async def aclose(self) -> None:
         """Close every HTTP client."""

@@ -8,6 +8,7 @@ here contains the value of a secret (SecretKey, token, a password written into a
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import math
@@ -39,7 +40,12 @@ CREDENTIAL_KEYS = (
     "sts_endpoint",
     "metadata_endpoint",
 )
-EXTRA_KEYS = ("region", "endpoint", "cos_endpoint", "token", "allow_http", "rate_limits", *CREDENTIAL_KEYS)
+# Extras bounding each HTTP request and its retries (the hook's timeout, retry_limit and retry_delay arguments).
+HTTP_KEYS = ("connect_timeout", "read_timeout", "retry_limit", "retry_delay")
+EXTRA_KEYS = ("region", "endpoint", "cos_endpoint", "token", "allow_http", "rate_limits", *HTTP_KEYS, *CREDENTIAL_KEYS)
+DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, MAX_TIMEOUT = 5.0, 30.0, 600.0
+DEFAULT_RETRY_LIMIT, MAX_RETRY_LIMIT = 5, 20
+DEFAULT_RETRY_DELAY, MAX_RETRY_DELAY = 1.0, 60.0
 # credential_source values: the SDK's default chain order is environment, profile, cvm_role, oidc.
 CREDENTIAL_SOURCES = ("connection", "environment", "profile", "cvm_role", "oidc", "default")
 DEFAULT_STS_ENDPOINT = "https://sts.tencentcloudapi.com"
@@ -121,6 +127,22 @@ class CredentialSettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """How long each HTTP request may take and how a retryable call is retried (see :func:`http_settings`).
+
+    :param connect_timeout: seconds to connect, per attempt.
+    :param read_timeout: seconds to wait for the answer once connected, per attempt.
+    :param retry_limit: attempts of a retryable call, >= 1.
+    :param retry_delay: base of the exponential back-off between attempts, in seconds.
+    """
+
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    retry_limit: int = DEFAULT_RETRY_LIMIT
+    retry_delay: float = DEFAULT_RETRY_DELAY
+
+
+@dataclass(frozen=True)
 class ClientConfig:
     """Everything needed to sign and send requests; secrets are kept out of ``repr``.
 
@@ -136,6 +158,7 @@ class ClientConfig:
     token: str | None = field(default=None, repr=False)
     rate_limits: dict[str, float] = field(default_factory=dict)
     credentials: CredentialSettings | None = None
+    http: HttpSettings = field(default_factory=HttpSettings)
 
     def with_region(self, region: str | None) -> ClientConfig:
         """Return a copy using ``region`` (validated) instead of the connection's region.
@@ -324,6 +347,45 @@ def _parse_rate_limits(value: Any) -> dict[str, float]:
             )
         limits[action] = float(rate)
     return limits
+
+
+def _seconds(extras: dict[str, Any], name: str, default: float, high: float, *, zero: bool = False) -> float:
+    """The extra ``name`` as seconds (a number, or its text), ``default`` when unset: above 0 (or 0 with
+    ``zero``) and at most ``high``."""
+    value = extras.get(name, default)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not (0 <= value <= high if zero else 0 < value <= high)
+    ):
+        raise TencentCloudConfigError(
+            f"connection extra {name} must be a number of seconds {'from 0' if zero else 'above 0'} up to {high:g} "
+            f"(default {default:g}), got {_short(value)}"
+        )
+    return float(value)
+
+
+def http_settings(extras: dict[str, Any]) -> HttpSettings:
+    """The checked extras ``connect_timeout``, ``read_timeout``, ``retry_limit`` and ``retry_delay``; the
+    defaults where unset. A hook's own arguments win over them (``CvmClientBase``)."""
+    limit = extras.get("retry_limit", DEFAULT_RETRY_LIMIT)
+    if isinstance(limit, str) and limit.strip().isdigit():
+        limit = int(limit)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_RETRY_LIMIT:
+        raise TencentCloudConfigError(
+            f"connection extra retry_limit must be a whole number of attempts from 1 (no retry) to {MAX_RETRY_LIMIT} "
+            f"(default {DEFAULT_RETRY_LIMIT}), got {_short(limit)}"
+        )
+    return HttpSettings(
+        connect_timeout=_seconds(extras, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, MAX_TIMEOUT),
+        read_timeout=_seconds(extras, "read_timeout", DEFAULT_READ_TIMEOUT, MAX_TIMEOUT),
+        retry_limit=limit,
+        retry_delay=_seconds(extras, "retry_delay", DEFAULT_RETRY_DELAY, MAX_RETRY_DELAY, zero=True),
+    )
 
 
 def _extra_object(extra: Any) -> dict[Any, Any]:
@@ -551,6 +613,7 @@ def config_from_connection(
         token=token or None,
         rate_limits=_parse_rate_limits(extras.get("rate_limits", {})),
         credentials=credentials,
+        http=http_settings(extras),
     )
 
 

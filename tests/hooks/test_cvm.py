@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 import pytest
 
 from airflow_cvm_export.hooks import client as cvm
-from airflow_cvm_export.hooks.cvm import CvmHook
+from airflow_cvm_export.hooks.cvm import CvmAsyncHook, CvmHook
 from airflow_cvm_export.utils.errors import (
     TencentCloudAuthError,
     TencentCloudClockSkewError,
@@ -309,12 +311,51 @@ def test_region_argument_overrides_the_connection(tencentcloud_conn: Callable[..
         CvmHook(conn_id, region="Guangzhou").config  # noqa: B018
 
 
-def test_longest_send_counts_every_attempt_and_the_back_offs_between_them():
+def test_longest_send_counts_every_attempt_and_the_back_offs_between_them(tencentcloud_conn: Callable[..., str]):
     """How long after an ExportImages call began its request may still reach the cloud (the operator does
     not send again before): 5 attempts of 5 + 30 s, back-offs of at most 1 + 1, 2 + 1, 4 + 1, 8 + 1 s."""
-    assert CvmHook().longest_send() == 5 * 35 + 2 + 3 + 5 + 9 == 194
-    assert CvmHook(timeout=(1.0, 2.0), retry_limit=1).longest_send() == 3.0
-    assert CvmHook(retry_limit=8, retry_delay=2.0).longest_send() == 8 * 35 + 4 + 6 + 10 + 18 + 34 + 60 + 60
+    conn_id = tencentcloud_conn()
+    assert CvmHook(conn_id).longest_send() == 5 * 35 + 2 + 3 + 5 + 9 == 194
+    assert CvmHook(conn_id, timeout=(1.0, 2.0), retry_limit=1).longest_send() == 3.0
+    assert CvmHook(conn_id, retry_limit=8, retry_delay=2.0).longest_send() == 8 * 35 + 4 + 6 + 10 + 18 + 34 + 60 + 60
+
+
+def test_timeouts_and_retries_come_from_the_connection_unless_given(tencentcloud_conn: Callable[..., str]):
+    """The extras connect_timeout, read_timeout, retry_limit and retry_delay set what the arguments leave
+    unset (the defaults where neither does), in both hooks; they bound the longest send too."""
+    conn_id = tencentcloud_conn(connect_timeout=1, read_timeout="2.5", retry_limit=2, retry_delay=0.5)
+    hook = CvmHook(conn_id)
+    assert (hook.timeout, hook.retry_limit, hook.retry_delay) == ((1.0, 2.5), 2, 0.5)
+    assert hook.longest_send() == 2 * 3.5 + 1.0
+    given = CvmHook(conn_id, timeout=(3.0, 4.0), retry_limit=1, retry_delay=0.0)
+    assert (given.timeout, given.retry_limit, given.retry_delay) == ((3.0, 4.0), 1, 0.0)
+    partly = CvmHook(tencentcloud_conn("tc_partly", read_timeout=9))
+    assert (partly.timeout, partly.retry_limit, partly.retry_delay) == ((5.0, 9.0), 5, 1.0)
+    async_hook = CvmAsyncHook(conn_id, retry_delay=0.25)
+    asyncio.run(async_hook.aconfig())
+    assert (async_hook.timeout, async_hook.retry_limit, async_hook.retry_delay) == ((1.0, 2.5), 2, 0.25)
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"read_timeout": 0}, "read_timeout must be a number of seconds above 0 up to 600 (default 30), got 0"),
+        ({"connect_timeout": "soon"}, "connect_timeout must be a number of seconds above 0 up to 600"),
+        ({"connect_timeout": float("inf")}, "connect_timeout must be"),
+        ({"read_timeout": True}, "read_timeout must be"),
+        ({"retry_limit": 0}, "retry_limit must be a whole number of attempts from 1 (no retry) to 20 (default 5)"),
+        ({"retry_limit": 2.5}, "retry_limit must be a whole number"),
+        ({"retry_delay": -1}, "retry_delay must be a number of seconds from 0 up to 60 (default 1), got -1"),
+        ({"retry_dealy": 1}, "did you mean 'retry_delay'?"),
+    ],
+)
+def test_bad_timeout_and_retry_extras_are_refused_before_any_request(
+    tencentcloud_conn: Callable[..., str], extra: dict[str, Any], says: str
+):
+    hook = CvmHook(tencentcloud_conn(**extra))
+    with pytest.raises(TencentCloudConfigError, match=re.escape(says)) as refused:
+        hook.longest_send()
+    assert SECRET_KEY not in str(refused.value)
 
 
 def test_bad_retry_limit_is_rejected():

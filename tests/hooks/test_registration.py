@@ -174,3 +174,14 @@ def test_airflow_3_1_form_widgets_match_the_conn_fields(monkeypatch: pytest.Monk
 def test_get_conn_is_the_hooks_session():
     hook = CvmHook("tc_none")
     assert hook.get_conn() is hook.session
+
+
+def test_timeout_and_retry_fields_allow_what_the_connection_check_allows():
+    """The form's bounds of the HTTP extras are those ``utils.connection.http_settings`` checks."""
+    from airflow_cvm_export.utils import connection
+
+    fields = get_provider_info()["connection-types"][0]["conn-fields"]
+    bounds = {name: fields[name]["schema"] for name in connection.HTTP_KEYS}
+    assert bounds["connect_timeout"]["maximum"] == bounds["read_timeout"]["maximum"] == connection.MAX_TIMEOUT
+    assert (bounds["retry_limit"]["minimum"], bounds["retry_limit"]["maximum"]) == (1, connection.MAX_RETRY_LIMIT)
+    assert (bounds["retry_delay"]["minimum"], bounds["retry_delay"]["maximum"]) == (0, connection.MAX_RETRY_DELAY)
