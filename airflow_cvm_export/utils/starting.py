@@ -83,7 +83,10 @@ def in_flight_reason(until: float, now: float) -> str | None:
     wait while this is not None."""
     if now >= until:
         return None
-    return f"the unanswered ExportImages may still reach the cloud for {until - now:.0f} s (the hook's timeouts)"
+    return (
+        f"the unanswered ExportImages may still reach the cloud for {until - now:.0f} s more: the hook's longest "
+        "send, bounded by the connection extras connect_timeout, read_timeout, retry_limit and retry_delay"
+    )
 
 
 def describe(error: TencentCloudError) -> str:
