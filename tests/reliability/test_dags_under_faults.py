@@ -12,12 +12,17 @@ import pytest
 
 from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_3_PLUS
-from tests.e2e.conftest import DagRun, finished_once_waiting
+from tests.e2e.conftest import REGION, DagRun, finished_once_waiting
 
 pytestmark = pytest.mark.reliability
 
 IMAGES = ["img-centos01", "img-centos02", "img-ubuntu01"]
 CONFIG = {"image_ids": IMAGES, "bucket_name": "exports-1250000000", "poke_interval": 1, "batch_size": 2}
+# The connection's timeouts and back-off for the emulator on loopback (its slowest fault answers within
+# 3 s; quick_backoff scales the back-offs further): an ExportImages whose answer was lost and that
+# started nothing is sent again once the hook's longest send, 5 x (1 + 5) + 1 s, and 5 s have passed,
+# not 194 + 5 s (docs/faults.md, "A send held in flight"). The hook's retries are as many as shipped.
+QUICK_SENDS = {"connect_timeout": 1, "read_timeout": 5, "retry_delay": 0.05}
 
 
 def launch(run_dag: Callable[..., DagRun], dag_id: str, emulator: Emulator, **kwargs: Any) -> DagRun:
@@ -52,7 +57,9 @@ def test_dags_succeed_under_30_percent_faults_with_one_export_per_image_and_no_t
         seed=6,
     ) as emulator:
         emulator.inject("ExportImages", "drop_after")  # on top of the random faults: one lost answer for sure
-        run = launch(run_dag, dag_id, emulator, env={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(deferrable)})
+        connection = {"extra": {"region": REGION, "endpoint": emulator.url, **QUICK_SENDS}}
+        env = {"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(deferrable)}
+        run = launch(run_dag, dag_id, emulator, env=env, connection=connection)
         assert_one_export_per_image(run, emulator)
         tries = run.all_tries()
         assert {task_id for task_id, _ in tries} >= {"start_export", "wait_for_export"}
