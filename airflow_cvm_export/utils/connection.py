@@ -372,14 +372,12 @@ def _seconds(extras: dict[str, Any], name: str, default: float, high: float, *, 
 def http_settings(extras: dict[str, Any]) -> HttpSettings:
     """The checked extras ``connect_timeout``, ``read_timeout``, ``retry_limit`` and ``retry_delay``; the
     defaults where unset. A hook's own arguments win over them (``CvmClientBase``)."""
-    limit = extras.get("retry_limit", DEFAULT_RETRY_LIMIT)
-    if isinstance(limit, str) and limit.strip().isdigit():
-        limit = int(limit)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_RETRY_LIMIT:
-        raise TencentCloudConfigError(
-            f"connection extra retry_limit must be a whole number of attempts from 1 (no retry) to {MAX_RETRY_LIMIT} "
-            f"(default {DEFAULT_RETRY_LIMIT}), got {_short(limit)}"
-        )
+    limit = _whole(
+        extras.get("retry_limit", DEFAULT_RETRY_LIMIT),
+        "retry_limit",
+        MAX_RETRY_LIMIT,
+        f"attempts from 1 (no retry) to {MAX_RETRY_LIMIT} (default {DEFAULT_RETRY_LIMIT})",
+    )
     return HttpSettings(
         connect_timeout=_seconds(extras, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, MAX_TIMEOUT),
         read_timeout=_seconds(extras, "read_timeout", DEFAULT_READ_TIMEOUT, MAX_TIMEOUT),
@@ -478,15 +476,25 @@ def _pattern(extras: dict[str, Any], name: str, pattern: re.Pattern[str], allowe
     return value
 
 
-def _duration(value: Any) -> int:
+def _whole(value: Any, name: str, high: int, allowed: str) -> int:
+    """The extra ``name``'s ``value`` as a whole number from 1 to ``high`` (or its digits as text); the
+    error says it must be "a whole number of ``allowed``"."""
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DURATION_SECONDS:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
         raise TencentCloudConfigError(
-            f"connection extra duration_seconds must be a whole number of seconds from 1 to {MAX_DURATION_SECONDS} "
-            f"(STS's maximum; default {DEFAULT_DURATION_SECONDS}), got {_short(value)}"
+            f"connection extra {name} must be a whole number of {allowed}, got {_short(value)}"
         )
     return value
+
+
+def _duration(value: Any) -> int:
+    return _whole(
+        value,
+        "duration_seconds",
+        MAX_DURATION_SECONDS,
+        f"seconds from 1 to {MAX_DURATION_SECONDS} (STS's maximum; default {DEFAULT_DURATION_SECONDS})",
+    )
 
 
 def _policy(value: Any) -> str | None:
