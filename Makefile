@@ -11,6 +11,7 @@
 #   make system-test    a real multi-process deployment (PostgreSQL, Redis, Celery workers, a triggerer)
 #   make docs           the Sphinx site (docs/_build/html), warnings as errors, internal links checked
 #   make compose-test   docker-compose.yaml up for real on locally built stand-in images (needs Docker)
+#   make fault-test-airflow-3.1  the fault suite's worker death (scenario 3) on Airflow 3.1's Celery stack
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -59,6 +60,8 @@ test: venv
 	# project, AIRFLOW_HOME and ports; output grouped per tier): docker compose, Python 3.13, and the
 	# older Airflow lines with --matrix-lean (see test-airflow-%).
 	$(MAKE) -j3 --output-sync=target compose-test test-python3.13 test-matrix-older MATRIX_PYTEST="--matrix-lean -rs"
+	# Last, alone (its detection times are short): the fault suite's worker death on the oldest line.
+	$(MAKE) fault-test-airflow-$(FAULT_LINE)
 
 # mypy on the package, the example DAGs and the tests, with the installed Airflow's types (config: pyproject.toml).
 typecheck: venv
@@ -100,12 +103,19 @@ test-airflow-%: .venv-%/.installed
 	AIRFLOW_HOME=$(CURDIR)/.airflow-$* .venv-$*/bin/python -m pytest -q $(MATRIX_PYTEST) \
 		$(UNIT_TESTS) $(EMULATOR_TESTS) $(E2E_TESTS) $(RELEASE_TESTS)
 
+# Scenario 3 of the fault suite (a worker node dies during a poke sensor and during an ExportImages in flight)
+# on the oldest line: the retries' path without a task state store, on the real Celery + PostgreSQL + Redis stack.
+FAULT_LINE := $(firstword $(AIRFLOW_MATRIX))
+FAULT_LINE_TESTS := tests/system/test_faults.py::test_worker_node_death_during_poke_and_start_export_retries_without_a_second_export
+fault-test-airflow-%: .venv-%/.installed
+	AIRFLOW_HOME=$(CURDIR)/.airflow-$* .venv-$*/bin/python -m pytest -q -m system $(FAULT_LINE_TESTS)
+
 # Kept between runs (make deletes the targets of pattern-rule chains otherwise, and would reinstall).
 .PRECIOUS: .venv-%/.installed
 .venv-%/.installed: setup.cfg pyproject.toml constraints-airflow-%.txt
 	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$* || python3 -m venv .venv-$*
 	.venv-$*/bin/python -m pip install -q -c constraints-airflow-$*.txt uv
-	.venv-$*/bin/uv pip install -q --compile-bytecode --python .venv-$*/bin/python -c constraints-airflow-$*.txt -e '.[test,openlineage]'
+	.venv-$*/bin/uv pip install -q --compile-bytecode --python .venv-$*/bin/python -c constraints-airflow-$*.txt -e '.[test,openlineage,celery]'
 	.venv-$*/bin/python -m pip check
 	touch $@
 

@@ -10,11 +10,13 @@ one-task operator (with or without ``deferrable``) end the same way:
    a check failing transiently is ridden out for up to the wait's ``max_outage``
    (:meth:`ExportWaitMixin.check_through_outage`, :class:`~airflow_cvm_export.utils.outage.Outage`);
 2. **decide**: :func:`~airflow_cvm_export.utils.waiting.verdict` (pure) turns that judgement into
-   an :class:`~airflow_cvm_export.utils.records.ExportEvent`, or None while the export runs;
-3. **act**: :meth:`ExportWaitMixin.resume_wait` hands a finished export on (XCom, console links,
-   asset events), fails for good on a failed export (``AirflowFailException``) or a timeout
-   (``AirflowSensorTimeout``), and fails only this try when the export could not be checked for
-   longer than ``max_outage`` (the task's retries reattach).
+   an :class:`~airflow_cvm_export.utils.records.ExportEvent`, or None while the export runs (in a
+   worker, :meth:`ExportWaitMixin.check_for_end` checks and decides for every mode);
+3. **act**: :meth:`ExportWaitMixin.publish_export` hands a finished export on (XCom, console
+   links, asset events); :meth:`ExportWaitMixin.fail_wait` fails for good on a failed export
+   (``AirflowFailException``) or a timeout (``AirflowSensorTimeout``), and fails only this try when
+   the export could not be checked for longer than ``max_outage`` (the task's retries reattach).
+   The trigger's event comes back through :meth:`ExportWaitMixin.resume_wait`, which does the same.
 
 The task classes provide ``hook`` (a :class:`~airflow_cvm_export.hooks.cvm.CvmHook`); the mixin
 provides the steps. Imports are made by the methods that use them, so a DAG file pays nothing for
@@ -126,16 +128,30 @@ class ExportWaitMixin(_TaskBase):
         raises as :meth:`fail_wait` says, as the trigger's event would; None while the export runs
         (or a check failing transiently, see :meth:`check_through_outage`), and the caller defers.
         """
+        finished, _ = self.check_for_end(export, Outage(self.max_outage))
+        return finished
+
+    def check_for_end(
+        self, export: ExportRecord, outage: Outage
+    ) -> tuple[ExportProgress | None, ExportProgress | None]:
+        """One check through ``outage``, decided by :func:`~airflow_cvm_export.utils.waiting.verdict`:
+        ``(finished, checked)``, every mode's wait in a worker.
+
+        ``finished`` is the progress of an export that is done, else None; ``checked`` is this check's
+        progress, done or not (None after a failed check ``outage`` tolerated, see
+        :meth:`check_through_outage`). A failed export, or a failed check the outage does not
+        tolerate, raises as :meth:`fail_wait` says.
+        """
         from airflow_cvm_export.utils.records import EventStatus
         from airflow_cvm_export.utils.waiting import verdict
 
-        progress = self.check_through_outage(export, Outage(self.max_outage))
+        progress = self.check_through_outage(export, outage)
         event = verdict(export, progress) if progress is not None else None
         if event is None:
-            return None
+            return None, progress
         if event.get("status") != EventStatus.SUCCESS:
             self.fail_wait(event)
-        return progress
+        return progress, progress
 
     def check_through_outage(self, export: ExportRecord, outage: Outage) -> ExportProgress | None:
         """:meth:`check_export`, riding out an outage: None after a failed check ``outage`` tolerates (logged).
@@ -168,22 +184,18 @@ class ExportWaitMixin(_TaskBase):
         (:meth:`check_through_outage`). A failed export or a timeout raises as :meth:`fail_wait` says;
         handing the objects on is the caller's (:meth:`publish_export`).
         """
-        from airflow_cvm_export.utils.records import EventStatus
-        from airflow_cvm_export.utils.waiting import timeout_event, verdict
+        from airflow_cvm_export.utils.waiting import timeout_event
 
         deadline = time.monotonic() + timeout
         outage = Outage(max_outage)
         last: ExportProgress | None = None
         while True:
-            progress = self.check_through_outage(export, outage)
-            last = progress or last
-            event = verdict(export, progress) if progress is not None else None
-            if event is None and time.monotonic() + poll_interval > deadline:
-                event = timeout_event(export, last, f"within {timeout:g} s")
-            if event is not None:
-                if progress is not None and event.get("status") == EventStatus.SUCCESS:
-                    return progress
-                self.fail_wait(event)
+            finished, checked = self.check_for_end(export, outage)
+            if finished is not None:
+                return finished
+            last = checked or last
+            if time.monotonic() + poll_interval > deadline:
+                self.fail_wait(timeout_event(export, last, f"within {timeout:g} s"))
             time.sleep(poll_interval)
 
     def publish_export(self, context: Context, export: ExportRecord, objects: list[ExportedObject]) -> list[str]:

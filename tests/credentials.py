@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import pytest
 
 SECRET_ID = "AKIDTESTSECRETID"
@@ -32,18 +31,25 @@ def web_identity_token(expires: float | None = None) -> str:
     return f"{part({'alg': 'RS256'})}.{part(payload)}.c2lnbmF0dXJl"
 
 
-def write_tke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str | None = None) -> Path:
-    """A TKE pod's OIDC identity: its web identity token file (under ``tmp_path``) and the ``TKE_*`` variables."""
+def tke_environment(tmp_path: Path, token: str | None = None) -> dict[str, str]:
+    """A TKE pod's OIDC identity for a process's environment: its web identity token file (written under
+    ``tmp_path``) and the ``TKE_*`` variables."""
     token_file = tmp_path / "web-identity-token"
     token_file.write_text(token or web_identity_token())
-    for name, value in {
+    return {
         "TKE_REGION": "ap-guangzhou",
         "TKE_PROVIDER_ID": "OIDC",
         "TKE_WEB_IDENTITY_TOKEN_FILE": str(token_file),
         "TKE_ROLE_ARN": ROLE_ARN,
-    }.items():
+    }
+
+
+def write_tke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str | None = None) -> Path:
+    """:func:`tke_environment` in this process's environment; returns the token file."""
+    environment = tke_environment(tmp_path, token)
+    for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    return token_file
+    return Path(environment["TKE_WEB_IDENTITY_TOKEN_FILE"])
 
 
 def rotate_key(emulator: object) -> None:

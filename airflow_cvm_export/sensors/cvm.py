@@ -255,19 +255,18 @@ class ExportImagesSensor(ExportWaitMixin, BaseSensorOperator):
 
         A transiently failed check is "not done yet" for up to ``max_outage`` seconds in a row.
         """
-        from airflow_cvm_export.utils import waiting
-
         outage = self._ongoing_outage(context)
         was_out = outage.since is not None
         try:
-            progress = self.check_through_outage(self.export_record, outage)
+            finished, _ = self.check_for_end(self.export_record, outage)
         finally:
             if was_out or outage.since is not None:
                 self._keep_outage(context, outage)
-        event = waiting.verdict(self.export_record, progress) if progress is not None else None
-        if event is None:
+        if finished is None:
             return False
-        return PokeReturnValue(is_done=True, xcom_value=self.resume_wait(context, self.export_record, event))
+        return PokeReturnValue(
+            is_done=True, xcom_value=self.publish_export(context, self.export_record, finished.objects)
+        )
 
     def _ongoing_outage(self, context: Context) -> Outage:
         """This wait's :class:`~airflow_cvm_export.utils.outage.Outage`: kept by this instance across pokes,

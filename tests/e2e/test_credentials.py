@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from airflow_cvm_export.emulator import Emulator
-from tests.credentials import ROLE_ARN, SECRET_ID, SECRET_KEY, web_identity_token
+from tests.credentials import ROLE_ARN, SECRET_ID, SECRET_KEY, tke_environment
 from tests.e2e.conftest import REGION, DagRun
 from tests.e2e.test_dags import BUCKET, IMAGES, MODE_MARKS
 
@@ -43,14 +43,7 @@ def source_setup(source: str, emulator: Emulator, tmp_path: Path) -> tuple[dict[
         env["HOME"] = str(home)
         extra["profile_name"] = "exports"
     elif name == "oidc":
-        token_file = tmp_path / "web-identity-token"
-        token_file.write_text(web_identity_token())
-        env.update(
-            TKE_REGION=REGION,
-            TKE_PROVIDER_ID="OIDC",
-            TKE_WEB_IDENTITY_TOKEN_FILE=str(token_file),
-            TKE_ROLE_ARN=ROLE_ARN,
-        )
+        env.update(tke_environment(tmp_path))
     extra["credential_source"] = "default" if name == "default" else name
     if role:
         extra["role_arn"] = ROLE_ARN

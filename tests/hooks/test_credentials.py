@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 
 from airflow_cvm_export.emulator import Emulator
 from airflow_cvm_export.hooks import credentials
@@ -188,24 +189,30 @@ def test_default_chain_falls_through_to_oidc(
 def test_short_lived_credentials_are_renewed_before_they_expire(
     kind: str, hook: Callable[..., Any], emulator: Emulator
 ) -> None:
-    """Lifetime 3 s: renewed after 2 s (a third of the lifetime left); never refused for expiry."""
+    """Lifetime 3 s: renewed after 2 s (a third of the lifetime left); never refused for expiry.
+
+    The clock (time-machine: this process's wall clock, so the hook's and the in-process emulator's
+    STS and signature checks alike) moves on 0.5 s after each call instead of the test sleeping.
+    """
     emulator.credential_lifetime = 3
     made = hook(kind, login=SECRET_ID, password=SECRET_KEY, role_arn=ROLE_ARN)
 
-    async def calls(hook: CvmAsyncHook) -> None:
-        try:
-            for _ in range(16):
-                await hook.call("DescribeRegions", {})
-                await asyncio.sleep(0.5)
-        finally:
-            await hook.aclose()
+    with time_machine.travel(time.time(), tick=True) as clock:
 
-    if kind == "async":
-        asyncio.run(calls(made))
-    else:
-        for _ in range(16):
-            made.call("DescribeRegions", {})
-            time.sleep(0.5)
+        async def calls(hook: CvmAsyncHook) -> None:
+            try:
+                for _ in range(16):
+                    await hook.call("DescribeRegions", {})
+                    clock.shift(0.5)
+            finally:
+                await hook.aclose()
+
+        if kind == "async":
+            asyncio.run(calls(made))
+        else:
+            for _ in range(16):
+                made.call("DescribeRegions", {})
+                clock.shift(0.5)
     seen = counts(emulator)
     assert seen["DescribeRegions"] == {"ok": 16}
     # 8 s of calls on 3 s credentials renewed after 2 s: 4 or 5 AssumeRoles, at most 2 per lifetime.

@@ -1,12 +1,10 @@
-"""The provider registers with Airflow: package, connection type, hook and connection form."""
+"""The provider registers with Airflow: connection type, hook and connection form, read in this process
+(the ``airflow providers`` commands that show them: tests/e2e/test_providers_cli.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,44 +15,6 @@ from airflow_cvm_export.utils.connection import EXTRA_KEYS
 from airflow_cvm_export.version_compat import AIRFLOW_V_3_2_PLUS, AIRFLOW_V_3_3_PLUS
 
 EXTRAS = sorted(EXTRA_KEYS)
-CONN_FIELDS_SINCE = "Airflow reads the provider info's conn-fields from 3.2 on (3.1: get_connection_form_widgets)"
-
-
-@pytest.fixture(scope="module")
-def airflow_cli(tmp_path_factory: pytest.TempPathFactory):
-    """Run ``airflow providers <command> --output json`` in a fresh AIRFLOW_HOME."""
-    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow_home"))}
-    airflow = str(Path(sys.executable).with_name("airflow"))
-
-    def run(*command: str) -> Any:
-        done = subprocess.run(
-            [airflow, "providers", *command, "--output", "json"], env=env, capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        return json.loads(done.stdout)
-
-    return run
-
-
-def test_providers_list_shows_the_package(airflow_cli: Any):
-    (entry,) = [p for p in airflow_cli("list") if p["package_name"] == "airflow-cvm-export"]
-    assert entry["version"] == get_provider_info()["versions"][0]
-
-
-def test_providers_hooks_registers_the_connection_type(airflow_cli: Any):
-    (hook,) = [h for h in airflow_cli("hooks") if h["connection_type"] == "tencentcloud"]
-    assert hook["class"] == "airflow_cvm_export.hooks.cvm.CvmHook"
-    assert hook["conn_id_attribute_name"] == "tencentcloud_conn_id"
-    assert hook["package_name"] == "airflow-cvm-export"
-
-
-@pytest.mark.skipif(not AIRFLOW_V_3_2_PLUS, reason=CONN_FIELDS_SINCE)
-def test_connection_form_has_the_extras(airflow_cli: Any):
-    widgets = [
-        w for w in airflow_cli("widgets") if w.get("connection_parameter_name", "").startswith("extra__tencentcloud__")
-    ]
-    names = sorted(w["connection_parameter_name"].removeprefix("extra__tencentcloud__") for w in widgets)
-    assert names == EXTRAS
 
 
 def test_hook_attributes_and_form_behaviour():

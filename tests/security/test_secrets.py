@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_cvm_export.emulator import Emulator
-from tests.credentials import ROLE_ARN, web_identity_token
+from tests.credentials import ROLE_ARN, tke_environment, web_identity_token
 from tests.e2e.conftest import DagRun
 from tests.security.dags.cvm_export_secrets import BAD_CONNECTIONS
 
@@ -131,17 +131,12 @@ def test_no_temporary_secret_at_debug_level(run_dag: Callable[..., DagRun], airf
     web identity token, temporary SecretKey, token, ExternalId or session policy anywhere."""
 
     web_identity = web_identity_token()
-    token_file = tmp_path / "web-identity-token"
-    token_file.write_text(web_identity)
     emulator = Emulator(secret_id=SECRET_ID, secret_key=SECRET_KEY, export_seconds=8, credential_lifetime=4)
     with emulator:
         env = {
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG",
-            "TKE_REGION": "ap-guangzhou",
-            "TKE_PROVIDER_ID": "OIDC",
-            "TKE_WEB_IDENTITY_TOKEN_FILE": str(token_file),
-            "TKE_ROLE_ARN": ROLE_ARN,
+            **tke_environment(tmp_path, web_identity),
             **{
                 f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)
                 for conn_id, conn in bad_connections(emulator.url).items()

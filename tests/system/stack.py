@@ -403,6 +403,7 @@ def celery_stack(
 
     ``airflow_env`` adds to (or overrides) Airflow's environment; ``before_airflow(stack)`` runs once
     the databases and the emulator are up, before Airflow starts (to start more emulators, say).
+    With ``CVM_KEEP_STACK=1`` in the environment its directory (logs, Airflow home) is kept afterwards.
     """
     scratch = Path(tempfile.mkdtemp(prefix="cvm-celery-"))
     stack = Stack(home=scratch / "airflow", api=f"http://127.0.0.1:{free_port()}", workers=tuple(WORKERS))
@@ -427,7 +428,10 @@ def celery_stack(
         yield stack
     finally:
         stack.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
+        if os.environ.get("CVM_KEEP_STACK"):
+            print(f"\nkept the stack's directory: {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 @contextlib.contextmanager

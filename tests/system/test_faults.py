@@ -6,7 +6,9 @@ kills), and two emulators in ``manual`` progression (exports run until the suite
 for the process faults, one for the cloud outage. The faults are given in one campaign, overlapping
 where they can (``campaign``), and each test checks one scenario's runs: success, the sensor's XCom
 is the emulator's CosPaths, exactly one export per image, no task left running or deferred, and for
-the outage no task retry spent.
+the outage no task retry spent. The campaign gives only the faults of the selected tests (their
+``scenario`` marks): ``make fault-test-airflow-3.1`` runs scenario 3 alone on Airflow 3.1, the path
+without a task state store.
 
 1. the triggerer running deferred waits (sensor and one-task operator) ``SIGKILL``ed while the other
    one is down too, then a new triggerer started: the waits go on there, in the same try;
@@ -38,7 +40,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,9 +224,15 @@ def healthy(stack: Stack) -> bool:
     )
 
 
+def scenario(name: str) -> pytest.MarkDecorator:
+    """The campaign's scenario a test checks: the campaign gives only the faults of the selected tests."""
+    return pytest.mark.scenario(name)
+
+
 @pytest.fixture(scope="module")
-def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
+def campaign(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Campaign]:
     require("the fault suite", missing_for_celery())
+    wanted = {mark.args[0] for item in request.session.items for mark in item.iter_markers("scenario")}
     dags = tmp_path_factory.mktemp("fault_dags")
     (dags / "fault_waits.py").write_text((Path(__file__).parent / "dags" / "fault_waits.py").read_text())
     outage: dict[str, str] = {}
@@ -257,7 +265,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
         supervisor = Supervisor(running)
         supervisor.start()
         try:
-            give_faults(running, supervisor)
+            give_faults(running, supervisor, wanted)
         finally:
             supervisor.stopped.set()
             supervisor.join()
@@ -266,8 +274,8 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
         yield running
 
 
-def give_faults(campaign: Campaign, supervisor: Supervisor) -> None:
-    """The campaign: every fault, overlapping where they can; then the exports finish."""
+def give_faults(campaign: Campaign, supervisor: Supervisor, wanted: set[str]) -> None:
+    """The campaign: the faults of the ``wanted`` scenarios, overlapping where they can; then the exports finish."""
     stack, default = campaign.stack, campaign.stack.emulator
     images = iter(extra_image_id(i) for i in range(1, 21))
 
@@ -277,8 +285,40 @@ def give_faults(campaign: Campaign, supervisor: Supervisor) -> None:
         campaign.runs.setdefault(scenario, []).append(run)
         return run
 
-    # 4. Scheduler, Redis and PostgreSQL restarted while runs wait (before the outage: a queued task's
-    # Celery message lost with Redis would be a retry, which the outage runs must not spend).
+    # Restarts first (before the outage: a queued task's Celery message lost with Redis would be a retry,
+    # which the outage runs must not spend); the outage goes on while the process faults are given.
+    if "restarts" in wanted:
+        restart_components(campaign, supervisor, start)
+    outage_runs = begin_outage(campaign, start) if "outage" in wanted else []
+    outage_began = time.monotonic()
+    if "triggerers" in wanted:
+        kill_triggerers(campaign, supervisor, start)
+    if "worker_death" in wanted:
+        kill_worker_node(campaign, supervisor, start)
+
+    # The exports of the default emulator finish (now and from now on).
+    control(default, "exports/finish")
+    control(default, "progression", progression="time")  # the exports a retry starts from now on
+    for name in wanted - {"outage"}:
+        for run in campaign.runs[name]:
+            stack.wait_for_run(run.dag_id, run.run_id, RUN_TIMEOUT)
+
+    if outage_runs:  # the cloud comes back after OUTAGE_SECONDS; the exports finish
+        time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - outage_began)))
+        control(campaign.outage_emulator, "faults", "delete")
+        back = time.monotonic()
+        control(campaign.outage_emulator, "exports/finish")
+        for run in outage_runs:
+            stack.wait_for_run(run.dag_id, run.run_id, RUN_TIMEOUT)
+        campaign.recovery["outage: runs done after the cloud came back"] = time.monotonic() - back
+
+
+Start = Callable[..., Run]
+
+
+def restart_components(campaign: Campaign, supervisor: Supervisor, start: Start) -> None:
+    """4. The scheduler, Redis and PostgreSQL restarted while runs wait in every mode."""
+    stack = campaign.stack
     waiting = [start("restarts", f"faults_{mode}") for mode in ("poke", "reschedule", "deferrable", "one_task")]
     for run in waiting:
         wait_state(stack, run, WAITING[run.dag_id])
@@ -293,17 +333,22 @@ def give_faults(campaign: Campaign, supervisor: Supervisor) -> None:
     wait_until("every component to be up and healthy", lambda: healthy(stack), 180, interval=1)
     campaign.recovery["restarts: healthy again"] = time.monotonic() - began
 
-    # 5. The outage runs start on the second emulator; the cloud goes away once every export runs.
-    outage_runs = [
+
+def begin_outage(campaign: Campaign, start: Start) -> list[Run]:
+    """5. Runs in every mode on the second emulator; the cloud goes away once every export runs."""
+    runs = [
         start("outage", f"faults_{mode}", campaign.outage_emulator, "tc_outage")
         for mode in ("poke", "reschedule", "deferrable", "one_task")
     ]
-    for run in outage_runs:
-        wait_state(stack, run, WAITING[run.dag_id])
+    for run in runs:
+        wait_state(campaign.stack, run, WAITING[run.dag_id])
     control(campaign.outage_emulator, "faults", kinds=["drop_before", "http5xx"], rate=1)
-    outage_began = time.monotonic()
+    return runs
 
-    # 2. and 1. Deferred waits (sensor and one-task); the triggerer running them killed, then the other.
+
+def kill_triggerers(campaign: Campaign, supervisor: Supervisor, start: Start) -> None:
+    """2. and 1. Deferred waits (sensor and one-task); the triggerer running them killed, then the other."""
+    stack = campaign.stack
     deferred = [start("triggerers", "faults_deferrable"), start("triggerers", "faults_one_task")]
     for run in deferred:
         wait_state(stack, run, "deferred")
@@ -325,7 +370,10 @@ def give_faults(campaign: Campaign, supervisor: Supervisor) -> None:
     stack.restart(other)
     supervisor.paused.discard(other)
 
-    # 3. The victim node dies during a poke sensor and during start_export with ExportImages in flight.
+
+def kill_worker_node(campaign: Campaign, supervisor: Supervisor, start: Start) -> None:
+    """3. The victim node dies during a poke sensor and during start_export with ExportImages in flight."""
+    stack, default = campaign.stack, campaign.stack.emulator
     poking = start("worker_death", "faults_victim")
     wait_state(stack, poking, "running")
     # 15 s in flight: the node dies before the answer, the cloud starts the export while nobody listens (a
@@ -343,24 +391,9 @@ def give_faults(campaign: Campaign, supervisor: Supervisor) -> None:
     wait_state(stack, poking, "running", try_number=2, timeout=240)
     campaign.recovery["worker death: poke sensor's retry running"] = time.monotonic() - killed
 
-    # The exports of the default emulator finish (now and from now on) once the killed start's retry runs.
     wait_until(
         "the killed start's retry", lambda: task_instances(stack, starting)["start"]["try_number"] >= 2, 240, interval=1
     )
-    control(default, "exports/finish")
-    control(default, "progression", progression="time")  # the exports a retry starts from now on
-    for scenario in ("restarts", "triggerers", "worker_death"):
-        for run in campaign.runs[scenario]:
-            stack.wait_for_run(run.dag_id, run.run_id, RUN_TIMEOUT)
-
-    # 5 (end). The cloud comes back after OUTAGE_SECONDS; the exports finish.
-    time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - outage_began)))
-    control(campaign.outage_emulator, "faults", "delete")
-    back = time.monotonic()
-    control(campaign.outage_emulator, "exports/finish")
-    for run in outage_runs:
-        stack.wait_for_run(run.dag_id, run.run_id, RUN_TIMEOUT)
-    campaign.recovery["outage: runs done after the cloud came back"] = time.monotonic() - back
 
 
 def check_runs(campaign: Campaign, scenario: str, *, retries_allowed: bool) -> None:
@@ -379,16 +412,19 @@ def check_runs(campaign: Campaign, scenario: str, *, retries_allowed: bool) -> N
         assert sorted(value["cos_paths"] if isinstance(value, dict) else value) == sorted(exports[0]["CosPaths"])
 
 
+@scenario("triggerers")
 def test_triggerer_killed_during_deferred_waits_a_new_one_takes_them(campaign: Campaign) -> None:
     check_runs(campaign, "triggerers", retries_allowed=False)
     assert campaign.recovery["triggerer killed: waits running in the new one"] < 90
 
 
+@scenario("triggerers")
 def test_two_triggerers_the_waits_move_to_the_other_in_the_same_try(campaign: Campaign) -> None:
     check_runs(campaign, "triggerers", retries_allowed=False)
     assert campaign.recovery["triggerer HA: waits running on the other"] < 60
 
 
+@scenario("worker_death")
 def test_worker_node_death_during_poke_and_start_export_retries_without_a_second_export(campaign: Campaign) -> None:
     check_runs(campaign, "worker_death", retries_allowed=True)
     poking, starting = campaign.runs["worker_death"]
@@ -396,10 +432,12 @@ def test_worker_node_death_during_poke_and_start_export_retries_without_a_second
     assert task_instances(campaign.stack, starting)["start"]["try_number"] >= 2
 
 
+@scenario("restarts")
 def test_scheduler_redis_and_postgres_restarted_while_runs_wait(campaign: Campaign) -> None:
     check_runs(campaign, "restarts", retries_allowed=True)
 
 
+@scenario("outage")
 def test_a_five_minute_cloud_outage_costs_no_retry_in_any_mode(campaign: Campaign) -> None:
     check_runs(campaign, "outage", retries_allowed=False)
     for run in campaign.runs["outage"]:  # each failed check was logged, in the task's or the trigger's log
