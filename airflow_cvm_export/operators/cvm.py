@@ -90,7 +90,8 @@ class ExportImagesOperator(ExportWaitMixin, ResumableJobMixin, BaseOperator):
       then a full set of new files under its names means it started and finished (the record has
       ``recovered`` true, ``task_id`` None and the CosPaths found), none means it never started, and
       only then, once the send can no longer reach the cloud (its time plus the hook's
-      ``longest_send()``), is ExportImages sent again.
+      ``longest_send()``, which the connection's ``connect_timeout``, ``read_timeout``,
+      ``retry_limit`` and ``retry_delay`` extras bound), is ExportImages sent again.
     - On Airflow 3.3+ (``durable=True``, the default) the intent (request, start, baseline) is in the
       task state store while a send's outcome is unknown, and the export record once it is known
       (``ResumableJobMixin``). A retry or a cleared task that finds the record reattaches to a
